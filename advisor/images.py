@@ -1,0 +1,139 @@
+"""Read one image file into the network's uint8 RGB geometry.
+
+One function decides how a file becomes pixels, so the decode cache, the
+advisor, the exported model's ``predict`` command and the parity tests all see
+exactly the same array.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from advisor import config
+from advisor.errors import DatasetError
+
+
+class ImageReadError(DatasetError):
+    """One file could not be read as an image; the message says why."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to ``size * RESIZE_RATIO``, then centre-crop ``size``."""
+    short = max(size, int(round(size * config.RESIZE_RATIO)))
+    width, height = img.size
+    if width <= height:
+        new_w, new_h = short, max(short, int(short * height / width))
+    else:
+        new_w, new_h = max(short, int(short * width / height)), short
+    if (new_w, new_h) != img.size:
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def open_image(path: Path | str) -> Image.Image:
+    """Open an image file upright, fully decoded, as 8-bit RGB at its native size.
+
+    The first frame of animated files is used; EXIF orientation is applied;
+    grayscale, palette, RGBA, CMYK and 16-bit images become 8-bit RGB.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        A Pillow image in mode ``"RGB"``.
+
+    Raises:
+        ImageReadError: The file is empty, truncated, not an image, too large
+            (a decompression bomb), or unreadable; the message says which.
+
+    Example:
+        >>> open_image("cat.jpg").mode  # doctest: +SKIP
+        'RGB'
+    """
+    return _read(Path(path), size=None)
+
+
+def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """Read an image file as a ``(size, size, 3)`` uint8 RGB array.
+
+    Follows torchvision's evaluation geometry: resize the short side to
+    ``size * 256 / 224`` (bilinear), then centre-crop ``size`` x ``size``. Large
+    JPEGs are downscaled while decoding (Pillow's draft mode), which is much
+    cheaper than decoding at full size.
+
+    Args:
+        path: The image file.
+        size: Output height and width in pixels. Defaults to `224`.
+
+    Returns:
+        A ``(size, size, 3)`` ``uint8`` array.
+
+    Raises:
+        ImageReadError: The file cannot be used; the message says why.
+
+    Example:
+        >>> load_image("cat.jpg", 224).shape  # doctest: +SKIP
+        (224, 224, 3)
+    """
+    img = _read(Path(path), size=size)
+    return np.asarray(_resize_and_crop(img, size), dtype=np.uint8)
+
+
+def _read(path: Path, *, size: int | None) -> Image.Image:
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > config.MAX_IMAGE_PIXELS:
+                    raise ImageReadError(
+                        f"{path}: {width}x{height} pixels is over the "
+                        f"{config.MAX_IMAGE_PIXELS:,}-pixel limit (decompression bomb?)"
+                    )
+                if width < 1 or height < 1:
+                    raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
+                img.seek(0)
+                if size is not None and img.format == "JPEG":
+                    short = int(round(size * config.RESIZE_RATIO))
+                    img.draft("RGB", (short, short))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except ImageReadError:
+        raise
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied; make the file readable") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{path}: cannot decode ({exc})") from None
+
+
+# Truncated files must fail, not be silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

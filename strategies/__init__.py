@@ -1,0 +1,1 @@
+"""Strategies execute plans; they never decide."""
