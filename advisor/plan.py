@@ -1,0 +1,167 @@
+"""The plan: what the advisor decided, as a small typed, versioned, frozen record.
+
+The advisor produces a :class:`Plan`; strategies execute it and read every
+setting from it. Its JSON form uses the enum values, sorted keys and a
+``schema_version``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from advisor.errors import PlanError
+
+SCHEMA_VERSION = 1
+
+
+class Regime(str, Enum):
+    """The four CS231n transfer-learning regimes.
+
+    - ``svm``: frozen backbone as feature extractor + linear SVM.
+    - ``last-layer``: frozen backbone, new softmax layer.
+    - ``partial``: early blocks frozen, later ones fine-tuned with a small rate.
+    - ``full``: every layer fine-tuned from the pretrained weights.
+    """
+
+    SVM = "svm"
+    LAST_LAYER = "last-layer"
+    PARTIAL = "partial"
+    FULL = "full"
+
+    @property
+    def fine_tunes_backbone(self) -> bool:
+        """Whether this regime trains backbone weights."""
+        return self in (Regime.PARTIAL, Regime.FULL)
+
+    @classmethod
+    def parse(cls, value: str | Regime) -> Regime:
+        """Return the regime named `value`, or raise a one-line error listing the known ones.
+
+        Example:
+            >>> Regime.parse("last-layer")
+            <Regime.LAST_LAYER: 'last-layer'>
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(r.value for r in cls)
+            raise PlanError(f"Unknown regime {value!r}. Known: {known}.") from None
+
+
+class Optimizer(str, Enum):
+    """Optimizers a plan may ask for."""
+
+    SGD = "sgd"  # with momentum 0.9
+    ADAMW = "adamw"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to adapt a pretrained backbone to one dataset.
+
+    Attributes:
+        regime: Which of the four regimes to run.
+        backbone: Registry name of the backbone.
+        image_size: Square input size in pixels.
+        frozen_blocks: Names of backbone blocks kept frozen (all of them for
+            ``svm`` and ``last-layer``; none for ``full``).
+        feature_layer: Layer whose (globally pooled) output the new head or the
+            SVM reads.
+        optimizer: ``sgd`` (momentum 0.9) or ``adamw``.
+        head_learning_rate: Learning rate of the new head.
+        backbone_learning_rate: Learning rate of trained backbone layers
+            (10x smaller than the head's); 0 when nothing is fine-tuned.
+        batch_size: Images per step.
+        head_epochs: Epochs of the linear probe (the head alone, on cached embeddings).
+        epochs: Fine-tuning epochs (0 for frozen regimes).
+        warmup_epochs: Linear warm-up before cosine decay while fine-tuning.
+        patience: Early-stopping patience in epochs, on validation loss.
+        augmentation: Names of augmentations (``flip``, ``translate``, ``zoom``); empty for none.
+        class_weights: Per-class loss weights, or `None` when classes are balanced.
+        svm_c_grid: Values of C searched by cross-validation for ``svm``.
+        seed: Seed of every random choice in the run.
+        reasons: One sentence per decided field, citing the number and threshold behind it.
+        schema_version: Version of this record's JSON form.
+    """
+
+    regime: Regime
+    backbone: str
+    image_size: int
+    frozen_blocks: tuple[str, ...]
+    feature_layer: str
+    optimizer: Optimizer
+    head_learning_rate: float
+    backbone_learning_rate: float
+    batch_size: int
+    head_epochs: int
+    epochs: int
+    warmup_epochs: int
+    patience: int
+    augmentation: tuple[str, ...]
+    class_weights: tuple[float, ...] | None
+    svm_c_grid: tuple[float, ...]
+    seed: int
+    reasons: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (enum values, lists for tuples).
+
+        Example:
+            >>> Plan.from_dict(plan.to_dict()) == plan  # doctest: +SKIP
+            True
+        """
+        data = asdict(self)
+        data["regime"] = self.regime.value
+        data["optimizer"] = self.optimizer.value
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Build a plan from :meth:`to_dict`'s output.
+
+        Raises:
+            PlanError: Missing or unknown fields, or a newer schema version.
+        """
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise PlanError(
+                f"Plan schema_version {version} is newer than this advisor's "
+                f"({SCHEMA_VERSION}); upgrade finetune-advisor"
+            )
+        names = {f.name for f in fields(cls)}
+        missing = names - set(data) - {"reasons", "schema_version"}
+        unknown = set(data) - names
+        if missing or unknown:
+            raise PlanError(f"Malformed plan: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        values = dict(data)
+        values["regime"] = Regime.parse(values["regime"])
+        values["optimizer"] = Optimizer(values["optimizer"])
+        for key in ("frozen_blocks", "augmentation", "svm_c_grid"):
+            values[key] = tuple(values[key])
+        if values.get("class_weights") is not None:
+            values["class_weights"] = tuple(float(w) for w in values["class_weights"])
+        values["reasons"] = dict(values.get("reasons", {}))
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """Return the plan as sorted-key JSON text."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """Parse :meth:`to_json`'s output.
+
+        Raises:
+            PlanError: The text is not a valid plan.
+        """
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"Plan JSON is malformed: {exc}") from None
