@@ -52,3 +52,132 @@ DECODE_CHUNK_SIZE = 64
 DECODE_MIN_PARALLEL = 256
 #: Draw a progress bar (when asked to) only for jobs running longer than this (s).
 PROGRESS_DELAY_S = 2.0
+#: The scan probes files (header + hash) on this many threads once there are
+#: at least SCAN_MIN_PARALLEL of them; I/O and hashing release the GIL.
+SCAN_THREADS = 4
+SCAN_MIN_PARALLEL = 512
+SCAN_CHUNK_SIZE = 64
+
+# --- Measurement (advisor.measure) ---------------------------------------------
+#: Images embedded to profile a dataset (stratified; all images when fewer). The
+#: issue's figure: ~2,000 keeps the one forward pass to minutes on 2 CPU cores
+#: while the probes' cross-validated accuracy is already stable to ~1 point.
+SAMPLE_CAP = 2_000
+#: Images per forward pass of the measurement model.
+EMBED_BATCH_SIZE = 32
+#: Depths (block index / (blocks - 1)) of the intermediate blocks whose pooled
+#: outputs the linear probe also reads; on MobileNetV2 (19 blocks) these are
+#: block_8, block_12 and block_14 (CS231n: for small, different data, classify
+#: from earlier activations).
+PROBE_BLOCK_FRACTIONS = (0.5, 0.7, 0.85)
+
+# --- Profile: layer-wise shift map (advisor.profile) -----------------------------
+#: Added to both variances in the per-channel Gaussian KL; torchvision's BN epsilon.
+SHIFT_KL_EPSILON = 1e-5
+#: A block "departs" from ImageNet when the mean KL of its BN inputs exceeds this.
+#: Measured on the ported MobileNetV2 (200 images per set): foolbox's 20 ImageNet
+#: photos stay <= 0.021 in every block and scikit-image's photos <= 0.062; digits,
+#: MNIST, emoji and Fashion-MNIST exceed 0.1 from the stem on. ~5x the ImageNet maximum.
+SHIFT_DEPARTURE_KL = 0.1
+#: Depth range (block index / (blocks - 1)) of the blocks whose mean KL feeds the
+#: similarity score: blocks 1-12 of MobileNetV2, which separated photos from
+#: non-photos best in the issue's study (per-image AUROC 0.92 vs 0.83 for max-softmax).
+SHIFT_SCORE_DEPTH = (0.1, 0.75)
+#: KL scale of the shift component exp(-KL / scale): 0.25 maps ImageNet photos
+#: (KL 0.008) to 0.97, scikit-image photos (0.026) to 0.90, Tux Paint (0.07) to
+#: 0.76, Fashion-MNIST (0.30) to 0.31 and scikit-learn digits (0.42) to 0.18.
+SHIFT_SCORE_SCALE = 0.25
+
+# --- Profile: ImageNet head ------------------------------------------------------
+#: ImageNet classes listed per class folder (most frequent argmax first).
+HEAD_TOP_CLASSES = 3
+
+# --- Profile: frozen-feature probes ----------------------------------------------
+#: At most this many cross-validation folds (fewer when the smallest class is smaller).
+PROBE_MAX_FOLDS = 5
+#: Neighbours of the k-NN probe (cosine distance), capped by the training fold size.
+PROBE_KNN_NEIGHBORS = 5
+#: L2 penalty of the ridge linear probe on standardised features. Ridge was as
+#: accurate as logistic regression (within 1-2 points on digits, MNIST, emoji,
+#: Fashion-MNIST, Tux Paint) and 3-10x faster; alpha 100 was best or near-best on each.
+PROBE_RIDGE_ALPHA = 100.0
+#: Fractions of each training fold of the learning curve (the issue's 25/50/100%).
+PROBE_LEARNING_CURVE = (0.25, 0.5, 1.0)
+#: An earlier block "is as good" as the bottleneck when its linear-probe accuracy
+#: is at least the bottleneck's minus this (about one standard error of a 5-fold
+#: accuracy on a few hundred images).
+PROBE_BLOCK_TOLERANCE = 0.01
+
+# --- Profile: combined similarity score -------------------------------------------
+#: Weights of the components of the similarity score (renormalised over those
+#: present; the probe is absent without labels). The label-free shift map gets the
+#: most weight: it separated photos from non-photos best in the issue's study.
+SIMILARITY_WEIGHTS = {"shift": 0.5, "head": 0.3, "probe": 0.2}
+
+# --- Decision (advisor.decide) -----------------------------------------------------
+# First values come from the issue's seed rules (CS231n "Transfer Learning" notes)
+# and the measurements quoted next to them; the regime benchmark calibrates them.
+#: Fewer images than this: bottleneck features + linear SVM (CS231n seed rule, "< ~1,000").
+SVM_MAX_IMAGES = 1_000
+#: From this many images on a dataset is "large". CS231n gives no number; Kornblith
+#: et al. (2019) find fine-tuning's gain over a frozen linear probe small on sets of
+#: 2-4k images (Flowers, Pets, Caltech) and large on 50k+ (CIFAR, Food-101).
+LARGE_DATASET_IMAGES = 10_000
+#: Data with a similarity score at or above this "looks like ImageNet". Measured
+#: (see SHIFT_SCORE_SCALE): ImageNet photos 0.80, Tux Paint 0.67, scikit-image photos
+#: 0.62 lie above; emoji 0.41, Fashion-MNIST 0.39, CIFAR at 224 px 0.38, MNIST 0.36,
+#: scikit-learn digits 0.30 below.
+SIMILARITY_THRESHOLD = 0.5
+#: Small & different data: freeze at least this fraction of the blocks (the generic
+#: early filters; Yosinski et al. 2014: the first layers transfer to any images)...
+PARTIAL_MIN_FROZEN_FRACTION = 1 / 3
+#: ...and at most this fraction, so that some blocks are fine-tuned.
+PARTIAL_MAX_FROZEN_FRACTION = 0.8
+#: Large & similar data: fine-tune the later blocks, freezing this fraction.
+LARGE_SIMILAR_FROZEN_FRACTION = 2 / 3
+
+#: Below this native short side (pixels) images are "low resolution" and the input
+#: shrinks: they carry no detail beyond their own pixels, compute grows with the
+#: square of the input, and Keras ships ImageNet MobileNetV2 weights for 96-224 px.
+LOW_RESOLUTION_SIDE = 64
+#: Low-resolution images are upscaled by this factor (then rounded up to a multiple
+#: of INPUT_SIZE_STEP): 28 px MNIST -> 128, 32 px CIFAR -> 128, 8 px digits -> 96.
+LOW_RESOLUTION_UPSCALE = 4
+#: Smallest input size a plan asks for (the smallest of keras.applications'
+#: pretrained MobileNetV2 sizes; a 3x3 final feature map).
+MIN_INPUT_SIZE = 96
+#: Input sizes are multiples of the backbone's total stride.
+INPUT_SIZE_STEP = 32
+
+#: Learning rate of a new head trained alone (AdamW default, Loshchilov & Hutter 2019).
+HEAD_ONLY_LEARNING_RATE = 1e-3
+#: Learning rate of the new head while fine-tuning with SGD momentum 0.9
+#: (Kornblith et al. 2019 fine-tune with SGD momentum 0.9 around 0.01 at batch 256).
+FINE_TUNE_HEAD_LEARNING_RATE = 1e-2
+#: Backbone rate = head rate x this (the usual "10x smaller" fine-tuning rule).
+BACKBONE_LEARNING_RATE_FACTOR = 0.1
+#: Images per step; SMALL_BATCH_SIZE when the training split is under SMALL_BATCH_MAX_TRAIN.
+BATCH_SIZE = 32
+SMALL_BATCH_SIZE = 16
+SMALL_BATCH_MAX_TRAIN = 500
+#: Epochs scale with dataset size so every plan takes about this many optimiser
+#: steps, clipped to the ranges below.
+HEAD_TARGET_STEPS = 2_000
+HEAD_EPOCH_RANGE = (10, 100)
+FINE_TUNE_TARGET_STEPS = 3_000
+FINE_TUNE_EPOCH_RANGE = (3, 30)
+#: Warm-up epochs = this fraction of the fine-tuning epochs (at least 1).
+WARMUP_FRACTION = 0.1
+#: Early-stopping patience = this fraction of the epochs, clipped to the range.
+PATIENCE_FRACTION = 0.2
+PATIENCE_RANGE = (3, 10)
+#: Augmentations while fine-tuning; "flip" only for data that looks like photos
+#: (mirroring changes the meaning of digits and text).
+FINE_TUNE_AUGMENTATION = ("translate", "zoom")
+PHOTO_AUGMENTATION = ("flip",)
+#: Classes are weighted (n / (k * count)) when the largest class has more than this
+#: many times the images of the smallest (first value; benchmark calibrates).
+IMBALANCE_RATIO_THRESHOLD = 2.0
+#: Values of the linear SVM's C searched by cross-validation (log grid around 1,
+#: on standardised features).
+SVM_C_GRID = (0.01, 0.1, 1.0, 10.0)

@@ -21,8 +21,12 @@ class ImageReadError(DatasetError):
     """One file could not be read as an image; the message says why."""
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+def _to_rgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white.
+
+    With ``keep_gray``, 8-bit grayscale stays ``"L"``: resizing one channel and
+    then converting gives bit-identical pixels to resizing three, 3x cheaper.
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
@@ -34,6 +38,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
+    if keep_gray and img.mode == "L":
+        return img
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
@@ -72,7 +78,8 @@ def open_image(path: Path | str) -> Image.Image:
         >>> open_image("cat.jpg").mode  # doctest: +SKIP
         'RGB'
     """
-    return _read(Path(path), size=None)
+    img = _read(Path(path), size=None)
+    return img.convert("RGB") if img.mode != "RGB" else img
 
 
 def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.ndarray:
@@ -97,8 +104,11 @@ def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.nd
         >>> load_image("cat.jpg", 224).shape  # doctest: +SKIP
         (224, 224, 3)
     """
-    img = _read(Path(path), size=size)
-    return np.asarray(_resize_and_crop(img, size), dtype=np.uint8)
+    img = _resize_and_crop(_read(Path(path), size=size), size)
+    pixels = np.asarray(img, dtype=np.uint8)
+    if pixels.ndim == 2:  # grayscale: resized on one channel, then copied to three
+        pixels = np.stack((pixels, pixels, pixels), axis=-1)
+    return pixels
 
 
 def _read(path: Path, *, size: int | None) -> Image.Image:
@@ -122,7 +132,7 @@ def _read(path: Path, *, size: int | None) -> Image.Image:
                     img.draft("RGB", (short, short))
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return _to_rgb(img, keep_gray=True)
     except ImageReadError:
         raise
     except PermissionError:

@@ -43,3 +43,20 @@ def mobilenet_v2(session_cache):
     from advisor.backbones import get_backbone
 
     return get_backbone("mobilenet_v2", image_size=224)
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """scikit-learn's digits (1,797 real 8x8 scans) as ``<class>/<n>.png`` grayscale PNGs."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    root = tmp_path_factory.mktemp("digits")
+    pixels = np.rint(digits.images * (255 / 16)).astype(np.uint8)
+    for i, (image, target) in enumerate(zip(pixels, digits.target)):
+        folder = root / str(target)
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:04d}.png")
+    return root
