@@ -38,14 +38,17 @@ def save_model(model, path: Path | str, class_names: Sequence[str]) -> Path:
         >>> save_model(model, "out/model.keras", ["cat", "dog"])  # doctest: +SKIP
     """
     path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelFileError(f"Expected a path ending in .keras. Received: path={str(path)!r}")
     n_outputs = int(model.outputs[0].shape[-1])
     if n_outputs != len(class_names):
         raise ModelFileError(
-            f"model has {n_outputs} outputs but {len(class_names)} class names were given")
+            f"The model has {n_outputs} outputs but {len(class_names)} class names were given; "
+            "pass one name per class.")
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
+            archive.writestr(CLASS_NAMES_ENTRY, json.dumps([str(n) for n in class_names]))
     return path
 
 

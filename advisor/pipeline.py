@@ -1,0 +1,309 @@
+"""Wire one run: scan -> measure -> decide -> (execute -> evaluate -> export).
+
+This is the one module where the advisor reaches the strategies, and only via
+``get_strategy(plan.regime)``. It decides nothing itself: the plan comes from
+:func:`advisor.decide.decide`, the work from the strategy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advisor import config
+from advisor.dataset import Dataset, scan_dataset
+from advisor.environment import describe_environment
+from advisor.evaluation import Evaluation, evaluate, most_confident_mistakes
+from advisor.plan import Plan, Regime
+from advisor.run_folder import RunFolder, open_run_folder
+
+logger = logging.getLogger(__name__)
+
+ADVICE_FILE = "advice.json"
+REPORT_FILE = "report.json"
+MODEL_FILE = "model.keras"
+SPLIT_FILE = "split.json"
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What the advisor measured and decided for one dataset.
+
+    Attributes:
+        dataset: The scanned dataset (files, split, summary).
+        profile: The measurements (:class:`advisor.profile.DatasetProfile`).
+        plan: The decision.
+        timings: Wall seconds per phase (scan, measure, decide).
+    """
+
+    dataset: Dataset
+    profile: Any
+    plan: Plan
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form written as ``advice.json``."""
+        return {
+            "data_dir": str(self.dataset.root),
+            "dataset": self.dataset.summary.to_dict(),
+            "class_names": list(self.dataset.class_names),
+            "split": {"seed": self.dataset.seed, "presplit": self.dataset.presplit,
+                      "sizes": {s: len(self.dataset.records(s)) for s in ("train", "val", "test")}},
+            "profile": self.profile.to_dict(),
+            "plan": self.plan.to_dict(),
+            "timings_s": dict(self.timings),
+            "environment": describe_environment(),
+        }
+
+
+def advise(
+    data_dir: Path,
+    *,
+    backbone: str = config.DEFAULT_BACKBONE,
+    regime: Regime | None = None,
+    sample_cap: int | None = None,
+    seed: int = config.DEFAULT_SEED,
+    epochs: int | None = None,
+    progress: bool = False,
+) -> Advice:
+    """Scan `data_dir`, measure it against the backbone, and decide a plan.
+
+    Args:
+        data_dir: One sub-folder per class (or ``train/val/test`` of those).
+        backbone: Backbone name. Defaults to `"mobilenet_v2"`.
+        regime: Force this regime instead of the advisor's choice. Defaults to `None`.
+        sample_cap: At most this many images are embedded for the measures.
+            Defaults to `None` (``config.SAMPLE_CAP``).
+        seed: Seed of the split, the sample and the run. Defaults to `config.DEFAULT_SEED`.
+        epochs: Override the plan's fine-tuning epochs. Defaults to `None`.
+        progress: Show progress bars. Defaults to `False`.
+
+    Returns:
+        The :class:`Advice`.
+
+    Raises:
+        AdvisorError: The folder cannot be used, or the backbone cannot be built.
+
+    Example:
+        >>> advice = advise(Path("digits"))  # doctest: +SKIP
+        >>> advice.plan.regime  # doctest: +SKIP
+        <Regime.SVM: 'svm'>
+    """
+    from advisor.backbones import get_backbone
+    from advisor.decide import decide
+    from advisor.measure import measure_dataset
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset = scan_dataset(Path(data_dir), seed=seed, progress=progress)
+    timings["scan"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    network = get_backbone(backbone)
+    cap = config.SAMPLE_CAP if sample_cap is None else sample_cap
+    profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
+    timings["measure"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    plan = decide(profile, backbone=network, regime=regime, seed=seed)
+    if epochs is not None:
+        reasons = dict(plan.reasons)
+        reasons["epochs"] = f"{epochs} fine-tuning epochs, forced by --epochs."
+        plan = dataclasses.replace(plan, epochs=epochs, reasons=reasons)
+    timings["decide"] = time.perf_counter() - start
+    return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
+
+
+def write_advice(advice: Advice, out: Path, *, overwrite: bool = False) -> Path:
+    """Write ``advice.json`` and ``advice.html`` into `out`, atomically.
+
+    Returns:
+        The output folder.
+
+    Raises:
+        OutputExistsError: `out` exists and `overwrite` is false.
+    """
+    from advisor.reports import advice_html
+
+    folder = open_run_folder(out, overwrite=overwrite)
+    data = advice.to_dict()
+    folder.write_json(ADVICE_FILE, data)
+    folder.write_text("advice.html", advice_html(data))
+    advice.dataset.save_split(folder.partial / SPLIT_FILE)
+    return folder.commit()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: where it is and what it reached."""
+
+    out: Path
+    evaluation: Evaluation
+    report: dict[str, Any]
+
+
+def _labelled(decoded, dataset: Dataset, split: str):
+    from strategies.base import LabelledImages
+
+    return LabelledImages(images=decoded[split].images, labels=dataset.labels(split),
+                          rows=decoded[split].rows)
+
+
+def execute(
+    advice: Advice,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    verbose: int = 0,
+    plan: Plan | None = None,
+) -> RunResult:
+    """Run the plan, evaluate it on the test split, and write the run folder.
+
+    The folder gets ``model.keras`` (uint8 images -> class probabilities, class
+    names inside), ``report.json``, ``report.html``, ``advice.json`` and
+    ``split.json``. It is written as ``<out>.partial`` and renamed when done;
+    re-running after an interruption resumes from the partial folder.
+
+    Args:
+        advice: The advice to execute.
+        out: Output folder.
+        overwrite: Replace a finished run in `out`. Defaults to `False`.
+        progress: Show progress bars. Defaults to `False`.
+        verbose: Keras verbosity. Defaults to `0`.
+        plan: Run this plan instead of ``advice.plan`` (``compare``). Defaults to `None`.
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        AdvisorError: The output folder exists, or the data cannot be decoded.
+    """
+    from advisor.backbones import get_backbone
+    from advisor.decode_cache import decode_dataset
+    from advisor.model_file import save_model
+    from advisor.reports import run_html
+    from strategies import get_strategy
+
+    plan = plan or advice.plan
+    folder = open_run_folder(out, overwrite=overwrite)
+    if folder.resumed:
+        logger.warning("Resuming the interrupted run in %s", folder.partial)
+    timings: dict[str, float] = dict(advice.timings)
+
+    start = time.perf_counter()
+    dataset, decoded = decode_dataset(advice.dataset, plan.image_size, progress=progress)
+    timings["decode"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    network = get_backbone(plan.backbone, image_size=plan.image_size)
+    strategy = get_strategy(plan.regime)(plan=plan, backbone=network)
+    strategy.fit(_labelled(decoded, dataset, "train"), _labelled(decoded, dataset, "val"),
+                 class_names=dataset.class_names, work_dir=folder.work, verbose=verbose)
+    timings["fit"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    test = decoded["test"]
+    test_images = np.asarray(test.images[test.rows])
+    probabilities = np.asarray(strategy.predict_proba(test_images))
+    y_test = dataset.labels("test")
+    evaluation = evaluate(y_test, probabilities, dataset.class_names)
+    timings["evaluate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = strategy.export_model()
+    save_model(model, folder.partial / MODEL_FILE, dataset.class_names)
+    timings["export"] = time.perf_counter() - start
+
+    mistakes = most_confident_mistakes(y_test, probabilities)
+    test_files = dataset.files("test")
+    report = {
+        "data_dir": str(dataset.root),
+        "plan": plan.to_dict(),
+        "advised_regime": advice.plan.regime.value,
+        "dataset": dataset.summary.to_dict(),
+        "profile": advice.profile.to_dict(),
+        "evaluation": evaluation.to_dict(),
+        "history": _jsonable(getattr(strategy, "history_", {})),
+        "timings_s": timings,
+        "environment": describe_environment(),
+        "seed": plan.seed,
+        "resumed": folder.resumed,
+        "model_file": MODEL_FILE,
+        "model_bytes": (folder.partial / MODEL_FILE).stat().st_size,
+        "most_confident_mistakes": [
+            {"file": str(test_files[i]), "true": dataset.class_names[y_test[i]],
+             "predicted": dataset.class_names[int(probabilities[i].argmax())],
+             "probability": float(probabilities[i].max())} for i in mistakes],
+    }
+    folder.write_json(REPORT_FILE, report)
+    folder.write_json(ADVICE_FILE, advice.to_dict())
+    dataset.save_split(folder.partial / SPLIT_FILE)
+    folder.write_text("report.html", run_html(report, mistake_images=[test_images[i] for i in mistakes]))
+    final = folder.commit()
+    return RunResult(out=final, evaluation=evaluation, report=report)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def compare(
+    advice: Advice,
+    out: Path,
+    *,
+    regimes: Sequence[Regime] = tuple(Regime),
+    overwrite: bool = False,
+    progress: bool = False,
+    verbose: int = 0,
+) -> list[dict[str, Any]]:
+    """Run several regimes under one split and tabulate them, the advisor's pick marked.
+
+    Each regime's plan is the advisor's plan for that regime (as ``--regime``
+    would give). Results go to ``<out>/<regime>/`` plus ``compare.json`` and
+    ``compare.html`` in `out`.
+
+    Returns:
+        One row per regime: regime, test accuracy, macro-F1, fit seconds, model bytes, picked.
+    """
+    from advisor.backbones import get_backbone
+    from advisor.decide import decide
+    from advisor.reports import compare_html
+
+    network = get_backbone(advice.plan.backbone)
+    folder = open_run_folder(out, overwrite=overwrite)
+    rows = []
+    for regime in regimes:
+        plan = advice.plan if regime == advice.plan.regime else decide(
+            advice.profile, backbone=network, regime=regime, seed=advice.plan.seed)
+        result = execute(advice, folder.partial / regime.value, overwrite=True, progress=progress,
+                         verbose=verbose, plan=plan)
+        rows.append({
+            "regime": regime.value,
+            "test_accuracy": result.evaluation.accuracy,
+            "macro_f1": result.evaluation.macro_f1,
+            "fit_s": result.report["timings_s"]["fit"],
+            "model_bytes": result.report["model_bytes"],
+            "picked": regime == advice.plan.regime,
+        })
+    summary = {"data_dir": str(advice.dataset.root), "advised": advice.plan.regime.value,
+               "rows": rows, "environment": describe_environment()}
+    folder.write_json("compare.json", summary)
+    folder.write_text("compare.html", compare_html(summary))
+    folder.commit(keep_work=True)
+    return rows

@@ -1,0 +1,897 @@
+"""What every strategy shares: inputs, the classifier graph and the ONE training path.
+
+- :class:`LabelledImages`: uint8 images (usually the decode cache's memory map),
+  the rows used and their labels.
+- :class:`Strategy`: the scikit-learn estimator contract (``__init__`` stores
+  ``plan`` and ``backbone``; ``fit`` returns self; learned state ends in ``_``).
+- :class:`KerasStrategy`: linear probe on cached embeddings, then (when the
+  plan leaves blocks unfrozen and asks for epochs) fine-tuning. ``last-layer``,
+  ``partial`` and ``full`` are this class under three registry names: they
+  differ only by the plan (``frozen_blocks``, ``epochs``, rates).
+- :func:`build_classifier`: uint8 images -> backbone features (pooled) ->
+  ``Dense(softmax)`` named ``"class_probabilities"``; the exported model of
+  every regime.
+- :func:`train`: the only Keras training loop: warm-up + cosine decay, the
+  head's rate for the head and a smaller one for backbone variables, early
+  stopping on validation loss with the starting state as the epoch-0
+  candidate (so fine-tuning never returns a model worse on validation than the
+  probe it started from), and a divergence guard that restores and retries
+  once at a 10x lower backbone rate.
+
+BatchNormalization layers of the backbone are always frozen: in Keras 3 a
+non-trainable BatchNormalization runs in inference mode, so ``fit`` never
+updates its moving statistics (the classic fine-tuning trap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from advisor.backbones import Backbone
+from advisor.backbones.preprocessing import image_input
+from advisor.batches import ImageBatches, build_augmentation
+from advisor.embeddings import POOL_LAYER, Embedder, feature_output, predict_batches
+from advisor.errors import DatasetError, PlanError
+from advisor.plan import Optimizer, Plan
+
+logger = logging.getLogger(__name__)
+
+#: Name of the output layer of every exported model.
+OUTPUT_LAYER = "class_probabilities"
+#: Name of the nested feature model inside a classifier.
+FEATURES_MODEL = "features"
+#: Strength of each augmentation name a plan may list (kwargs of build_augmentation).
+AUGMENTATIONS: dict[str, dict[str, Any]] = {
+    "flip": {"flip": True},
+    "translate": {"translate": 0.1},
+    "zoom": {"zoom": 0.1},
+}
+#: Augmented views of the training images embedded (once) for the linear probe.
+AUGMENTED_VIEWS = 2
+#: SGD momentum (``Optimizer.SGD`` means SGD with this momentum).
+SGD_MOMENTUM = 0.9
+#: Decoupled weight decay of AdamW.
+ADAMW_WEIGHT_DECAY = 1e-4
+#: A loss above ``DIVERGENCE_FACTOR * start + DIVERGENCE_MARGIN`` is a divergence.
+DIVERGENCE_FACTOR = 2.0
+DIVERGENCE_MARGIN = 0.5
+#: Batches of an epoch seen before the running training loss is checked for a jump.
+DIVERGENCE_MIN_BATCHES = 3
+#: On divergence the backbone rate (or, with no backbone variables, the rate) is
+#: multiplied by this for the single retry.
+RETRY_RATE_FACTOR = 0.1
+#: A phase with at most this many training steps runs eagerly: tracing a large
+#: network's training step costs about as much as ten eager steps (MobileNetV2, CPU).
+EAGER_MAX_STEPS = 8
+#: Mixed precision used on accelerators.
+ACCELERATOR_POLICY = "mixed_bfloat16"
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A strategy was used before ``fit`` (as scikit-learn's ``NotFittedError``)."""
+
+
+# --------------------------------------------------------------------------- #
+# Inputs
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, slots=True, eq=False)
+class LabelledImages:
+    """Labelled images: the rows of a uint8 image array that are used, and their labels.
+
+    Args:
+        images: ``(N, S, S, 3)`` uint8 array, typically ``DecodedImages.images``
+            (a read-only memory map).
+        labels: Integer labels, one per entry of `rows`.
+        rows: Rows of `images` that are used, e.g. ``DecodedImages.rows``.
+            Defaults to `None` (every row).
+        key: Names the images in the embedding cache when they are not a
+            memory map. Defaults to `None`.
+
+    Raises:
+        DatasetError: Shapes, dtypes or lengths do not fit together.
+
+    Example:
+        >>> decoded = decode_images(ds.files("train"), 224)  # doctest: +SKIP
+        >>> train = LabelledImages(decoded.images, ds.labels("train"), decoded.rows)  # doctest: +SKIP
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    rows: np.ndarray | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        images = self.images
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise DatasetError(
+                "Expected images of shape (N, S, S, 3) and dtype uint8. "
+                f"Received: shape={images.shape}, dtype={images.dtype}")
+        rows = (np.arange(len(images), dtype=np.int64) if self.rows is None
+                else np.asarray(self.rows, dtype=np.int64))
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or rows.ndim != 1 or len(labels) != len(rows):
+            raise DatasetError(
+                f"Expected one label per used row. Received: {len(labels)} labels for "
+                f"{len(rows)} rows")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DatasetError(f"Expected integer labels. Received: dtype={labels.dtype}")
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(images)):
+            raise DatasetError(f"Expected rows in [0, {len(images)}). Received: rows outside it")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "labels", labels.astype(np.int32))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def image_size(self) -> int:
+        """Height (= width) of the images."""
+        return int(self.images.shape[1])
+
+    def batches(self, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                augmentation: Any | None = None,
+                class_weight: Mapping[int, float] | None = None) -> ImageBatches:
+        """Return a :class:`~advisor.batches.ImageBatches` over these images.
+
+        Args:
+            batch_size: Images per batch.
+            shuffle: Reshuffle every epoch. Defaults to `False`.
+            seed: Shuffle seed. Defaults to `0`.
+            augmentation: Keras augmentation model. Defaults to `None`.
+            class_weight: ``{label: weight}``. Defaults to `None`.
+
+        Example:
+            >>> train.batches(batch_size=32, shuffle=True)  # doctest: +SKIP
+        """
+        return ImageBatches(self.images, self.labels, rows=self.rows, batch_size=batch_size,
+                            shuffle=shuffle, seed=seed, augmentation=augmentation,
+                            class_weight=class_weight)
+
+
+def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequence[str],
+                 image_size: int) -> None:
+    """Raise a one-line :class:`DatasetError` if the inputs cannot be fitted.
+
+    Args:
+        train: Training images.
+        val: Validation images (early stopping, the probe guard).
+        class_names: One name per class; labels index it.
+        image_size: The plan's image size.
+
+    Raises:
+        DatasetError: Wrong size, empty split, labels out of range, or a class
+            missing from the training split.
+
+    Example:
+        >>> check_inputs(train, val, ["cat", "dog"], 224)  # doctest: +SKIP
+    """
+    n_classes = len(class_names)
+    if n_classes < 2:
+        raise DatasetError(f"Expected at least 2 classes. Received: class_names={list(class_names)}")
+    for name, data in (("train", train), ("val", val)):
+        if data.image_size != image_size:
+            raise DatasetError(
+                f"The plan's image_size is {image_size} but the {name} images are "
+                f"{data.image_size}x{data.image_size}; decode them at {image_size}.")
+        if len(data) == 0:
+            raise DatasetError(f"The {name} split is empty; it needs at least one image.")
+        if data.labels.min() < 0 or data.labels.max() >= n_classes:
+            raise DatasetError(
+                f"{name} labels must lie in [0, {n_classes}) for {n_classes} class names. "
+                f"Received: labels in [{data.labels.min()}, {data.labels.max()}]")
+    missing = sorted(set(range(n_classes)) - set(np.unique(train.labels).tolist()))
+    if missing:
+        names = ", ".join(str(class_names[i]) for i in missing)
+        raise DatasetError(f"Classes without a training image: {names}. Add images or drop them.")
+
+
+# --------------------------------------------------------------------------- #
+# Devices
+# --------------------------------------------------------------------------- #
+def accelerators() -> list[str]:
+    """Return the visible non-CPU devices (``["gpu:0", ...]``), or ``[]``.
+
+    Example:
+        >>> accelerators()  # doctest: +SKIP
+        []
+    """
+    try:
+        devices = keras.distribution.list_devices()
+    except (NotImplementedError, RuntimeError):  # backends without the distribution API
+        return []
+    return [d for d in devices if not str(d).lower().startswith("cpu")]
+
+
+def dtype_policy() -> str:
+    """Return ``"mixed_bfloat16"`` when an accelerator is visible, else ``"float32"``.
+
+    Example:
+        >>> dtype_policy()  # on a CPU-only machine  # doctest: +SKIP
+        'float32'
+    """
+    return ACCELERATOR_POLICY if accelerators() else "float32"
+
+
+def device_scope() -> contextlib.AbstractContextManager:
+    """Return a data-parallel scope over all accelerators when there are several.
+
+    Uses ``keras.distribution.DataParallel`` (JAX backend only); elsewhere, or
+    with fewer than two accelerators, a no-op context.
+
+    Example:
+        >>> with device_scope():  # doctest: +SKIP
+        ...     model.fit(batches)
+    """
+    devices = accelerators()
+    if len(devices) > 1 and keras.config.backend() == "jax":
+        return keras.distribution.DataParallel(devices=devices).scope()
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- #
+# The classifier graph
+# --------------------------------------------------------------------------- #
+def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
+                     dtype: str = "float32") -> keras.Model:
+    """Build images -> backbone features -> ``Dense(softmax)``, on a copy of the backbone.
+
+    The backbone's layers up to `feature_layer` are cloned (with their weights)
+    into a nested model named ``"features"``, so training never touches
+    `backbone`. All its layers are frozen (:func:`freeze_blocks` unfreezes
+    blocks; BatchNormalization layers stay frozen, i.e. in inference mode).
+    4-D features are globally average pooled; the output layer is a float32
+    ``Dense(n_classes, softmax)`` named ``"class_probabilities"``. Only
+    built-in Keras layers are used, so the saved model loads in safe mode
+    without this package.
+
+    Args:
+        backbone: The pretrained backbone.
+        feature_layer: Layer whose output feeds the head.
+        n_classes: Number of classes.
+        dtype: Dtype policy of the backbone copy (``"mixed_bfloat16"`` on
+            accelerators). Defaults to `"float32"`.
+
+    Returns:
+        An uncompiled functional model: uint8 ``(None, S, S, 3)`` -> ``(None, n_classes)``.
+
+    Raises:
+        BackboneError: The backbone has no `feature_layer`.
+
+    Example:
+        >>> model = build_classifier(backbone, feature_layer="global_average_pooling2d",
+        ...                          n_classes=10)  # doctest: +SKIP
+    """
+    source = keras.Model(backbone.model.inputs[0], feature_output(backbone, feature_layer),
+                         name=FEATURES_MODEL)
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        config["dtype"] = dtype
+        return layer.__class__.from_config(config)
+
+    features = keras.models.clone_model(source, clone_function=clone_layer)
+    features.set_weights(source.get_weights())
+    for layer in features.layers:
+        layer.trainable = False  # see freeze_blocks for fine-tuning
+    inputs = image_input(backbone.image_size)
+    x = features(inputs)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER, dtype=dtype)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER,
+                                 dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def build_head(feature_dim: int, n_classes: int) -> keras.Model:
+    """Build the linear probe: ``(None, D)`` embeddings -> ``Dense(softmax)``.
+
+    Its output layer has the same name and shape as the classifier's, so its
+    weights copy over unchanged.
+
+    Example:
+        >>> build_head(1280, 10).output.shape
+        (None, 10)
+    """
+    inputs = keras.Input(shape=(feature_dim,), name="embedding")
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER)(inputs)
+    return keras.Model(inputs, outputs, name="linear_probe")
+
+
+def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collection[str]) -> list:
+    """Set ``trainable`` on the classifier's backbone copy, block by block.
+
+    Layers of blocks named in `frozen_blocks` are frozen, the others trained;
+    layers outside any block (preprocessing, pooling) and BatchNormalization
+    layers stay frozen. Call before ``compile``.
+
+    Args:
+        model: A model from :func:`build_classifier`.
+        backbone: The backbone it was built from.
+        frozen_blocks: Names of the blocks to keep frozen.
+
+    Returns:
+        The trainable backbone variables (for the backbone learning rate).
+
+    Raises:
+        PlanError: A name in `frozen_blocks` is not a block of the backbone.
+
+    Example:
+        >>> freeze_blocks(model, backbone, ["stem", "block_0"])  # doctest: +SKIP
+    """
+    known = {block.name for block in backbone.blocks}
+    unknown = sorted(set(frozen_blocks) - known)
+    if unknown:
+        raise PlanError(
+            f"Plan freezes unknown block(s) {unknown} of {backbone.name}. "
+            f"Known: {', '.join(b.name for b in backbone.blocks)}.")
+    features = model.get_layer(FEATURES_MODEL)
+    present = {layer.name: layer for layer in features.layers}
+    for layer in features.layers:
+        layer.trainable = False
+    features.trainable = True
+    for block in backbone.blocks:
+        if block.name in frozen_blocks:
+            continue
+        for name in block.layers:
+            layer = present.get(name)
+            if layer is not None and not isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True
+    return list(features.trainable_variables)
+
+
+def trainable_blocks(backbone: Backbone, plan: Plan) -> list[str]:
+    """Return the blocks the plan trains that lie below its feature layer.
+
+    Example:
+        >>> trainable_blocks(backbone, full_plan)[:2]  # doctest: +SKIP
+        ['stem', 'block_0']
+    """
+    names = {layer.name for layer in keras.Model(
+        backbone.model.inputs, feature_output(backbone, plan.feature_layer)).layers}
+    return [b.name for b in backbone.blocks
+            if b.name not in plan.frozen_blocks and any(name in names for name in b.layers)]
+
+
+def augmentation_for(plan: Plan, *, seed: int):
+    """Return the plan's augmentation as a Keras model (or `None`).
+
+    Raises:
+        PlanError: An unknown augmentation name; the message lists the known ones.
+
+    Example:
+        >>> augmentation_for(plan, seed=0)  # doctest: +SKIP
+    """
+    kwargs: dict[str, Any] = {}
+    for name in plan.augmentation:
+        if name not in AUGMENTATIONS:
+            raise PlanError(
+                f"Unknown augmentation {name!r} in the plan. Known: {', '.join(AUGMENTATIONS)}.")
+        kwargs.update(AUGMENTATIONS[name])
+    return build_augmentation(seed=seed, **kwargs)
+
+
+def class_weight_dict(plan: Plan, n_classes: int) -> dict[int, float] | None:
+    """Return the plan's class weights as ``{label: weight}`` (or `None`).
+
+    Raises:
+        PlanError: The plan has a different number of weights than classes.
+    """
+    if plan.class_weights is None:
+        return None
+    if len(plan.class_weights) != n_classes:
+        raise PlanError(
+            f"The plan has {len(plan.class_weights)} class weights for {n_classes} classes; "
+            "re-plan on this dataset.")
+    return {i: float(w) for i, w in enumerate(plan.class_weights)}
+
+
+# --------------------------------------------------------------------------- #
+# The one training path
+# --------------------------------------------------------------------------- #
+class _RateScaling:
+    """Optimizer mixin: multiply the learning rate of some variables by a factor."""
+
+    def __init__(self, *args: Any, scaled_variables: Collection = (), rate_factor: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scaled_ids = {id(v) for v in scaled_variables}
+        self._rate_factor = float(rate_factor)
+        self._factors: list[float] = []
+
+    def build(self, variables):
+        super().build(variables)
+        self._factors = [self._rate_factor if id(v) in self._scaled_ids else 1.0
+                         for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._factors[self._get_variable_index(variable)]
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class _ScaledSGD(_RateScaling, keras.optimizers.SGD):
+    pass
+
+
+class _ScaledAdamW(_RateScaling, keras.optimizers.AdamW):
+    pass
+
+
+def make_optimizer(plan: Plan, learning_rate, *, scaled_variables: Collection = (),
+                   rate_factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """Return the plan's optimizer; `scaled_variables` learn at ``rate_factor`` x the rate.
+
+    Args:
+        plan: Gives ``optimizer`` (``sgd`` with momentum 0.9, or ``adamw``).
+        learning_rate: A float or a schedule.
+        scaled_variables: Variables with a scaled rate (the backbone's).
+            Defaults to `()`.
+        rate_factor: Their rate factor. Defaults to `1.0`.
+
+    Example:
+        >>> make_optimizer(plan, 1e-3)  # doctest: +SKIP
+    """
+    common = {"learning_rate": learning_rate, "scaled_variables": scaled_variables,
+              "rate_factor": rate_factor}
+    if plan.optimizer == Optimizer.SGD:
+        return _ScaledSGD(momentum=SGD_MOMENTUM, name="sgd", **common)
+    return _ScaledAdamW(weight_decay=ADAMW_WEIGHT_DECAY, name="adamw", **common)
+
+
+def learning_rate_schedule(learning_rate: float, *, steps_per_epoch: int, epochs: int,
+                           warmup_epochs: int = 0) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Return linear warm-up from 0 to `learning_rate`, then cosine decay to 0.
+
+    Args:
+        learning_rate: Peak rate.
+        steps_per_epoch: Batches per epoch.
+        epochs: Epochs of the phase.
+        warmup_epochs: Warm-up epochs (capped below `epochs`). Defaults to `0`.
+
+    Example:
+        >>> schedule = learning_rate_schedule(1e-3, steps_per_epoch=10, epochs=5, warmup_epochs=1)
+        >>> float(schedule(10)) == 1e-3
+        True
+    """
+    warmup_steps = steps_per_epoch * max(0, min(warmup_epochs, epochs - 1))
+    decay_steps = max(1, steps_per_epoch * epochs - warmup_steps)
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps, warmup_target=learning_rate, warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
+
+
+class TrainingGuard(keras.callbacks.Callback):
+    """Early stopping with the starting state as candidate, and a divergence check.
+
+    The starting weights, with their validation loss `start_loss`, are the
+    epoch-0 candidate: at the end of training the best of them and every
+    epoch's weights (lowest validation loss) is restored. Training stops after
+    `patience` epochs without improvement, or at once when the loss diverges:
+    a NaN/inf loss, or a running training or validation loss above
+    ``DIVERGENCE_FACTOR * start_loss + DIVERGENCE_MARGIN``.
+
+    Args:
+        start_loss: Validation loss of the starting weights.
+        patience: Epochs without improvement before stopping.
+
+    Attributes:
+        best_epoch: 0 for the starting state, else the 1-based best epoch.
+        best_loss: Its validation loss.
+        diverged: Why training diverged, or `None`.
+        stopped_epoch: 1-based epoch at which training was stopped, or `None`.
+    """
+
+    def __init__(self, *, start_loss: float, patience: int) -> None:
+        super().__init__()
+        self.start_loss = float(start_loss)
+        self.patience = max(1, int(patience))
+        self.limit = DIVERGENCE_FACTOR * self.start_loss + DIVERGENCE_MARGIN if math.isfinite(
+            self.start_loss) else math.inf
+        self.best_loss = self.start_loss if math.isfinite(self.start_loss) else math.inf
+        self.best_epoch = 0
+        self.diverged: str | None = None
+        self.stopped_epoch: int | None = None
+        self._best_weights: list[np.ndarray] | None = None
+        self._wait = 0
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._best_weights = self.model.get_weights()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self._diverge(f"training loss became {loss} in epoch {self._epoch + 1}, batch {batch + 1}")
+        elif batch + 1 >= DIVERGENCE_MIN_BATCHES and loss > self.limit:
+            self._diverge(f"training loss jumped to {loss:.3g} (start {self.start_loss:.3g}) in "
+                          f"epoch {self._epoch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged:
+            return
+        val_loss = float((logs or {}).get("val_loss", math.nan))
+        if not math.isfinite(val_loss) or val_loss > self.limit:
+            self._diverge(f"validation loss became {val_loss:.3g} (start {self.start_loss:.3g}) "
+                          f"after epoch {epoch + 1}")
+            return
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self._wait = val_loss, epoch + 1, 0
+            self._best_weights = self.model.get_weights()
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+    def _diverge(self, reason: str) -> None:
+        if self.diverged is None:
+            self.diverged = reason
+            self.stopped_epoch = self._epoch + 1
+        self.model.stop_training = True
+
+
+def _fit_kwargs(data: Any, batch_size: int, *, shuffle: bool) -> tuple[dict[str, Any], int]:
+    """Return ``model.fit``/``evaluate`` kwargs for a PyDataset or an ``(x, y[, w])`` tuple."""
+    if isinstance(data, keras.utils.PyDataset):
+        return {"x": data}, len(data)
+    x, y, *weights = data
+    kwargs = {"x": x, "y": y, "batch_size": batch_size}
+    if shuffle:
+        kwargs["shuffle"] = True
+    if weights and weights[0] is not None:
+        kwargs["sample_weight"] = weights[0]
+    return kwargs, max(1, math.ceil(len(x) / batch_size))
+
+
+def _callbacks(guard: TrainingGuard, work_dir: Path | None, name: str) -> list:
+    callbacks: list[keras.callbacks.Callback] = [guard]
+    if work_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(Path(work_dir) / "backup" / name)))
+        if importlib.util.find_spec("tensorboard") is not None:
+            callbacks.append(keras.callbacks.TensorBoard(str(Path(work_dir) / "logs" / name)))
+    return callbacks
+
+
+def train(
+    model: keras.Model,
+    plan: Plan,
+    train_data: Any,
+    val_data: Any,
+    *,
+    phase: str,
+    learning_rate: float,
+    epochs: int,
+    warmup_epochs: int = 0,
+    scaled_variables: Collection = (),
+    rate_factor: float = 1.0,
+    work_dir: Path | None = None,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Train `model` in place: the one training loop of every Keras regime.
+
+    Compiles `model` (set ``trainable`` first) with the plan's optimizer, a
+    warm-up + cosine-decay schedule peaking at `learning_rate` and
+    ``rate_factor * learning_rate`` for `scaled_variables`, and sparse
+    categorical cross-entropy (eagerly when the phase has at most
+    ``EAGER_MAX_STEPS`` steps, where tracing would cost more than it saves). The starting weights are evaluated on
+    `val_data` and kept as the epoch-0 candidate; early stopping (the plan's
+    ``patience``, on validation loss) restores the best candidate, so the
+    result is never worse on validation loss than the start. A diverging loss
+    (NaN, or a jump) stops the phase, restores the best weights so far and
+    retries once with the scaled variables' factor (or, when there are none,
+    the rate) 10x lower; the returned history says so.
+
+    Args:
+        model: A functional model with softmax outputs.
+        plan: Gives the optimizer, batch size, patience and seed.
+        train_data: ``keras.utils.PyDataset`` or ``(x, y)`` / ``(x, y, sample_weight)``.
+        val_data: ``keras.utils.PyDataset`` or ``(x, y)``.
+        phase: Name of the phase in the history and the work folder.
+        learning_rate: Peak learning rate.
+        epochs: Maximum epochs.
+        warmup_epochs: Linear warm-up epochs. Defaults to `0`.
+        scaled_variables: Variables trained at ``rate_factor`` x the rate.
+            Defaults to `()`.
+        rate_factor: Their factor (backbone rate / head rate). Defaults to `1.0`.
+        work_dir: Folder for ``BackupAndRestore`` checkpoints (resume) and,
+            when ``tensorboard`` is installed, TensorBoard logs. Defaults to
+            `None` (neither).
+        verbose: Keras ``fit`` verbosity. Defaults to `0`.
+
+    Returns:
+        The phase history: ``epochs`` (per-epoch metrics of each attempt),
+        ``start`` (validation metrics of the starting weights), ``best_epoch``
+        (0 = the start), ``best_val_loss``, ``attempts`` (rates, stop reason),
+        ``retried``, ``notes`` (one sentence per event) and ``wall_s``.
+
+    Example:
+        >>> history = train(head, plan, (x, y), (x_val, y_val), phase="head",
+        ...                 learning_rate=1e-3, epochs=20)  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    train_kwargs, steps = _fit_kwargs(train_data, plan.batch_size, shuffle=True)
+    val_kwargs, _ = _fit_kwargs(val_data, plan.batch_size, shuffle=False)
+    validation = val_kwargs["x"] if "y" not in val_kwargs else (val_kwargs["x"], val_kwargs["y"])
+    history: dict[str, Any] = {"phase": phase, "epochs": [], "attempts": [], "notes": [],
+                               "retried": False}
+    for attempt in range(2):
+        schedule = learning_rate_schedule(learning_rate, steps_per_epoch=steps, epochs=epochs,
+                                          warmup_epochs=warmup_epochs)
+        optimizer = make_optimizer(plan, schedule, scaled_variables=scaled_variables,
+                                   rate_factor=rate_factor)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], run_eagerly=steps * epochs <= EAGER_MAX_STEPS)
+        start = model.evaluate(**val_kwargs, verbose=0, return_dict=True)
+        if attempt == 0:
+            history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
+        guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience)
+        name = phase if attempt == 0 else f"{phase}-retry"
+        fitted = model.fit(**train_kwargs, validation_data=validation, epochs=epochs,
+                           callbacks=_callbacks(guard, work_dir, name), verbose=verbose)
+        for epoch, values in enumerate(zip(*fitted.history.values())):
+            history["epochs"].append({"attempt": attempt, "epoch": epoch + 1,
+                                      **{k: float(v) for k, v in zip(fitted.history, values)}})
+        history["attempts"].append({
+            "learning_rate": learning_rate,
+            "backbone_learning_rate": learning_rate * rate_factor if scaled_variables else None,
+            "start_val_loss": float(start["loss"]), "best_epoch": guard.best_epoch,
+            "best_val_loss": guard.best_loss, "stopped_epoch": guard.stopped_epoch,
+            "diverged": guard.diverged,
+        })
+        history["best_epoch"], history["best_val_loss"] = guard.best_epoch, guard.best_loss
+        if guard.best_epoch == 0:
+            history["notes"].append(
+                f"{phase}: no epoch beat the starting state on validation loss "
+                f"({guard.start_loss:.4g}); kept the starting weights.")
+        if not guard.diverged:
+            break
+        if attempt == 0:
+            if scaled_variables:
+                rate_factor *= RETRY_RATE_FACTOR
+                what = f"backbone learning rate {learning_rate * rate_factor:.3g}"
+            else:
+                learning_rate *= RETRY_RATE_FACTOR
+                what = f"learning rate {learning_rate:.3g}"
+            history["retried"] = True
+            history["notes"].append(
+                f"{phase}: diverged ({guard.diverged}); restored the best weights and retried "
+                f"once at a 10x lower {what}.")
+            logger.warning(history["notes"][-1])
+        else:
+            history["notes"].append(
+                f"{phase}: the retry diverged too ({guard.diverged}); kept the best weights.")
+            logger.warning(history["notes"][-1])
+    history["wall_s"] = time.perf_counter() - started
+    return history
+
+
+_train = train  # `train` is also the name of fit's training-data argument
+
+
+# --------------------------------------------------------------------------- #
+# Strategies
+# --------------------------------------------------------------------------- #
+class Strategy:
+    """Base class of the strategies: the scikit-learn estimator contract.
+
+    ``__init__`` only stores its arguments; :meth:`fit` does the work and sets
+    ``model_`` (uint8 images -> class probabilities), ``classes_``,
+    ``class_names_`` and ``history_``.
+
+    Args:
+        plan: The plan; every setting is read from it.
+        backbone: The pretrained backbone at the plan's image size; it is never modified.
+
+    Example:
+        >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)  # doctest: +SKIP
+        >>> strategy.fit(train, val, class_names=names).predict(test_images)  # doctest: +SKIP
+    """
+
+    def __init__(self, *, plan: Plan, backbone: Backbone) -> None:
+        self.plan = plan
+        self.backbone = backbone
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """Return the constructor arguments (as scikit-learn's ``get_params``)."""
+        return {"plan": self.plan, "backbone": self.backbone}
+
+    def fit(self, train: LabelledImages, val: LabelledImages, *, class_names: Sequence[str],
+            work_dir: Path | None = None, verbose: int = 0) -> Strategy:
+        """Fit on `train`, using `val` for model selection; return self."""
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit first.")
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Return class probabilities of uint8 images.
+
+        Args:
+            images: ``(N, S, S, 3)`` uint8 array (may be a memory map).
+
+        Returns:
+            ``(N, n_classes)`` float32 array.
+
+        Raises:
+            NotFittedError: `fit` was not called.
+
+        Example:
+            >>> strategy.predict_proba(test.images).shape  # doctest: +SKIP
+            (270, 10)
+        """
+        self._check_fitted()
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        batches = ImageBatches(np.asarray(images), np.zeros(len(images), np.int32),
+                               batch_size=self.plan.batch_size)
+        return predict_batches(self.model_, batches)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Return integer class labels of uint8 images (argmax of :meth:`predict_proba`).
+
+        Raises:
+            NotFittedError: `fit` was not called.
+
+        Example:
+            >>> strategy.predict(test.images)[:3]  # doctest: +SKIP
+            array([3, 1, 7])
+        """
+        return np.argmax(self.predict_proba(images), axis=-1)
+
+    def export_model(self) -> keras.Model:
+        """Return a float32 copy of the fitted model for saving.
+
+        uint8 ``(None, S, S, 3)`` RGB -> class probabilities, preprocessing
+        included, built only from built-in Keras layers (loads with
+        ``keras.saving.load_model`` in safe mode). Save it with
+        :func:`strategies.export.save_model` to keep the class names.
+
+        Raises:
+            NotFittedError: `fit` was not called.
+
+        Example:
+            >>> save_model(strategy.export_model(), "model.keras", strategy.class_names_)  # doctest: +SKIP
+        """
+        self._check_fitted()
+        model = build_classifier(self.backbone, feature_layer=self.plan.feature_layer,
+                                 n_classes=len(self.classes_))
+        model.set_weights(self.model_.get_weights())
+        return model
+
+    def _set_fitted(self, model: keras.Model, class_names: Sequence[str],
+                    history: dict[str, Any]) -> None:
+        self.classes_ = np.arange(len(class_names))
+        self.class_names_ = tuple(str(name) for name in class_names)
+        self.history_ = history
+        self.model_ = model
+
+
+class KerasStrategy(Strategy):
+    """Linear probe on cached embeddings, then fine-tuning of the plan's unfrozen blocks.
+
+    1. Embed the training images once through the frozen backbone (plus
+       ``AUGMENTED_VIEWS`` augmented views when the plan augments) and the
+       validation images, via the embedding cache.
+    2. Train a softmax head on the embeddings with :func:`train`.
+    3. Copy it onto a classifier built on a copy of the backbone.
+    4. If the plan leaves blocks unfrozen and asks for ``epochs``, fine-tune
+       them (LP-FT) with :func:`train`: head at ``head_learning_rate``,
+       backbone at ``backbone_learning_rate``, images from the decode cache,
+       mixed precision on accelerators. The probe is the epoch-0 candidate.
+
+    ``last-layer``, ``partial`` and ``full`` are registered subclasses that
+    differ only by their plans.
+    """
+
+    def fit(self, train: LabelledImages, val: LabelledImages, *, class_names: Sequence[str],
+            work_dir: Path | None = None, verbose: int = 0) -> KerasStrategy:
+        """Fit the probe, then fine-tune as the plan says; return self.
+
+        Args:
+            train: Training images and labels.
+            val: Validation images and labels (early stopping, the guard).
+            class_names: One name per class; labels index it.
+            work_dir: Folder for resume checkpoints and TensorBoard logs.
+                Defaults to `None`.
+            verbose: Keras ``fit`` verbosity. Defaults to `0`.
+
+        Returns:
+            self, with ``model_``, ``classes_``, ``class_names_``, ``history_``.
+
+        Raises:
+            DatasetError: The inputs do not fit the plan (see :func:`check_inputs`).
+            PlanError: The plan names unknown blocks or augmentations.
+
+        Example:
+            >>> strategy = get_strategy("partial")(plan=plan, backbone=backbone)  # doctest: +SKIP
+            >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
+        """
+        plan, backbone = self.plan, self.backbone
+        check_inputs(train, val, class_names, plan.image_size)
+        n_classes = len(class_names)
+        class_weight = class_weight_dict(plan, n_classes)
+        keras.utils.set_random_seed(plan.seed)
+        started = time.perf_counter()
+        history: dict[str, Any] = {}
+
+        embedder = Embedder(backbone, plan.feature_layer, batch_size=plan.batch_size)
+        x_train, y_train = probe_training_set(embedder, train, plan)
+        x_val = embedder.embed(val.images, rows=val.rows, key=val.key)
+        history["embed"] = {"wall_s": time.perf_counter() - started,
+                            "train_rows": int(len(x_train)), "dim": embedder.dim}
+        weights = None if class_weight is None else np.array(
+            [class_weight[int(label)] for label in y_train], dtype=np.float32)
+        head = build_head(embedder.dim, n_classes)
+        history["head"] = _train(head, plan, (x_train, y_train, weights), (x_val, val.labels),
+                                phase="head", learning_rate=plan.head_learning_rate,
+                                epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
+
+        fine_tune = plan.epochs > 0 and bool(trainable_blocks(backbone, plan))
+        with device_scope():
+            model = build_classifier(backbone, feature_layer=plan.feature_layer,
+                                     n_classes=n_classes,
+                                     dtype=dtype_policy() if fine_tune else "float32")
+            model.get_layer(OUTPUT_LAYER).set_weights(head.get_layer(OUTPUT_LAYER).get_weights())
+            if fine_tune:
+                backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks)
+                augmentation = augmentation_for(plan, seed=plan.seed)
+                history["fine_tune"] = _train(
+                    model, plan,
+                    train.batches(batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
+                                  augmentation=augmentation, class_weight=class_weight),
+                    val.batches(batch_size=plan.batch_size),
+                    phase="fine-tune", learning_rate=plan.head_learning_rate,
+                    epochs=plan.epochs, warmup_epochs=plan.warmup_epochs,
+                    scaled_variables=backbone_variables,
+                    rate_factor=plan.backbone_learning_rate / plan.head_learning_rate,
+                    work_dir=work_dir, verbose=verbose)
+                history["fine_tune"]["trained_blocks"] = trainable_blocks(backbone, plan)
+                history["fine_tune"]["dtype_policy"] = dtype_policy()
+        history["wall_s"] = time.perf_counter() - started
+        self._set_fitted(model, class_names, history)
+        return self
+
+
+def probe_training_set(embedder: Embedder, data: LabelledImages,
+                       plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Return the probe's training embeddings and labels: plain, plus augmented views.
+
+    Each of the ``AUGMENTED_VIEWS`` views (only when the plan augments) is
+    computed once and cached like the plain embeddings.
+
+    Example:
+        >>> x, y = probe_training_set(embedder, train, plan)  # doctest: +SKIP
+    """
+    views = [embedder.embed(data.images, rows=data.rows, key=data.key)]
+    if plan.augmentation:
+        for view in range(1, AUGMENTED_VIEWS + 1):
+            augmentation = augmentation_for(plan, seed=plan.seed + view)
+            spec = json.dumps({"augmentation": {name: AUGMENTATIONS.get(name) for name in
+                                                 sorted(plan.augmentation)},
+                               "seed": plan.seed, "view": view}, sort_keys=True)
+            views.append(embedder.embed(data.images, rows=data.rows, key=data.key,
+                                        augmentation=augmentation, augmentation_key=spec))
+    return np.concatenate(views), np.tile(data.labels, len(views))

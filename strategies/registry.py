@@ -1,0 +1,88 @@
+"""The strategy registry: one class per regime, filed at import by a decorator.
+
+As timm's ``register_model`` or Keras' ``keras_export``: each strategy module
+decorates its class with :func:`register_strategy`; ``strategies/__init__.py``
+imports the four modules explicitly, so the registry is full once the package
+is imported and never written later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from advisor.errors import PlanError
+from advisor.plan import Regime
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from strategies.base import Strategy
+
+_STRATEGIES: dict[Regime, type[Strategy]] = {}
+
+StrategyClass = TypeVar("StrategyClass", bound=type)
+
+
+def register_strategy(regime: Regime | str) -> Callable[[StrategyClass], StrategyClass]:
+    """File a strategy class under `regime`.
+
+    Args:
+        regime: The regime (or its string value) the class executes.
+
+    Returns:
+        A decorator that registers the class and returns it unchanged.
+
+    Raises:
+        ValueError: The regime already has a strategy (a programming error).
+        PlanError: `regime` names no regime.
+
+    Example:
+        >>> @register_strategy("svm")  # doctest: +SKIP
+        ... class SVMStrategy(Strategy): ...
+    """
+    regime = Regime.parse(regime)
+
+    def wrap(cls: StrategyClass) -> StrategyClass:
+        if regime in _STRATEGIES:
+            raise ValueError(f"Regime {regime.value!r} is registered twice.")
+        _STRATEGIES[regime] = cls
+        return cls
+
+    return wrap
+
+
+def list_strategies() -> tuple[str, ...]:
+    """Return the registered regime names, in the order of :class:`Regime`.
+
+    Example:
+        >>> import strategies
+        >>> strategies.list_strategies()
+        ('svm', 'last-layer', 'partial', 'full')
+    """
+    return tuple(regime.value for regime in Regime if regime in _STRATEGIES)
+
+
+def get_strategy(regime: Regime | str) -> type[Strategy]:
+    """Return the strategy class that executes `regime`.
+
+    Args:
+        regime: A :class:`Regime` or its string value (``"last-layer"``).
+
+    Returns:
+        The registered class; build it with ``cls(plan=plan, backbone=backbone)``.
+
+    Raises:
+        PlanError: Unknown regime, or one without a strategy; the message
+            lists the known ones.
+
+    Example:
+        >>> import strategies
+        >>> strategies.get_strategy("svm").__name__
+        'SVMStrategy'
+    """
+    known = ", ".join(list_strategies()) or "none (import the strategies package)"
+    try:
+        return _STRATEGIES[Regime(regime)]
+    except (ValueError, KeyError):
+        raise PlanError(
+            f"No strategy for regime {getattr(regime, 'value', regime)!r}. Known: {known}."
+        ) from None

@@ -1,0 +1,164 @@
+"""``svm``: a linear SVM on the frozen backbone's cached embeddings.
+
+scikit-learn's ``LinearSVC`` with the primal solver (``dual=False``: seconds on
+thousands of 1,280-wide embeddings, where the default dual solver takes
+minutes), C chosen from the plan's ``svm_c_grid`` by stratified
+cross-validation on the training split. The SVM's ``coef_``/``intercept_``
+become the ``Dense`` output layer of the exported model, on the same features,
+so the model's argmax is scikit-learn's prediction (its softmax over decision
+values is a score, not a calibrated probability). Embeddings are not
+standardised, so no per-channel scale is folded into that layer.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.svm import LinearSVC
+
+from advisor.embeddings import Embedder
+from advisor.plan import Plan, Regime
+from strategies.base import (
+    OUTPUT_LAYER,
+    LabelledImages,
+    Strategy,
+    build_classifier,
+    check_inputs,
+    class_weight_dict,
+)
+from strategies.registry import register_strategy
+
+#: Most cross-validation folds used to choose C.
+SVM_CV_FOLDS = 5
+#: Iteration cap of liblinear's primal solver.
+SVM_MAX_ITER = 2_000
+
+
+def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
+                   class_weight: dict[int, float] | None = None) -> tuple[LinearSVC, dict[str, Any]]:
+    """Fit ``LinearSVC(dual=False)``, choosing C from ``plan.svm_c_grid`` by cross-validation.
+
+    Uses ``min(SVM_CV_FOLDS, smallest class count)`` stratified folds; with
+    fewer than 2 images in some class there is no cross-validation and the
+    middle C of the grid is used.
+
+    Args:
+        x: ``(N, D)`` embeddings.
+        y: ``(N,)`` integer labels.
+        plan: Gives ``svm_c_grid`` and ``seed``.
+        class_weight: ``{label: weight}``. Defaults to `None`.
+
+    Returns:
+        ``(fitted LinearSVC, search record)``: the record has ``c_grid``,
+        ``cv_folds``, ``cv_accuracy`` (mean per C, or `None`), ``best_c``, ``notes``.
+
+    Example:
+        >>> svm, record = fit_linear_svm(x, y, plan)  # doctest: +SKIP
+    """
+    grid = sorted(float(c) for c in plan.svm_c_grid)
+    estimator = LinearSVC(dual=False, class_weight=class_weight, max_iter=SVM_MAX_ITER,
+                          random_state=plan.seed)
+    folds = int(min(SVM_CV_FOLDS, np.bincount(y).min()))
+    record: dict[str, Any] = {"c_grid": grid, "cv_folds": folds, "cv_accuracy": None, "notes": []}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        if folds >= 2 and len(grid) > 1:
+            search = GridSearchCV(estimator, {"C": grid}, cv=StratifiedKFold(
+                folds, shuffle=True, random_state=plan.seed), scoring="accuracy")
+            search.fit(x, y)
+            svm = search.best_estimator_
+            record["cv_accuracy"] = [float(s) for s in search.cv_results_["mean_test_score"]]
+        else:
+            svm = estimator.set_params(C=grid[len(grid) // 2]).fit(x, y)
+            if len(grid) > 1:
+                record["notes"].append(
+                    f"svm: a class has fewer than 2 training images; no cross-validation, "
+                    f"C={grid[len(grid) // 2]} (middle of the grid).")
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        record["notes"].append(f"svm: liblinear did not fully converge in {SVM_MAX_ITER} iterations.")
+    record["best_c"] = float(svm.C)
+    return svm, record
+
+
+def svm_dense_weights(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(kernel (D, n), bias (n,))`` whose argmax equals ``svm.predict``.
+
+    A binary SVM's single decision value ``f`` becomes the two logits ``(0, f)``.
+
+    Example:
+        >>> kernel, bias = svm_dense_weights(svm, 10)  # doctest: +SKIP
+    """
+    coef = np.asarray(svm.coef_, dtype=np.float64)
+    intercept = np.asarray(svm.intercept_, dtype=np.float64)
+    if n_classes == 2:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    return coef.T.astype(np.float32), intercept.astype(np.float32)
+
+
+@register_strategy(Regime.SVM)
+class SVMStrategy(Strategy):
+    """Frozen backbone features + linear SVM (CS231n's "CNN codes + linear classifier").
+
+    Fitted state: ``svm_`` (the scikit-learn ``LinearSVC``), ``model_`` (the
+    classifier: features -> ``Dense`` holding the SVM), ``classes_``,
+    ``class_names_``, ``history_``.
+
+    Args:
+        plan: The plan (``feature_layer``, ``svm_c_grid``, ``class_weights``, ``seed``).
+        backbone: The pretrained backbone; never modified.
+
+    Example:
+        >>> svm = SVMStrategy(plan=plan, backbone=backbone).fit(train, val, class_names=names)  # doctest: +SKIP
+    """
+
+    def fit(self, train: LabelledImages, val: LabelledImages, *, class_names: Sequence[str],
+            work_dir: Path | None = None, verbose: int = 0) -> SVMStrategy:
+        """Embed (cached), fit the SVM with C by cross-validation, and build ``model_``.
+
+        Args:
+            train: Training images and labels.
+            val: Validation images and labels (reported accuracy).
+            class_names: One name per class; labels index it.
+            work_dir: Unused (nothing to resume). Defaults to `None`.
+            verbose: Unused. Defaults to `0`.
+
+        Returns:
+            self.
+
+        Raises:
+            DatasetError: The inputs do not fit the plan.
+
+        Example:
+            >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
+        """
+        plan, backbone = self.plan, self.backbone
+        check_inputs(train, val, class_names, plan.image_size)
+        n_classes = len(class_names)
+        keras.utils.set_random_seed(plan.seed)
+        started = time.perf_counter()
+        embedder = Embedder(backbone, plan.feature_layer, batch_size=plan.batch_size)
+        x_train = embedder.embed(train.images, rows=train.rows, key=train.key)
+        x_val = embedder.embed(val.images, rows=val.rows, key=val.key)
+        embedded = time.perf_counter()
+        svm, record = fit_linear_svm(x_train, train.labels, plan, class_weight_dict(plan, n_classes))
+        record["val_accuracy"] = float(svm.score(x_val, val.labels))
+        record["train_accuracy"] = float(svm.score(x_train, train.labels))
+        record["wall_s"] = time.perf_counter() - embedded
+        model = build_classifier(backbone, feature_layer=plan.feature_layer, n_classes=n_classes)
+        model.get_layer(OUTPUT_LAYER).set_weights(list(svm_dense_weights(svm, n_classes)))
+        history = {"embed": {"wall_s": embedded - started, "train_rows": int(len(x_train)),
+                             "dim": embedder.dim},
+                   "svm": record, "notes": list(record["notes"]),
+                   "wall_s": time.perf_counter() - started}
+        self.svm_ = svm
+        self._set_fitted(model, class_names, history)
+        return self

@@ -1,0 +1,101 @@
+"""The ``advise`` command line end to end, on a small set of real digits scans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from advisor.cli import app, normalize_args
+from benchmarks.datasets import write_dataset
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, normalize_args([str(a) for a in args]))
+
+
+def tree_fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_mtime_ns}|{stat.st_mode}".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def digits(session_cache) -> Path:
+    return write_dataset("digits", n=120, seed=3)
+
+
+class _ImageCounter(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.png_images = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img" and dict(attrs).get("src", "").startswith("data:image/png;base64,"):
+            self.png_images += 1
+
+
+def test_dry_run_writes_advice(digits, tmp_path):
+    before = tree_fingerprint(digits)
+    out = tmp_path / "advice"
+    result = invoke(digits, "--dry-run", "--out", out, "--sample-cap", "120")
+    assert result.exit_code == 0, result.output
+    assert "Plan:" in result.output and "Similarity to ImageNet" in result.output
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["plan"]["regime"] in ("svm", "last-layer", "partial", "full")
+    assert set(advice["plan"]["reasons"]) >= {"regime", "image_size", "frozen_blocks"}
+    parser = _ImageCounter()
+    parser.feed((out / "advice.html").read_text())
+    assert parser.png_images >= 3
+    assert tree_fingerprint(digits) == before
+
+
+def test_json_output_is_only_json(digits, tmp_path):
+    result = invoke(digits, "--dry-run", "--json", "--out", tmp_path / "a", "--sample-cap", "60")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["plan"]["regime"]
+
+
+def test_run_predict_and_refuse_overwrite(digits, tmp_path):
+    before = tree_fingerprint(digits)
+    out = tmp_path / "run"
+    args = (digits, "--regime", "svm", "--out", out, "--sample-cap", "60")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] > 0.5
+    assert {"model.keras", "report.json", "report.html", "advice.json", "split.json"} <= set(os.listdir(out))
+    again = invoke(*args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    predicted = invoke("predict", out / "model.keras", digits / "3", "--format", "json")
+    assert predicted.exit_code == 0, predicted.output
+    rows = json.loads(predicted.stdout)["predictions"]
+    assert rows and all(len(r["classes"]) == 3 for r in rows)
+    assert tree_fingerprint(digits) == before
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root / "missing", "does not exist"),
+    (lambda root: (root / "one" / "only").mkdir(parents=True) or root / "one", "class"),
+])
+def test_bad_folders_exit_2_with_one_line(tmp_path, make, message):
+    result = invoke(make(tmp_path), "--dry-run", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_regime_is_a_one_line_error(digits, tmp_path):
+    result = invoke(digits, "--regime", "everything", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "Known: svm" in result.output
