@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: install
-	$(PY) -m benchmarks.datasets skimage-foolbox
-	$(VENV)/bin/advise demo
+	@echo "== What the ImageNet network sees in a few packaged photos"
+	$(VENV)/bin/advise imagenet "$$($(PY) -m benchmarks.datasets photos)/animal" --limit 4
+	@echo "== advise: measure, plan and run on scikit-learn's 1,797 digit scans"
+	$(VENV)/bin/advise "$$($(PY) -m benchmarks.datasets digits)" --out advise-runs/digits-demo --overwrite
 
 test: install
 	$(PY) -m pytest tests

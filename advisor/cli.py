@@ -60,7 +60,7 @@ def run_command(
     sample_cap: Annotated[int, typer.Option(min=10, help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
     epochs: Annotated[int | None, typer.Option(min=0, help="Override the plan's fine-tuning epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start afresh: replace a finished or interrupted run in --out.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
@@ -75,8 +75,13 @@ def run_command(
     try:
         forced = Regime.parse(regime) if regime else None
         target = out or default_out_dir(data_dir, dry_run=dry_run)
-        advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
-                                 seed=seed, epochs=epochs, progress=progress)
+        advice = None if dry_run or overwrite else pipeline.interrupted_advice(target)
+        if advice is not None:
+            err.print(f"Resuming the interrupted run in {target}.partial with its saved plan "
+                      f"({advice.plan.regime.value}); delete that folder to start over.")
+        else:
+            advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
+                                     seed=seed, epochs=epochs, progress=progress)
         if not json_output:
             render_advice(advice.to_dict(), out_console)
         if dry_run:

@@ -8,6 +8,7 @@ This is the one module where the advisor reaches the strategies, and only via
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ from advisor.dataset import Dataset, scan_dataset
 from advisor.environment import describe_environment
 from advisor.evaluation import Evaluation, evaluate, most_confident_mistakes
 from advisor.plan import Plan, Regime
-from advisor.run_folder import RunFolder, open_run_folder
+from advisor.errors import PlanError
+from advisor.run_folder import PARTIAL_SUFFIX, open_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,34 @@ def advise(
     return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
 
 
+def interrupted_advice(out: Path) -> Advice | None:
+    """Return the advice saved by an interrupted run of `out`, or `None` if there is none.
+
+    ``execute`` saves ``advice.json`` and ``split.json`` into ``<out>.partial``
+    before training, so running the same command again resumes with the same
+    split and plan instead of measuring again.
+
+    Example:
+        >>> interrupted_advice(Path("advise-runs/digits")) is None  # doctest: +SKIP
+        True
+    """
+    from advisor.profile import DatasetProfile
+
+    partial = Path(out).with_name(Path(out).name + PARTIAL_SUFFIX)
+    advice_file, split_file = partial / ADVICE_FILE, partial / SPLIT_FILE
+    if not (advice_file.is_file() and split_file.is_file()):
+        return None
+    try:
+        data = json.loads(advice_file.read_text(encoding="utf-8"))
+        return Advice(dataset=Dataset.load_split(split_file),
+                      profile=DatasetProfile.from_dict(data["profile"]),
+                      plan=Plan.from_dict(data["plan"]), timings=dict(data.get("timings_s", {})))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PlanError(
+            f"{advice_file} is damaged ({type(exc).__name__}); delete {partial} to start over"
+        ) from None
+
+
 def write_advice(advice: Advice, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``advice.json`` and ``advice.html`` into `out`, atomically.
 
@@ -196,6 +226,9 @@ def execute(
     folder = open_run_folder(out, overwrite=overwrite)
     if folder.resumed:
         logger.warning("Resuming the interrupted run in %s", folder.partial)
+    # Saved first, so an interrupted run resumes with the same split and plan.
+    folder.write_json(ADVICE_FILE, advice.to_dict() | {"plan": plan.to_dict()})
+    advice.dataset.save_split(folder.partial / SPLIT_FILE)
     timings: dict[str, float] = dict(advice.timings)
 
     start = time.perf_counter()
@@ -244,8 +277,6 @@ def execute(
              "probability": float(probabilities[i].max())} for i in mistakes],
     }
     folder.write_json(REPORT_FILE, report)
-    folder.write_json(ADVICE_FILE, advice.to_dict())
-    dataset.save_split(folder.partial / SPLIT_FILE)
     folder.write_text("report.html", run_html(report, mistake_images=[test_images[i] for i in mistakes]))
     final = folder.commit()
     return RunResult(out=final, evaluation=evaluation, report=report)

@@ -74,6 +74,9 @@ class RunFolder:
     def commit(self, *, keep_work: bool = False) -> Path:
         """Move the finished partial folder onto `out` in one rename.
 
+        The training state under ``work/`` is removed, except TensorBoard logs,
+        which move to ``logs/``.
+
         Args:
             keep_work: Keep the ``work/`` training state. Defaults to `False`.
 
@@ -81,6 +84,9 @@ class RunFolder:
             The final folder.
         """
         if not keep_work:
+            logs = self.work / "logs"
+            if logs.is_dir():  # TensorBoard logs are part of the result
+                os.replace(logs, self.partial / "logs")
             shutil.rmtree(self.work, ignore_errors=True)
         old = None
         if self.out.exists():
@@ -97,8 +103,8 @@ def open_run_folder(out: Path, *, overwrite: bool = False) -> RunFolder:
 
     Args:
         out: The final output folder.
-        overwrite: Replace a finished run in `out` when this run finishes.
-            Defaults to `False`.
+        overwrite: Start afresh: replace a finished run in `out` when this run
+            finishes, and discard an interrupted one. Defaults to `False`.
 
     Returns:
         The :class:`RunFolder`; its partial folder exists on return.
@@ -118,6 +124,8 @@ def open_run_folder(out: Path, *, overwrite: bool = False) -> RunFolder:
         )
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
+    if overwrite and partial.is_dir():  # a fresh start discards an interrupted run too
+        shutil.rmtree(partial)
     resumed = partial.is_dir()
     partial.mkdir(parents=True, exist_ok=True)
     return RunFolder(out=out, partial=partial, resumed=resumed)

@@ -1,0 +1,57 @@
+"""An interrupted run resumes: kill ``advise`` after its first fine-tuning epoch, run it again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.datasets import write_dataset
+
+BACKUP_MARKER = Path("work") / "backup" / "fine-tune" / "training_metadata.json"
+START_TIMEOUT_S = 600
+
+
+def advise_command(data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "advisor.cli", "run", str(data), "--regime", "partial",
+            "--epochs", "3", "--sample-cap", "60", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_run_killed_after_first_epoch_resumes_and_finishes(session_cache, tmp_path):
+    data = write_dataset("digits", n=100, seed=5)
+    out = tmp_path / "run"
+    partial = out.with_name(out.name + ".partial")
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(advise_command(data, out), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (partial / BACKUP_MARKER).exists():
+        if process.poll() is not None:
+            pytest.fail(f"run ended before its first fine-tuning epoch: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no fine-tuning epoch within the time limit")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert not out.exists(), "an interrupted run must not leave a finished-looking folder"
+    assert (partial / "advice.json").exists() and (partial / BACKUP_MARKER).exists()
+
+    finished = subprocess.run(advise_command(data, out), env=env, capture_output=True, text=True,
+                              timeout=START_TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "Resuming" in finished.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed"] is True
+    assert report["plan"]["regime"] == "partial"
+    assert report["evaluation"]["accuracy"] > 0.5
+    first_attempt = [e["epoch"] for e in report["history"]["fine_tune"]["epochs"] if e["attempt"] == 0]
+    assert first_attempt and min(first_attempt) >= 1, "resumed after the saved epoch, not from scratch"
+    assert not partial.exists() and not (out / "work").exists()
