@@ -25,7 +25,7 @@ demo: install
 	@echo "== What the ImageNet network sees in a few packaged photos"
 	$(VENV)/bin/advise imagenet "$$($(PY) -m benchmarks.datasets photos)/animal" --limit 4
 	@echo "== advise: measure, plan and run on scikit-learn's 1,797 digit scans"
-	$(VENV)/bin/advise "$$($(PY) -m benchmarks.datasets digits)" --out advise-runs/digits-demo --overwrite
+	$(VENV)/bin/advise "$$($(PY) -m benchmarks.datasets digits)" --out advise-runs/digits-demo --overwrite --epochs 5
 
 test: install
 	$(PY) -m pytest tests

@@ -50,6 +50,10 @@ DECODE_CACHE_VERSION = 1
 DECODE_CHUNK_SIZE = 64
 #: Fewer images than this are decoded in the calling thread (no pool start-up).
 DECODE_MIN_PARALLEL = 256
+#: executor="auto" decodes this many files or more in a spawned process pool,
+#: fewer in threads (benchmarks/bench_decode.py: processes 2.9x faster at 70k,
+#: slower below ~2k because each worker imports Pillow and NumPy).
+DECODE_PROCESS_MIN_IMAGES = 5000
 #: Draw a progress bar (when asked to) only for jobs running longer than this (s).
 PROGRESS_DELAY_S = 2.0
 #: The scan probes files (header + hash) on this many threads once there are

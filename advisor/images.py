@@ -8,6 +8,7 @@ exactly the same array.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,39 @@ def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
     return img.crop((left, top, left + size, top + size))
+
+
+def find_image_files(paths: Sequence[Path | str]) -> list[Path]:
+    """Expand files and folders into image files (folders searched recursively, sorted).
+
+    Hidden files and files without an image extension inside folders are left
+    out; files named explicitly are kept whatever their extension.
+
+    Args:
+        paths: Image files or folders.
+
+    Returns:
+        The image files, in the order given (each folder's files sorted).
+
+    Raises:
+        DatasetError: A path does not exist, or nothing was found.
+
+    Example:
+        >>> find_image_files([Path("photos")])  # doctest: +SKIP
+        [PosixPath('photos/cat.jpg'), PosixPath('photos/dog.png')]
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                            and p.suffix.lower() in config.IMAGE_EXTENSIONS)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DatasetError(f"{path} does not exist; pass image files or folders of images")
+    if not files:
+        raise DatasetError(f"no image files found in {', '.join(map(str, paths))}")
+    return files
 
 
 def open_image(path: Path | str) -> Image.Image:

@@ -8,24 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from advisor import config
-from advisor.errors import DatasetError
 from advisor.imagenet_labels import imagenet_class_names
-from advisor.images import load_image
-
-
-def _image_files(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*")
-                            if p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith("."))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DatasetError(f"{path} does not exist; pass image files or folders")
-    if not files:
-        raise DatasetError(f"no image files in {', '.join(map(str, paths))}")
-    return files
+from advisor.images import find_image_files, load_image
 
 
 def imagenet_top_k(paths: Sequence[Path], *, backbone_name: str = config.DEFAULT_BACKBONE,
@@ -51,7 +35,7 @@ def imagenet_top_k(paths: Sequence[Path], *, backbone_name: str = config.DEFAULT
     from advisor.backbones import get_backbone
 
     backbone = get_backbone(backbone_name)
-    files = _image_files(paths)[:limit]
+    files = find_image_files(paths)[:limit]
     batch = np.stack([load_image(f, backbone.image_size) for f in files])
     logits = np.asarray(backbone.model.predict(batch, verbose=0), dtype=np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from advisor import config
 from advisor.errors import DatasetError
-from advisor.images import ImageReadError, load_image
+from advisor.images import ImageReadError, find_image_files, load_image
 from advisor.model_file import load_model
 
 PREDICT_BATCH_SIZE = 64
@@ -53,21 +52,6 @@ class Predictions:
         return buffer.getvalue()
 
 
-def _files(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                            and p.suffix.lower() in config.IMAGE_EXTENSIONS)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise DatasetError(f"{path} does not exist; pass image files or folders of images")
-    if not files:
-        raise DatasetError(f"no image files found in {', '.join(map(str, paths))}")
-    return files
-
-
 def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Predictions:
     """Predict the top-`k` classes of image files with a saved model.
 
@@ -92,7 +76,7 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
     model, class_names = load_model(model_path)
     size = int(model.inputs[0].shape[1])
     images, kept, skipped = [], [], []
-    for path in _files(paths):
+    for path in find_image_files(paths):
         try:
             images.append(load_image(path, size))
             kept.append(path)

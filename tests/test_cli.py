@@ -99,3 +99,15 @@ def test_bad_folders_exit_2_with_one_line(tmp_path, make, message):
 def test_unknown_regime_is_a_one_line_error(digits, tmp_path):
     result = invoke(digits, "--regime", "everything", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "Known: svm" in result.output
+
+
+def test_compare_tabulates_regimes_and_marks_the_pick(digits, tmp_path):
+    out = tmp_path / "compare"
+    result = invoke("compare", digits, "--regimes", "svm,last-layer", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [row["regime"] for row in summary["rows"]] == ["svm", "last-layer"]
+    assert sum(row["picked"] for row in summary["rows"]) == (summary["advised"] in ("svm", "last-layer"))
+    assert all(0 <= row["test_accuracy"] <= 1 and row["model_bytes"] > 0 for row in summary["rows"])
+    assert {"compare.json", "compare.html", "svm", "last-layer"} <= set(os.listdir(out))
+    assert (out / "svm" / "model.keras").exists()

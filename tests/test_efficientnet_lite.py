@@ -11,7 +11,7 @@ import pytest
 import skimage
 
 from advisor.backbones import efficientnet_lite as lite
-from advisor.backbones import get_backbone, list_backbones
+from advisor.backbones import get_backbone, list_backbones, torch_port
 from advisor.errors import BackboneError, CheckpointError
 from advisor.images import load_image
 from advisor.torch_checkpoint import load_state_dict
@@ -137,7 +137,7 @@ def test_weights_are_converted_once_and_cached(efficientnet_lite0, session_cache
     def no_reread(*args, **kwargs):
         raise AssertionError("the checkpoint was read again despite the cache")
 
-    monkeypatch.setattr(lite, "load_state_dict", no_reread)
+    monkeypatch.setattr(torch_port, "load_state_dict", no_reread)
     assert lite.converted_weights_path() == cached
     again = get_backbone("efficientnet_lite0", image_size=224)
     reference = efficientnet_lite0.model.get_layer("predictions").get_weights()[0]

