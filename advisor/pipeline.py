@@ -23,6 +23,7 @@ from advisor.dataset import Dataset, scan_dataset
 from advisor.environment import describe_environment
 from advisor.evaluation import Evaluation, evaluate, most_confident_mistakes
 from advisor.plan import Plan, Regime
+from advisor.profile_cache import load_profile, profile_key, save_profile
 from advisor.errors import PlanError
 from advisor.run_folder import PARTIAL_SUFFIX, open_run_folder
 
@@ -110,7 +111,14 @@ def advise(
     start = time.perf_counter()
     network = get_backbone(backbone)
     cap = config.SAMPLE_CAP if sample_cap is None else sample_cap
-    profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
+    key = profile_key(dataset, backbone=network.name, image_size=network.image_size,
+                      weights=network.weights, sample_cap=cap, seed=seed)
+    profile = load_profile(key)
+    if profile is None:
+        profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
+        save_profile(key, profile)
+    else:
+        logger.info("Reusing the measurements of an earlier run (profile %s)", key[:12])
     timings["measure"] = time.perf_counter() - start
 
     start = time.perf_counter()

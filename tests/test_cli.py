@@ -111,3 +111,19 @@ def test_compare_tabulates_regimes_and_marks_the_pick(digits, tmp_path):
     assert all(0 <= row["test_accuracy"] <= 1 and row["model_bytes"] > 0 for row in summary["rows"])
     assert {"compare.json", "compare.html", "svm", "last-layer"} <= set(os.listdir(out))
     assert (out / "svm" / "model.keras").exists()
+
+
+def test_run_after_dry_run_reuses_the_measurements(digits, tmp_path, monkeypatch):
+    import advisor.measure
+
+    assert invoke(digits, "--dry-run", "--out", tmp_path / "a", "--sample-cap", "40").exit_code == 0
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again although nothing changed")
+
+    monkeypatch.setattr(advisor.measure, "measure_dataset", no_measuring)
+    result = invoke(digits, "--dry-run", "--out", tmp_path / "b", "--sample-cap", "40")
+    assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "a" / "advice.json").read_text())
+    second = json.loads((tmp_path / "b" / "advice.json").read_text())
+    assert first["profile"] == second["profile"] and first["plan"] == second["plan"]

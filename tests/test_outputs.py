@@ -117,3 +117,21 @@ def test_evaluation_figures():
     assert result.per_class["b"]["recall"] == 1.0
     assert type(result).from_dict(json.loads(json.dumps(result.to_dict()))) == result
     assert most_confident_mistakes(y, p) == [1]
+
+
+def test_profile_key_changes_when_a_file_changes(tmp_path):
+    import shutil
+
+    from advisor.dataset import scan_dataset
+    from advisor.profile_cache import profile_key
+    from benchmarks.datasets import write_dataset
+
+    data = tmp_path / "digits"
+    shutil.copytree(write_dataset("digits", n=40, root=tmp_path / "src"), data)
+    options = dict(backbone="mobilenet_v2", image_size=224, weights="imagenet", sample_cap=40, seed=0)
+    key = profile_key(scan_dataset(data, seed=0), **options)
+    assert profile_key(scan_dataset(data, seed=0), **options) == key
+    assert profile_key(scan_dataset(data, seed=0), **options | {"sample_cap": 41}) != key
+    victim = next((data / "3").glob("*.png"))
+    Image.new("L", (8, 8), 255).save(victim)
+    assert profile_key(scan_dataset(data, seed=0), **options) != key
