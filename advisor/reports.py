@@ -72,19 +72,32 @@ def advice_html(advice: Mapping[str, Any]) -> str:
     )
 
 
+#: Per-phase history fields worth a row in the report (the rest is in report.json).
+_HISTORY_SUMMARY = ("best_epoch", "best_val_loss", "retried", "wall_s", "dtype_policy", "dim", "train_rows")
+
+
+def _epoch_curves(epochs: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    curves: dict[str, list[float]] = {}
+    for record in epochs:
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            if isinstance(record.get(key), (int, float)):
+                curves.setdefault(key, []).append(float(record[key]))
+    return curves
+
+
 def _history_section(history: Mapping[str, Any]) -> str:
     body = ""
     for phase, record in history.items():
         if not isinstance(record, Mapping):
             continue
-        curves = {k: v for k, v in record.items()
-                  if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
-        if curves:
-            body += h.image_html(h.curves_figure(curves, title=f"Training: {phase}", xlabel="epoch"),
-                                 f"history {phase}")
-        notes = {k: v for k, v in record.items() if k not in curves}
-        if notes:
-            body += h.table_html(sorted((k, v) for k, v in notes.items()))
+        epochs = record.get("epochs")
+        if isinstance(epochs, list) and epochs and isinstance(epochs[0], Mapping):
+            body += h.image_html(h.curves_figure(_epoch_curves(epochs), xlabel="epoch (all attempts)",
+                                                 title=f"Training: {phase}"), f"history {phase}")
+        rows = [(key, record[key]) for key in _HISTORY_SUMMARY if key in record]
+        rows += [("note", note) for note in record.get("notes", []) or []]
+        if rows:
+            body += f"<h3>{html.escape(str(phase))}</h3>" + h.table_html(rows)
     return body or "<p>No training history (closed-form fit).</p>"
 
 

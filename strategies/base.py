@@ -660,11 +660,11 @@ def train(
             "diverged": guard.diverged,
         })
         history["best_epoch"], history["best_val_loss"] = guard.best_epoch, guard.best_loss
-        if guard.best_epoch == 0:
-            history["notes"].append(
-                f"{phase}: no epoch beat the starting state on validation loss "
-                f"({guard.start_loss:.4g}); kept the starting weights.")
         if not guard.diverged:
+            if guard.best_epoch == 0:
+                history["notes"].append(
+                    f"{phase}: no epoch beat the starting state on validation loss "
+                    f"({guard.start_loss:.4g}); kept the starting weights.")
             break
         if attempt == 0:
             if scaled_variables:
