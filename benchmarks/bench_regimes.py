@@ -343,7 +343,7 @@ def _run_child(kind: str, plan, root: Path, args: argparse.Namespace, tmp: Path,
 def _machine_line(args: argparse.Namespace) -> str:
     import keras
 
-    from strategies.base import accelerators
+    from advisor.environment import accelerators
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     devices = accelerators()

@@ -42,6 +42,7 @@ import numpy as np
 from advisor.backbones import Backbone
 from advisor.backbones.preprocessing import image_input
 from advisor.batches import ImageBatches, build_augmentation
+from advisor.environment import accelerators
 from advisor.embeddings import POOL_LAYER, Embedder, feature_output, predict_batches
 from advisor.errors import DatasetError, PlanError
 from advisor.plan import Optimizer, Plan
@@ -200,20 +201,6 @@ def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequen
 # --------------------------------------------------------------------------- #
 # Devices
 # --------------------------------------------------------------------------- #
-def accelerators() -> list[str]:
-    """Return the visible non-CPU devices (``["gpu:0", ...]``), or ``[]``.
-
-    Example:
-        >>> accelerators()  # doctest: +SKIP
-        []
-    """
-    try:
-        devices = keras.distribution.list_devices()
-    except (NotImplementedError, RuntimeError):  # backends without the distribution API
-        return []
-    return [d for d in devices if not str(d).lower().startswith("cpu")]
-
-
 def dtype_policy() -> str:
     """Return ``"mixed_bfloat16"`` when an accelerator is visible, else ``"float32"``.
 
