@@ -1,0 +1,121 @@
+"""Tests of `benchmarks.advice_quality`: the scoring, the calibration and a tiny --quick run.
+
+The tiny run claims nothing about accuracy: two small real sets, two cheap
+regimes, two head epochs; it checks that the machinery runs end to end and
+writes a well-formed table and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import advice_quality
+from benchmarks.advice_quality import (
+    HIT_PP,
+    REGIMES,
+    corrupt,
+    parse_task,
+    score_row,
+    summarise,
+)
+
+
+def _row(task: str, accs: dict[str, float], pick: str, plan_acc: float | None = None,
+         fit_s: dict[str, float] | None = None) -> dict:
+    fit_s = fit_s or {"svm": 1.0, "last-layer": 2.0, "partial": 10.0, "full": 20.0}
+    row = {"task": task, "pick": pick, "wall_s": 1.0,
+           "regimes": {r: {"test_accuracy": a, "fit_s": fit_s[r], "default_rate_test_accuracy": a}
+                       for r, a in accs.items()},
+           "plan": {"test_accuracy": accs[pick] if plan_acc is None else plan_acc,
+                    "fit_s": fit_s[pick]}}
+    row.update(score_row(row))
+    return row
+
+
+def test_parse_task_splits_the_size_off_known_sets():
+    assert parse_task("fashion-mnist-300") == ("fashion-mnist", 300)
+    assert parse_task("mnist-5k") == ("mnist-5k", None)
+    assert parse_task("mnist-5k-1000") == ("mnist-5k", 1000)
+    with pytest.raises(ValueError, match="Unknown task"):
+        parse_task("imagenet-1000")
+
+
+def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
+    # Right regime (partial is the best), but the plan's own rate reached 2 points less.
+    row = _row("t", {"svm": 0.80, "last-layer": 0.85, "partial": 0.90, "full": 0.897},
+               pick="partial", plan_acc=0.88)
+    assert row["hit"] and row["oracle_regime"] == "partial"
+    assert row["regret_pp"] == pytest.approx(2.0)
+    assert set(row["good_regimes"]) == {"partial", "full"}
+    assert row["fastest_good"] == "partial" and row["time_vs_fastest_good"] == pytest.approx(1.0)
+
+
+def test_full_is_flagged_when_last_layer_is_within_the_hit_margin():
+    almost = 0.9 - HIT_PP / 100 / 2
+    row = _row("t", {"svm": 0.5, "last-layer": almost, "partial": 0.88, "full": 0.9}, pick="full")
+    assert row["hit"] and row["too_expensive"]
+    assert row["time_vs_fastest_good"] == pytest.approx(10.0)  # full 20 s vs last-layer 2 s
+    summary = summarise([row, _row("u", {"svm": 0.9, "last-layer": 0.7, "partial": 0.7, "full": 0.7},
+                                   pick="full")])
+    assert summary["hit_rate"] == 0.5
+    assert summary["max_regret_pp"] == pytest.approx(20.0)
+    assert summary["full_when_last_layer_enough"] == ["t"]
+    assert not summary["targets_met"]["never_full_when_last_layer_enough"]
+
+
+@pytest.mark.parametrize("kind", advice_quality.CORRUPTIONS)
+def test_corruptions_degrade_monotonically_with_severity(kind):
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32, 3))
+    errors = [np.abs(corrupt(image, kind, s, np.random.default_rng(1)) - image).mean() for s in range(6)]
+    assert errors[0] == 0.0
+    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+    with pytest.raises(ValueError, match="Unknown corruption"):
+        corrupt(image, "fog", 1, rng)
+
+
+def test_calibration_reports_leave_one_task_out(monkeypatch):
+    # Regime picks depend only on the thresholds: stub the profile -> regime step.
+    def fake_pick(profile, thresholds):
+        return "svm" if profile["n"] < thresholds["SVM_MAX_IMAGES"] else "partial"
+
+    monkeypatch.setattr(advice_quality, "picked_regime", fake_pick)
+    rows = []
+    for i, n in enumerate((200, 400, 3000, 8000)):
+        svm_wins = n < 1000
+        row = _row(f"t{i}", {"svm": 0.9 if svm_wins else 0.7, "last-layer": 0.8,
+                             "partial": 0.7 if svm_wins else 0.9, "full": 0.6}, pick="svm")
+        row["profile"] = {"n": n}
+        rows.append(row)
+    result = advice_quality.calibrate(rows)
+    loto = result["leave_one_task_out"]
+    assert len(loto["folds"]) == 4
+    assert loto["hit_rate"] == 1.0 and loto["mean_regret_pp"] == 0.0
+    assert result["fitted_in_sample"]["hit_rate"] == 1.0
+
+
+@pytest.mark.slow
+def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys):
+    results = advice_quality.main([
+        "--quick", "--tasks", "digits-60,photos", "--regimes", "svm,last-layer",
+        "--head-epochs", "2", "--image-size", "96", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("task"))
+    for column in ("sim", "peak block", "probe", *REGIMES, "oracle", "pick", "regret pp", "time x"):
+        assert column in header
+    assert [r["task"] for r in results["rows"]] == ["digits-60", "photos"]
+    assert any(line.startswith("digits-60") for line in printed.splitlines())
+    assert "hit rate" in printed and "regret: mean" in printed and "total time" in printed
+
+    saved = json.loads((tmp_path / results["path"].rsplit("/", 1)[-1]).read_text())
+    assert saved["mode"] == "quick"
+    assert {"backend", "device", "cpu_count", "versions"} <= set(saved["machine"])
+    for row in saved["rows"]:
+        assert row["pick"] in REGIMES
+        assert set(row["regimes"]) == {"svm", "last-layer"}
+        assert 0.0 <= row["oracle_best"] <= 1.0 and 0.0 <= row["similarity"] <= 1.0
+        assert row["regret_pp"] >= -100.0 and isinstance(row["hit"], bool)
+    assert set(saved["summary"]) >= {"hit_rate", "mean_regret_pp", "max_regret_pp", "total_s"}
