@@ -216,7 +216,9 @@ def _child_torch(args: argparse.Namespace) -> dict:
     import torch
     import torchvision
 
-    from advisor.backbones.mobilenet_v2 import checkpoint_path
+    from advisor.backbones.mobilenet_v2 import WEIGHTS_SHA256, checkpoint_path
+    from advisor.errors import AdvisorError
+    from advisor.torch_checkpoint import load_state_dict
     from advisor.config import IMAGENET_MEAN, IMAGENET_STD
     from strategies.base import augmentation_for, class_weight_dict
 
@@ -227,9 +229,10 @@ def _child_torch(args: argparse.Namespace) -> dict:
     torch.manual_seed(plan.seed)
     model = torchvision.models.mobilenet_v2()
     note = "torchvision ImageNet weights"
-    try:
-        model.load_state_dict(torch.load(checkpoint_path(), map_location="cpu", weights_only=True))
-    except Exception as exc:  # throughput does not depend on the weights
+    try:  # our restricted reader, not torch's unpickler
+        state = load_state_dict(checkpoint_path(), sha256=WEIGHTS_SHA256)
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+    except (AdvisorError, RuntimeError) as exc:  # throughput does not depend on the weights
         note = f"random weights ({type(exc).__name__})"
     model.classifier = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(1280, n_classes))
     model = model.to(device).to(memory_format=torch.channels_last)
