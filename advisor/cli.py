@@ -125,7 +125,8 @@ def compare_command(
         target = out or default_out_dir(data_dir, dry_run=False).with_name(
             default_out_dir(data_dir, dry_run=False).name + "-compare")
         advice = pipeline.advise(data_dir, backbone=backbone, seed=seed, epochs=epochs, progress=progress)
-        rows = pipeline.compare(advice, target, regimes=chosen, overwrite=overwrite, progress=progress,
+        rows = pipeline.compare(advice, target, regimes=chosen, epochs=epochs, overwrite=overwrite,
+                                progress=progress,
                                 verbose=_keras_verbose(verbose))
     except AdvisorError as exc:
         raise _fail(exc) from None

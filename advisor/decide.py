@@ -135,6 +135,7 @@ def decide(
     backbone: Backbone,
     regime: Regime | str | None = None,
     seed: int = config.DEFAULT_SEED,
+    epochs: int | None = None,
 ) -> Plan:
     """Turn a measured profile into a plan, with a reason for every field.
 
@@ -145,6 +146,9 @@ def decide(
             `None` (decide from the profile).
         seed: Seed of every random choice of the run. Defaults to
             `config.DEFAULT_SEED`.
+        epochs: Force the fine-tuning epochs (warm-up and patience follow
+            from them by the usual rules). Defaults to `None` (scaled with
+            the dataset size).
 
     Returns:
         The :class:`~advisor.plan.Plan`.
@@ -260,7 +264,10 @@ def decide(
         f"{steps} steps per epoch: {head_epochs} epochs give about {config.HEAD_TARGET_STEPS:,} head "
         f"steps (clipped to {config.HEAD_EPOCH_RANGE[0]}-{config.HEAD_EPOCH_RANGE[1]})."
     )
-    if tunes:
+    if tunes and epochs is not None:
+        warmup = max(1, round(config.WARMUP_FRACTION * epochs)) if epochs else 0
+        reasons["epochs"] = f"{epochs} fine-tuning epochs, forced by the caller (--epochs)."
+    elif tunes:
         epochs = _clip(math.ceil(config.FINE_TUNE_TARGET_STEPS / steps), config.FINE_TUNE_EPOCH_RANGE)
         warmup = max(1, round(config.WARMUP_FRACTION * epochs))
         reasons["epochs"] = (
@@ -268,8 +275,12 @@ def decide(
             f"{config.FINE_TUNE_TARGET_STEPS:,} steps (clipped to "
             f"{config.FINE_TUNE_EPOCH_RANGE[0]}-{config.FINE_TUNE_EPOCH_RANGE[1]})."
         )
+    if tunes and epochs:
         reasons["warmup_epochs"] = (f"{config.WARMUP_FRACTION:.0%} of {epochs} epochs (at least 1) of "
                                     f"linear warm-up protect the pretrained weights from the new head's first gradients.")
+    elif tunes:
+        warmup = 0
+        reasons["warmup_epochs"] = "No fine-tuning epochs were asked for, so there is no warm-up."
     else:
         epochs = warmup = 0
         reasons["epochs"] = f"Regime {chosen.value!r} does not fine-tune the backbone: 0 epochs."

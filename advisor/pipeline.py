@@ -7,7 +7,6 @@ This is the one module where the advisor reaches the strategies, and only via
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -122,11 +121,7 @@ def advise(
     timings["measure"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    plan = decide(profile, backbone=network, regime=regime, seed=seed)
-    if epochs is not None:
-        reasons = dict(plan.reasons)
-        reasons["epochs"] = f"{epochs} fine-tuning epochs, forced by --epochs."
-        plan = dataclasses.replace(plan, epochs=epochs, reasons=reasons)
+    plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs)
     timings["decide"] = time.perf_counter() - start
     return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
 
@@ -307,6 +302,7 @@ def compare(
     out: Path,
     *,
     regimes: Sequence[Regime] = tuple(Regime),
+    epochs: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
     verbose: int = 0,
@@ -314,7 +310,7 @@ def compare(
     """Run several regimes under one split and tabulate them, the advisor's pick marked.
 
     Each regime's plan is the advisor's plan for that regime (as ``--regime``
-    would give). Results go to ``<out>/<regime>/`` plus ``compare.json`` and
+    would give), with `epochs` forced when given (as ``--epochs``). Results go to ``<out>/<regime>/`` plus ``compare.json`` and
     ``compare.html`` in `out`.
 
     Returns:
@@ -329,7 +325,7 @@ def compare(
     rows = []
     for regime in regimes:
         plan = advice.plan if regime == advice.plan.regime else decide(
-            advice.profile, backbone=network, regime=regime, seed=advice.plan.seed)
+            advice.profile, backbone=network, regime=regime, seed=advice.plan.seed, epochs=epochs)
         result = execute(advice, folder.partial / regime.value, overwrite=True, progress=progress,
                          verbose=verbose, plan=plan)
         rows.append({

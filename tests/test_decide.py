@@ -178,6 +178,15 @@ def test_epochs_scale_with_dataset_size(backbone):
     assert small.head_epochs >= large.head_epochs
 
 
+def test_forced_epochs_carry_warmup_and_patience_with_them(backbone):
+    plan = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial", epochs=5)
+    assert (plan.epochs, plan.warmup_epochs) == (5, 1)
+    assert plan.patience <= 5 and "forced" in plan.reasons["epochs"]
+    assert "5 epochs" in plan.reasons["warmup_epochs"]
+    frozen = decide(make_profile(2_000, 0.3), backbone=backbone, regime="last-layer", epochs=5)
+    assert frozen.epochs == 0 and frozen.warmup_epochs == 0
+
+
 def test_profile_from_another_backbone_is_refused(backbone):
     profile = dataclasses.replace(make_profile(500, 0.8), backbone="keras:EfficientNetB0")
     with pytest.raises(PlanError, match="measured with backbone"):
