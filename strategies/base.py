@@ -636,8 +636,9 @@ def train(
         name = phase if attempt == 0 else f"{phase}-retry"
         fitted = model.fit(**train_kwargs, validation_data=validation, epochs=epochs,
                            callbacks=_callbacks(guard, work_dir, name), verbose=verbose)
-        for epoch, values in enumerate(zip(*fitted.history.values())):
-            history["epochs"].append({"attempt": attempt, "epoch": epoch + 1,
+        # History.epoch holds Keras' real epoch indices (a resumed fit starts past 0).
+        for epoch, values in zip(fitted.epoch, zip(*fitted.history.values())):
+            history["epochs"].append({"attempt": attempt, "epoch": int(epoch) + 1,
                                       **{k: float(v) for k, v in zip(fitted.history, values)}})
         history["attempts"].append({
             "learning_rate": learning_rate,
