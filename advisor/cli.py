@@ -59,6 +59,7 @@ def run_command(
     backbone: Annotated[str, typer.Option(help="Backbone name (or keras:<Application>).")] = config.DEFAULT_BACKBONE,
     sample_cap: Annotated[int, typer.Option(min=10, help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
     epochs: Annotated[int | None, typer.Option(min=0, help="Override the plan's fine-tuning epochs.")] = None,
+    head: Annotated[str | None, typer.Option(help="Force the head: linear (one softmax layer) or mlp (Dense + BatchNorm + Dropout under it).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
     overwrite: Annotated[bool, typer.Option(help="Start afresh: replace a finished or interrupted run in --out.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
@@ -81,7 +82,7 @@ def run_command(
                       f"({advice.plan.regime.value}); delete that folder to start over.")
         else:
             advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
-                                     seed=seed, epochs=epochs, progress=progress)
+                                     seed=seed, epochs=epochs, head=head, progress=progress)
         if not json_output:
             render_advice(advice.to_dict(), out_console)
         if dry_run:

@@ -27,6 +27,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_BACKBONE = "mobilenet_v2"
 #: torchvision's BatchNorm epsilon; Keras' default (1e-3) breaks the port.
 TORCH_BN_EPSILON = 1e-5
+#: ``advise --base PATH`` backbones are named ``base:<absolute path>[#<feature layer>]``.
+BASE_MODEL_PREFIX = "base:"
+#: A user's model is cut into at most this many blocks for partial fine-tuning
+#: (MobileNetV2 has 19); finer cuts of its graph are merged evenly.
+BASE_MODEL_MAX_BLOCKS = 16
+#: What the similarity measures compare a dataset with, per kind of backbone.
+REFERENCE_IMAGENET = "ImageNet"
+REFERENCE_BASE_MODEL = "the base model's training data"
 
 # --- Dataset ------------------------------------------------------------------
 #: A class needs at least this many usable images.
@@ -185,3 +193,16 @@ IMBALANCE_RATIO_THRESHOLD = 2.0
 #: Values of the linear SVM's C searched by cross-validation (log grid around 1,
 #: on standardised features).
 SVM_C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+# Head -----------------------------------------------------------------------
+#: A hidden layer (Dense + BatchNormalization + ReLU + Dropout) goes under the
+#: softmax layer when the training split has at least this many images (and the
+#: regime is not ``svm``): below it, the extra (feature_dim x units) weights
+#: overfit and a linear head is the better bet. Chollet's Keras fine-tuning
+#: recipe (Deep Learning with Python, ch. 8) puts Dense(256) + Dropout(0.5) on
+#: top of a frozen base; this is that head, kept for data large enough to fit it.
+#: Not yet calibrated by benchmarks/advice_quality.py.
+HIDDEN_HEAD_MIN_TRAIN = 5_000
+HIDDEN_HEAD_UNITS = (256,)
+HIDDEN_HEAD_DROPOUT = 0.5
+HIDDEN_HEAD_BATCHNORM = True

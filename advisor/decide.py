@@ -100,6 +100,35 @@ def choose_image_size(native_side: float, max_size: int) -> int:
     return int(min(max_size, max(config.MIN_INPUT_SIZE, upscaled)))
 
 
+HEADS = ("linear", "mlp")
+
+
+def choose_head(regime: Regime, n_train: int, *,
+                head: str | None = None) -> tuple[tuple[int, ...], float, bool]:
+    """Return ``(head_units, head_dropout, head_batchnorm)`` for a plan.
+
+    ``svm`` always has a linear head. Otherwise a hidden layer
+    (``config.HIDDEN_HEAD_*``) when `head` is ``"mlp"``, or when it is `None`
+    and the training split has at least ``config.HIDDEN_HEAD_MIN_TRAIN`` images.
+
+    Raises:
+        PlanError: `head` is not one of ``HEADS``.
+
+    Example:
+        >>> choose_head(Regime.LAST_LAYER, 20_000)
+        ((256,), 0.5, True)
+        >>> choose_head(Regime.LAST_LAYER, 20_000, head="linear")
+        ((), 0.0, False)
+    """
+    if head is not None and head not in HEADS:
+        raise PlanError(f"Unknown head {head!r}. Known: {', '.join(HEADS)}.")
+    hidden = head == "mlp" if head is not None else n_train >= config.HIDDEN_HEAD_MIN_TRAIN
+    if regime is Regime.SVM or not hidden:
+        return (), 0.0, False
+    return (tuple(config.HIDDEN_HEAD_UNITS), float(config.HIDDEN_HEAD_DROPOUT),
+            bool(config.HIDDEN_HEAD_BATCHNORM))
+
+
 def _cut_index(profile: DatasetProfile, block_names: list[str]) -> tuple[int, str]:
     """Index of the first trainable block for `partial`, and why."""
     n_blocks = len(block_names)
@@ -136,6 +165,7 @@ def decide(
     regime: Regime | str | None = None,
     seed: int = config.DEFAULT_SEED,
     epochs: int | None = None,
+    head: str | None = None,
 ) -> Plan:
     """Turn a measured profile into a plan, with a reason for every field.
 
@@ -149,6 +179,9 @@ def decide(
         epochs: Force the fine-tuning epochs (warm-up and patience follow
             from them by the usual rules). Defaults to `None` (scaled with
             the dataset size).
+        head: Force the head: ``"linear"`` (one softmax layer) or ``"mlp"``
+            (hidden layer, see :func:`choose_head`). Defaults to `None`
+            (decided from the training-set size).
 
     Returns:
         The :class:`~advisor.plan.Plan`.
@@ -321,6 +354,28 @@ def decide(
     else:
         svm_c_grid = ()
         reasons["svm_c_grid"] = f"Regime {chosen.value!r} fits no SVM: empty grid."
+    head_units, head_dropout, head_batchnorm = choose_head(chosen, n_train, head=head)
+    if chosen is Regime.SVM:
+        reasons["head_units"] = "Regime 'svm' fits a linear SVM: no hidden layers."
+    elif head is not None:
+        reasons["head_units"] = (f"Head forced to {head!r} by the caller (--head)"
+                                 + (f": Dense{list(head_units)} + BatchNorm + ReLU + "
+                                    f"Dropout({head_dropout:g}) under the softmax." if head_units
+                                    else ": one softmax layer."))
+    elif head_units:
+        reasons["head_units"] = (
+            f"{n_train:,} training images >= {config.HIDDEN_HEAD_MIN_TRAIN:,}: enough to fit a "
+            f"hidden layer, so the head is Dense{list(head_units)} + "
+            f"{'BatchNorm + ' if head_batchnorm else ''}ReLU + Dropout({head_dropout:g}) under the softmax.")
+    else:
+        reasons["head_units"] = (
+            f"{n_train:,} training images < {config.HIDDEN_HEAD_MIN_TRAIN:,}: a single softmax "
+            "layer; a hidden layer's extra weights would overfit.")
+    reasons["head_dropout"] = (f"Dropout {head_dropout:g} after the hidden layer regularises it."
+                               if head_units else "No hidden layer, so no dropout.")
+    reasons["head_batchnorm"] = ("BatchNormalization in the hidden layer keeps its inputs scaled "
+                                 "while the backbone moves." if head_batchnorm else
+                                 "No BatchNormalization in the head.")
     reasons["seed"] = f"Seed {seed} fixes every random choice of the run (shuffles, augmentation, new weights)."
 
     return Plan(
@@ -341,6 +396,9 @@ def decide(
         class_weights=class_weights,
         svm_c_grid=svm_c_grid,
         seed=seed,
+        head_units=head_units,
+        head_dropout=head_dropout,
+        head_batchnorm=head_batchnorm,
         reasons=reasons,
     )
 

@@ -73,6 +73,7 @@ def advise(
     sample_cap: int | None = None,
     seed: int = config.DEFAULT_SEED,
     epochs: int | None = None,
+    head: str | None = None,
     progress: bool = False,
 ) -> Advice:
     """Scan `data_dir`, measure it against the backbone, and decide a plan.
@@ -85,6 +86,8 @@ def advise(
             Defaults to `None` (``config.SAMPLE_CAP``).
         seed: Seed of the split, the sample and the run. Defaults to `config.DEFAULT_SEED`.
         epochs: Override the plan's fine-tuning epochs. Defaults to `None`.
+        head: Force the head, ``"linear"`` or ``"mlp"``. Defaults to `None`
+            (decided from the data size).
         progress: Show progress bars. Defaults to `False`.
 
     Returns:
@@ -121,7 +124,7 @@ def advise(
     timings["measure"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs)
+    plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs, head=head)
     timings["decide"] = time.perf_counter() - start
     return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
 

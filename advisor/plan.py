@@ -16,6 +16,10 @@ from advisor.errors import PlanError
 
 SCHEMA_VERSION = 1
 
+#: Fields added after schema 1 was first written; older plans load with their defaults.
+OPTIONAL_FIELDS = frozenset({"reasons", "schema_version", "head_units", "head_dropout",
+                             "head_batchnorm"})
+
 
 class Regime(str, Enum):
     """The four CS231n transfer-learning regimes.
@@ -82,6 +86,11 @@ class Plan:
         augmentation: Names of augmentations (``flip``, ``translate``, ``zoom``); empty for none.
         class_weights: Per-class loss weights, or `None` when classes are balanced.
         svm_c_grid: Values of C searched by cross-validation for ``svm``.
+        head_units: Widths of the hidden ``Dense`` + ReLU layers of the new head,
+            input side first; empty for a single softmax layer (the default).
+        head_dropout: Dropout rate after each hidden layer of the head (0: none).
+        head_batchnorm: Whether each hidden layer of the head is followed by
+            ``BatchNormalization`` (before its ReLU).
         seed: Seed of every random choice in the run.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
@@ -104,6 +113,9 @@ class Plan:
     class_weights: tuple[float, ...] | None
     svm_c_grid: tuple[float, ...]
     seed: int
+    head_units: tuple[int, ...] = ()
+    head_dropout: float = 0.0
+    head_batchnorm: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -136,7 +148,7 @@ class Plan:
                 f"({SCHEMA_VERSION}); upgrade finetune-advisor"
             )
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"reasons", "schema_version"}
+        missing = names - set(data) - OPTIONAL_FIELDS
         unknown = set(data) - names
         if missing or unknown:
             raise PlanError(f"Malformed plan: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -145,6 +157,7 @@ class Plan:
         values["optimizer"] = Optimizer(values["optimizer"])
         for key in ("frozen_blocks", "augmentation", "svm_c_grid"):
             values[key] = tuple(values[key])
+        values["head_units"] = tuple(int(units) for units in values.get("head_units", ()))
         if values.get("class_weights") is not None:
             values["class_weights"] = tuple(float(w) for w in values["class_weights"])
         values["reasons"] = dict(values.get("reasons", {}))

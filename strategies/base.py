@@ -231,15 +231,18 @@ def device_scope() -> contextlib.AbstractContextManager:
 # The classifier graph
 # --------------------------------------------------------------------------- #
 def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
-                     dtype: str = "float32") -> keras.Model:
+                     dtype: str = "float32", head_units: Sequence[int] = (),
+                     head_dropout: float = 0.0, head_batchnorm: bool = False) -> keras.Model:
     """Build images -> backbone features -> ``Dense(softmax)``, on a copy of the backbone.
 
     The backbone's layers up to `feature_layer` are cloned (with their weights)
     into a nested model named ``"features"``, so training never touches
     `backbone`. All its layers are frozen (:func:`freeze_blocks` unfreezes
     blocks; BatchNormalization layers stay frozen, i.e. in inference mode).
-    4-D features are globally average pooled; the output layer is a float32
-    ``Dense(n_classes, softmax)`` named ``"class_probabilities"``. Only
+    4-D features are globally average pooled and go through the head of
+    :func:`add_head` (hidden layers when `head_units` is not empty); the output
+    layer is a float32 ``Dense(n_classes, softmax)`` named
+    ``"class_probabilities"``. Only
     built-in Keras layers are used, so the saved model loads in safe mode
     without this package.
 
@@ -249,6 +252,9 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
         n_classes: Number of classes.
         dtype: Dtype policy of the backbone copy (``"mixed_bfloat16"`` on
             accelerators). Defaults to `"float32"`.
+        head_units: Hidden layer widths of the head. Defaults to `()` (one softmax layer).
+        head_dropout: Dropout after each hidden layer. Defaults to `0.0`.
+        head_batchnorm: BatchNormalization in each hidden layer. Defaults to `False`.
 
     Returns:
         An uncompiled functional model: uint8 ``(None, S, S, 3)`` -> ``(None, n_classes)``.
@@ -276,24 +282,76 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
     x = features(inputs)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER, dtype=dtype)(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER,
-                                 dtype="float32")(x)
+    outputs = add_head(x, n_classes, units=head_units, dropout=head_dropout,
+                       batchnorm=head_batchnorm)
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def build_head(feature_dim: int, n_classes: int) -> keras.Model:
-    """Build the linear probe: ``(None, D)`` embeddings -> ``Dense(softmax)``.
+def add_head(x, n_classes: int, *, units: Sequence[int] = (), dropout: float = 0.0,
+             batchnorm: bool = False):
+    """Apply the new head to pooled features `x`: hidden layers, then the softmax layer.
 
-    Its output layer has the same name and shape as the classifier's, so its
-    weights copy over unchanged.
+    Each hidden layer ``i`` (1-based) is ``Dense(units[i-1])`` named
+    ``head_dense_i``, then ``BatchNormalization`` (``head_batchnorm_i``, when
+    `batchnorm`), ReLU and ``Dropout`` (``head_dropout_i``, when `dropout` > 0).
+    The output is a float32 ``Dense(n_classes, softmax)`` named
+    ``"class_probabilities"``. The names are fixed so a head trained on
+    embeddings (:func:`build_head`) copies onto the classifier layer by layer
+    (:func:`copy_head_weights`).
+
+    Args:
+        x: A ``(None, D)`` Keras tensor.
+        n_classes: Number of classes.
+        units: Hidden layer widths, input side first. Defaults to `()`.
+        dropout: Dropout rate after each hidden layer. Defaults to `0.0`.
+        batchnorm: Whether hidden layers are batch-normalised. Defaults to `False`.
+
+    Returns:
+        The ``(None, n_classes)`` probabilities tensor.
+    """
+    for index, width in enumerate(units, start=1):
+        x = keras.layers.Dense(int(width), use_bias=not batchnorm, name=f"head_dense_{index}")(x)
+        if batchnorm:
+            x = keras.layers.BatchNormalization(name=f"head_batchnorm_{index}")(x)
+        x = keras.layers.ReLU(name=f"head_relu_{index}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"head_dropout_{index}")(x)
+    return keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER,
+                              dtype="float32")(x)
+
+
+def head_kwargs(plan: Plan) -> dict[str, Any]:
+    """Return the plan's head settings as :func:`build_classifier` / :func:`build_head` keywords."""
+    return {"head_units": tuple(plan.head_units), "head_dropout": plan.head_dropout,
+            "head_batchnorm": plan.head_batchnorm}
+
+
+def build_head(feature_dim: int, n_classes: int, *, head_units: Sequence[int] = (),
+               head_dropout: float = 0.0, head_batchnorm: bool = False) -> keras.Model:
+    """Build the head trained on cached embeddings: ``(None, D)`` -> class probabilities.
+
+    A linear probe (one ``Dense(softmax)``) by default, or the hidden layers of
+    :func:`add_head`. Its layers have the same names and shapes as the
+    classifier's head, so their weights copy over unchanged
+    (:func:`copy_head_weights`).
 
     Example:
         >>> build_head(1280, 10).output.shape
         (None, 10)
+        >>> len(build_head(1280, 10, head_units=(256,), head_dropout=0.5).layers)
+        5
     """
     inputs = keras.Input(shape=(feature_dim,), name="embedding")
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER)(inputs)
-    return keras.Model(inputs, outputs, name="linear_probe")
+    outputs = add_head(inputs, n_classes, units=head_units, dropout=head_dropout,
+                       batchnorm=head_batchnorm)
+    return keras.Model(inputs, outputs, name="head" if head_units else "linear_probe")
+
+
+def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy every weighted head layer of `source` (:func:`build_head`) onto `target`, by name."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collection[str]) -> list:
@@ -765,7 +823,7 @@ class Strategy:
         """
         self._check_fitted()
         model = build_classifier(self.backbone, feature_layer=self.plan.feature_layer,
-                                 n_classes=len(self.classes_))
+                                 n_classes=len(self.classes_), **head_kwargs(self.plan))
         model.set_weights(self.model_.get_weights())
         return model
 
@@ -832,7 +890,7 @@ class KerasStrategy(Strategy):
                             "train_rows": int(len(x_train)), "dim": embedder.dim}
         weights = None if class_weight is None else np.array(
             [class_weight[int(label)] for label in y_train], dtype=np.float32)
-        head = build_head(embedder.dim, n_classes)
+        head = build_head(embedder.dim, n_classes, **head_kwargs(plan))
         history["head"] = _train(head, plan, (x_train, y_train, weights), (x_val, val.labels),
                                 phase="head", learning_rate=plan.head_learning_rate,
                                 epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
@@ -841,8 +899,9 @@ class KerasStrategy(Strategy):
         with device_scope():
             model = build_classifier(backbone, feature_layer=plan.feature_layer,
                                      n_classes=n_classes,
-                                     dtype=dtype_policy() if fine_tune else "float32")
-            model.get_layer(OUTPUT_LAYER).set_weights(head.get_layer(OUTPUT_LAYER).get_weights())
+                                     dtype=dtype_policy() if fine_tune else "float32",
+                                     **head_kwargs(plan))
+            copy_head_weights(head, model)
             if fine_tune:
                 backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks)
                 augmentation = augmentation_for(plan, seed=plan.seed)

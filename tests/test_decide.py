@@ -210,3 +210,35 @@ def test_profile_from_newer_schema_is_refused():
     data = make_profile(500, 0.8).to_dict() | {"schema_version": 99}
     with pytest.raises(PlanError, match="newer"):
         DatasetProfile.from_dict(data)
+
+
+@pytest.mark.parametrize("n_images, regime, hidden", [
+    (500, Regime.SVM, False),  # svm: always linear
+    (5_000, Regime.PARTIAL, False),  # 3,500 training images < HIDDEN_HEAD_MIN_TRAIN
+    (50_000, Regime.FULL, True),
+])
+def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, n_images, regime, hidden):
+    plan = decide(make_profile(n_images, 0.2), backbone=backbone)
+    assert plan.regime is regime
+    assert bool(plan.head_units) is hidden
+    assert (plan.head_dropout > 0) is hidden and plan.head_batchnorm is hidden
+    if regime is not Regime.SVM:
+        assert f"{config.HIDDEN_HEAD_MIN_TRAIN:,}" in plan.reasons["head_units"]
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_head_can_be_forced_and_unknown_heads_fail(backbone):
+    profile = make_profile(2_000, 0.8)
+    assert decide(profile, backbone=backbone, head="mlp").head_units == config.HIDDEN_HEAD_UNITS
+    assert decide(make_profile(50_000, 0.2), backbone=backbone, head="linear").head_units == ()
+    assert "forced" in decide(profile, backbone=backbone, head="mlp").reasons["head_units"]
+    with pytest.raises(PlanError, match="Known: linear, mlp"):
+        decide(profile, backbone=backbone, head="resnet")
+
+
+def test_plans_written_before_the_head_fields_still_load(backbone):
+    data = decide(make_profile(2_000, 0.8), backbone=backbone).to_dict()
+    for name in ("head_units", "head_dropout", "head_batchnorm"):
+        del data[name]
+    plan = Plan.from_dict(data)
+    assert plan.head_units == () and plan.head_dropout == 0.0 and plan.head_batchnorm is False

@@ -254,6 +254,44 @@ def test_backbone_weights_change_only_where_the_plan_trains(split, regime):
         assert np.array_equal(new, old)
 
 
+def test_hidden_head_from_the_plan_trains_exports_and_reloads(split, tmp_path):
+    if split.name != "digits":
+        pytest.skip("one dataset is enough for the head's plumbing")
+    keras.utils.set_random_seed(0)
+    plan = make_plan(Regime.PARTIAL, split.backbone, epochs=1, head_units=(32,),
+                     head_dropout=0.5, head_batchnorm=True)
+    strategy = get_strategy(plan.regime)(plan=plan, backbone=split.backbone).fit(
+        split.parts["train"], split.parts["val"], class_names=split.class_names)
+    names = [layer.name for layer in strategy.model_.layers]
+    assert names[-5:] == ["head_dense_1", "head_batchnorm_1", "head_relu_1", "head_dropout_1",
+                          OUTPUT_LAYER]
+    # The fine-tune phase started from the head trained on embeddings (LP-FT), not a random one.
+    head, fine = strategy.history_["head"], strategy.history_["fine_tune"]
+    assert fine["start"]["val_loss"] <= head["start"]["val_loss"]
+    expected = strategy.predict_proba(split.test_images)
+    accuracy = float(np.mean(expected.argmax(-1) == split.parts["test"].labels))
+    assert accuracy > 0.5, accuracy  # 5x chance; an MLP head on 200 images is no better than a linear one
+    save_model(strategy.export_model(), tmp_path / "mlp.keras", strategy.class_names_)
+    from advisor.model_file import load_model
+
+    loaded, _ = load_model(tmp_path / "mlp.keras")  # safe mode: built-in layers only
+    np.testing.assert_allclose(loaded.predict(split.test_images, verbose=0), expected, atol=1e-5)
+
+
+def test_build_head_layers_match_the_classifier_head():
+    backbone = get_backbone("mobilenet_v2", image_size=32, weights=None)
+    kwargs = {"head_units": (8, 4), "head_dropout": 0.25, "head_batchnorm": False}
+    from strategies.base import build_classifier, copy_head_weights
+
+    head = build_head(backbone.feature_dim, 3, **kwargs)
+    model = build_classifier(backbone, feature_layer=backbone.feature_layer, n_classes=3, **kwargs)
+    assert [l.name for l in head.layers[1:]] == [l.name for l in model.layers[-len(head.layers) + 1:]]
+    copy_head_weights(head, model)
+    for layer in head.layers[1:]:
+        for a, b in zip(layer.get_weights(), model.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_fine_tuning_is_never_worse_than_the_probe_on_validation(split):
     for regime in (Regime.PARTIAL, Regime.FULL):
         history = split.strategy(regime).history_["fine_tune"]
