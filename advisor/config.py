@@ -53,7 +53,7 @@ SPLIT_FOLDER_NAMES = {
     "test": ("test", "testing"),
 }
 #: Bump when the decoded-image geometry or the cache layout changes.
-DECODE_CACHE_VERSION = 1
+DECODE_CACHE_VERSION = 2
 #: Items handed to a decode worker at once (amortises the pool's overhead).
 DECODE_CHUNK_SIZE = 64
 #: Fewer images than this are decoded in the calling thread (no pool start-up).
