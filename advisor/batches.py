@@ -5,7 +5,7 @@ Batches come straight from the decode cache's memory map (no ``tf.data``, so
 normalises in-graph) and int32 labels. Shuffling is deterministic: epoch ``e``
 uses ``np.random.default_rng([seed, e])``. Optional augmentation is a Keras
 model (see :func:`build_augmentation`) applied to float32 batches, whose result
-is rounded back to uint8.
+is rounded back to uint8. Float labels (regression targets) are yielded as float32.
 
 API:
     ImageBatches(images, labels, *, rows=None, batch_size=32, shuffle=False,
@@ -28,7 +28,7 @@ from advisor import config
 
 
 class ImageBatches(keras.utils.PyDataset):
-    """Batches of uint8 images and int32 labels read from a (memory-mapped) array.
+    """Batches of uint8 images and int32 labels (or float32 targets) read from a (memory-mapped) array.
 
     Each batch gathers its rows from `images` (sorted, so reads from a memory
     map stay mostly sequential), so only one batch is in memory at a time.
@@ -36,7 +36,8 @@ class ImageBatches(keras.utils.PyDataset):
     Args:
         images: ``(N, H, W, 3)`` uint8 array, typically ``DecodedImages.images``.
         labels: Integer labels, one per used row (aligned with `rows`, or with
-            `images` when `rows` is `None`).
+            `images` when `rows` is `None`); floating-point values (regression
+            targets) are kept as float32.
         rows: Rows of `images` to use, e.g. ``DecodedImages.rows`` (skips
             images that failed to decode). Defaults to `None` (all rows).
         batch_size: Images per batch; the last batch may be smaller.
@@ -86,7 +87,8 @@ class ImageBatches(keras.utils.PyDataset):
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
         rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
-        labels = np.asarray(labels, dtype=np.int32)
+        labels = np.asarray(labels)
+        labels = labels.astype(np.float32 if np.issubdtype(labels.dtype, np.floating) else np.int32)
         if rows.ndim != 1 or labels.shape != rows.shape:
             raise ValueError(
                 "Expected one label per used image row. "

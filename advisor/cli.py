@@ -50,16 +50,35 @@ def _keras_verbose(verbose: bool) -> int:
     return 2 if verbose else 0
 
 
+BASE_HELP = ("Start from your own Keras model (.keras, or a legacy .h5) instead of ImageNet, "
+             "e.g. the model.keras of an earlier run: RGB input, pixels 0-255, a Dense layer at the end.")
+FEATURE_LAYER_HELP = "With --base: the layer the new head reads. Defaults to the input of the last Dense layer."
+
+
+def _chosen_backbone(backbone: str | None, base: Path | None, feature_layer: str | None) -> str | None:
+    """Return the backbone name that --backbone / --base / --feature-layer ask for (None: the advisor picks)."""
+    if base is None:
+        if feature_layer is not None:
+            raise AdvisorError(f"--feature-layer {feature_layer} needs --base PATH (a model of your own)")
+        return backbone
+    if backbone not in (None, config.DEFAULT_BACKBONE):
+        raise AdvisorError(f"Pass either --backbone or --base. Received: --backbone {backbone} --base {base}")
+    return config.BASE_MODEL_PREFIX + str(base.expanduser().resolve())
+
+
 @app.command("run")
 def run_command(
     data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class (or train/val/test of those).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Advice only: measure and plan, do not train.")] = False,
     out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<folder name>.")] = None,
     regime: Annotated[str | None, typer.Option(help="Force a regime: svm, last-layer, partial or full.")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone name (or keras:<Application>).")] = config.DEFAULT_BACKBONE,
+    backbone: Annotated[str | None, typer.Option(help=f"Backbone name (or keras:<Application>). Defaults to {config.DEFAULT_BACKBONE}, or {config.STRONGER_BACKBONE} when the plan fine-tunes on {config.STRONGER_BACKBONE_MIN_IMAGES:,}+ images.")] = None,
     sample_cap: Annotated[int, typer.Option(min=10, help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
     epochs: Annotated[int | None, typer.Option(min=0, help="Override the plan's fine-tuning epochs.")] = None,
     head: Annotated[str | None, typer.Option(help="Force the head: linear (one softmax layer) or mlp (Dense + BatchNorm + Dropout under it).")] = None,
+    base: Annotated[Path | None, typer.Option("--base", help=BASE_HELP)] = None,
+    feature_layer: Annotated[str | None, typer.Option("--feature-layer", help=FEATURE_LAYER_HELP)] = None,
+    targets: Annotated[Path | None, typer.Option("--targets", help="Regression: a CSV of (image path relative to DATA_DIR, number) rows; DATA_DIR may then be a flat folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
     overwrite: Annotated[bool, typer.Option(help="Start afresh: replace a finished or interrupted run in --out.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
@@ -75,6 +94,7 @@ def run_command(
     progress = not json_output and sys.stderr.isatty()
     try:
         forced = Regime.parse(regime) if regime else None
+        backbone = _chosen_backbone(backbone, base, feature_layer)
         target = out or default_out_dir(data_dir, dry_run=dry_run)
         advice = None if dry_run or overwrite else pipeline.interrupted_advice(target)
         if advice is not None:
@@ -82,7 +102,8 @@ def run_command(
                       f"({advice.plan.regime.value}); delete that folder to start over.")
         else:
             advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
-                                     seed=seed, epochs=epochs, head=head, progress=progress)
+                                     seed=seed, epochs=epochs, head=head, feature_layer=feature_layer,
+                                     targets=targets, progress=progress)
         if not json_output:
             render_advice(advice.to_dict(), out_console)
         if dry_run:
@@ -106,15 +127,18 @@ def run_command(
 def compare_command(
     data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class.")],
     out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<name>-compare.")] = None,
-    regimes: Annotated[str, typer.Option(help="Comma-separated regimes to run.")] = "svm,last-layer,partial,full",
+    regimes: Annotated[str | None, typer.Option(help="Comma-separated regimes to run for every backbone, or 'advised'. Defaults to all four with one backbone, the advised one with several.")] = None,
     backbone: Annotated[str, typer.Option(help="Backbone name.")] = config.DEFAULT_BACKBONE,
+    backbones: Annotated[str | None, typer.Option(help="Comma-separated backbones to put side by side, e.g. mobilenet_v2,efficientnet_lite0 (overrides --backbone).")] = None,
+    base: Annotated[Path | None, typer.Option("--base", help=BASE_HELP + " Runs beside --backbones when given.")] = None,
+    feature_layer: Annotated[str | None, typer.Option("--feature-layer", help=FEATURE_LAYER_HELP)] = None,
     epochs: Annotated[int | None, typer.Option(min=0, help="Override fine-tuning epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the runs.")] = config.DEFAULT_SEED,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished comparison.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run several regimes under one split and compare them side by side."""
+    """Run several regimes (or backbones) under one split and compare them side by side."""
     _setup_logging(verbose)
     from advisor import pipeline
     from advisor.plan import Regime
@@ -122,24 +146,43 @@ def compare_command(
 
     progress = not json_output and sys.stderr.isatty()
     try:
-        chosen = [Regime.parse(r.strip()) for r in regimes.split(",") if r.strip()]
+        names = [b.strip() for b in (backbones or backbone).split(",") if b.strip()]
+        if not names or len(set(names)) < len(names):
+            raise AdvisorError(f"--backbones needs distinct backbone names. Received: {backbones!r}")
+        if base is not None or feature_layer is not None:  # the user's model, beside --backbones
+            names = (names if backbones else []) + [
+                _chosen_backbone(config.DEFAULT_BACKBONE, base, feature_layer)]
+        chosen = None if regimes in (None, "advised") else [
+            Regime.parse(r.strip()) for r in regimes.split(",") if r.strip()]
         target = out or default_out_dir(data_dir, dry_run=False).with_name(
             default_out_dir(data_dir, dry_run=False).name + "-compare")
-        advice = pipeline.advise(data_dir, backbone=backbone, seed=seed, epochs=epochs, progress=progress)
-        rows = pipeline.compare(advice, target, regimes=chosen, epochs=epochs, overwrite=overwrite,
-                                progress=progress,
-                                verbose=_keras_verbose(verbose))
+        advices = [pipeline.advise(data_dir, backbone=name, seed=seed, epochs=epochs,
+                                   feature_layer=feature_layer if name.startswith(
+                                       config.BASE_MODEL_PREFIX) else None,
+                                   progress=progress) for name in names]
+        if regimes == "advised" and len(advices) == 1:
+            chosen = [advices[0].plan.regime]
+        rows = pipeline.compare(advices, target, regimes=chosen, epochs=epochs, overwrite=overwrite,
+                                progress=progress, verbose=_keras_verbose(verbose))
     except AdvisorError as exc:
         raise _fail(exc) from None
     if json_output:
-        print(_json({"advised": advice.plan.regime.value, "rows": rows}))
+        print(_json({"advised": advices[0].plan.regime.value,
+                     "advised_by_backbone": {a.plan.backbone: a.plan.regime.value for a in advices},
+                     "rows": rows}))
         return
-    table = Table(title=f"Regimes on {data_dir} (* = advised)")
-    for column in ("regime", "test accuracy", "macro-F1", "fit s", "model MB"):
+    several = len(advices) > 1
+    table = Table(title=f"{'Backbones' if several else 'Regimes'} on {data_dir} (* = advised)")
+    columns = (("backbone",) if several else ()) + (
+        "regime", "similarity", "test accuracy", "macro-F1", "advise s", "fit s", "ms/image", "model MB")
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(("* " if row["picked"] else "") + row["regime"], f"{row['test_accuracy']:.4f}",
-                      f"{row['macro_f1']:.4f}", f"{row['fit_s']:.1f}", f"{row['model_bytes'] / 1e6:.1f}")
+        table.add_row(*((row["backbone"],) if several else ()),
+                      ("* " if row["picked"] else "") + row["regime"], f"{row['similarity']:.2f}",
+                      f"{row['test_accuracy']:.4f}", f"{row['macro_f1']:.4f}", f"{row['advise_s']:.1f}",
+                      f"{row['fit_s']:.1f}", f"{row['predict_ms_per_image']:.1f}",
+                      f"{row['model_bytes'] / 1e6:.1f}")
     out_console.print(table)
     out_console.print(f"Written to [bold]{target}[/bold] (compare.json, compare.html)")
 
@@ -152,7 +195,7 @@ def predict_command(
     output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Predict the top classes of images with a saved model."""
+    """Predict the top classes of images with a saved model (a regression model: their values)."""
     _setup_logging(verbose)
     from advisor.predict import predict_files
 
@@ -169,9 +212,14 @@ def predict_command(
     else:
         table = Table(title=f"Predictions of {model}")
         table.add_column("image")
-        table.add_column("top classes (probability)")
-        for row in result.rows:
-            table.add_row(str(row.path), ", ".join(f"{n} {p:.3f}" for n, p in row.classes))
+        if result.task == "regression":
+            table.add_column(f"predicted {result.target_name or 'value'}")
+            for row in result.rows:
+                table.add_row(str(row.path), f"{row.value:.4g}")
+        else:
+            table.add_column("top classes (probability)")
+            for row in result.rows:
+                table.add_row(str(row.path), ", ".join(f"{n} {p:.3f}" for n, p in row.classes))
         out_console.print(table)
     for path, reason in result.skipped:
         err.print(f"[yellow]skipped:[/yellow] {path}: {reason}", highlight=False)

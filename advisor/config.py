@@ -44,6 +44,15 @@ DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
 DEFAULT_SEED = 1337
 
+# --- Regression targets (advise DATA_DIR --targets targets.csv) -------------------
+#: A regression dataset needs at least this many usable (image, target) rows.
+MIN_TARGET_ROWS = 10
+#: The targets are cut into this many quantile bins: they stratify the split and
+#: the measurement sample, and stand in for classes in the label-aware probes.
+TARGET_BINS = 5
+#: ...with at least this many images per bin (fewer bins for small sets).
+TARGET_MIN_PER_BIN = 4
+
 # --- Dataset ingestion and the decode cache -----------------------------------
 #: Names of the split sub-folders of a pre-split dataset (DATA_DIR/<split>/<class>/).
 #: Each split name maps to the folder names accepted for it.
@@ -193,6 +202,18 @@ IMBALANCE_RATIO_THRESHOLD = 2.0
 #: Values of the linear SVM's C searched by cross-validation (log grid around 1,
 #: on standardised features).
 SVM_C_GRID = (0.01, 0.1, 1.0, 10.0)
+#: Regression's ``svm`` is ridge regression on the embeddings with alpha = 1 / (2C),
+#: C cross-validated over this grid (alpha 500 to 0.5). On MobileNetV2 features
+#: of scikit-learn digits (digit value as target) alpha 30-50 was best.
+REGRESSION_C_GRID = (0.001, 0.01, 0.1, 1.0)
+#: Loss of the regression head on standardised targets: "huber" (delta 1, robust
+#: to outlying targets) or "mse".
+REGRESSION_LOSS = "huber"
+#: Head rate of regression fine-tuning (AdamW; the backbone gets
+#: BACKBONE_LEARNING_RATE_FACTOR of it). At AdamW's default 1e-3 the first epoch
+#: on digits (partial, MobileNetV2) diverged (training loss 0.17 -> 1.5) and the
+#: guard had to retry; SGD at FINE_TUNE_HEAD_LEARNING_RATE diverged too.
+REGRESSION_FINE_TUNE_LEARNING_RATE = 1e-4
 
 # Head -----------------------------------------------------------------------
 #: A hidden layer (Dense + BatchNormalization + ReLU + Dropout) goes under the
@@ -206,3 +227,17 @@ HIDDEN_HEAD_MIN_TRAIN = 5_000
 HIDDEN_HEAD_UNITS = (256,)
 HIDDEN_HEAD_DROPOUT = 0.5
 HIDDEN_HEAD_BATCHNORM = True
+
+# Backbone choice ------------------------------------------------------------
+#: With no --backbone, the advisor measures with DEFAULT_BACKBONE and switches to
+#: STRONGER_BACKBONE (then measures again with it) when the plan fine-tunes and the
+#: dataset has at least this many images. Rationale: for fine-tuning, ImageNet top-1
+#: predicts transfer accuracy almost perfectly (Kornblith, Shlens & Le 2019, "Do
+#: better ImageNet models transfer better?", r = 0.96 over 12 datasets), and
+#: EfficientNet-Lite0 has 75.1% vs MobileNetV2's 71.9% at about 1.35x the multiply-adds
+#: (407M vs 300M) and 1.3x the parameters; on this many images the fine-tuning
+#: epochs dwarf the second measuring pass. Frozen-feature regimes keep the cheaper
+#: backbone: there the gain is smaller and the measuring pass is a large share of
+#: the run. Not yet validated by benchmarks/advice_quality.py (needs a GPU run).
+STRONGER_BACKBONE = "efficientnet_lite0"
+STRONGER_BACKBONE_MIN_IMAGES = 10_000

@@ -27,6 +27,7 @@ API:
     Dataset (frozen): root, class_names, train, val, test, summary, presplit,
         given_splits, seed, val_fraction, test_fraction
         .records(split) / .files(split) / .labels(split)
+        .is_regression / .targets(split)  (datasets read with advisor.targets.scan_targets)
         .drop_failed(failures, *, min_per_class=...) -> Dataset
         .to_dict() / Dataset.from_dict(d) / .save_split(path) / Dataset.load_split(path)
     DatasetSummary, ImageRecord, SizeStats, SkippedFile, DuplicateGroup (frozen,
@@ -82,6 +83,8 @@ class ImageRecord:
         mode: Pillow mode of the file (``"RGB"``, ``"L"``, ``"P"``, ``"I;16"``...).
         format: Pillow format name (``"JPEG"``, ``"PNG"``...).
         sha256: Hex digest of the file's bytes.
+        target: The numeric target of a regression dataset (``--targets``;
+            `label` is then its quantile bin), or `None`. Defaults to `None`.
     """
 
     path: str
@@ -91,10 +94,11 @@ class ImageRecord:
     mode: str
     format: str
     sha256: str
+    target: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
+        """Return a JSON-ready dict (``target`` only for regression records)."""
+        data = {
             "path": self.path,
             "label": self.label,
             "width": self.width,
@@ -103,6 +107,9 @@ class ImageRecord:
             "format": self.format,
             "sha256": self.sha256,
         }
+        if self.target is not None:
+            data["target"] = self.target
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageRecord:
@@ -115,6 +122,7 @@ class ImageRecord:
             mode=str(data["mode"]),
             format=str(data["format"]),
             sha256=str(data["sha256"]),
+            target=None if data.get("target") is None else float(data["target"]),
         )
 
 
@@ -333,6 +341,10 @@ class Dataset:
         seed: Seed of the split.
         val_fraction: Fraction of each class put in ``val`` (when carved).
         test_fraction: Fraction of each class put in ``test`` (when carved).
+        target_name: Name of the numeric target of a regression dataset (read
+            with :func:`advisor.targets.scan_targets`), or `None` for classes.
+            Its `class_names` are then quantile bins of the target.
+        targets_file: The CSV the targets were read from, or `None`.
     """
 
     root: Path
@@ -346,6 +358,34 @@ class Dataset:
     seed: int = config.DEFAULT_SEED
     val_fraction: float = config.DEFAULT_VAL_FRACTION
     test_fraction: float = config.DEFAULT_TEST_FRACTION
+    target_name: str | None = None
+    targets_file: str | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the images carry numeric targets (``--targets``) instead of classes."""
+        return self.target_name is not None
+
+    def targets(self, split: str) -> np.ndarray:
+        """Return one split's numeric targets (regression datasets only).
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            A ``float64`` array aligned with :meth:`files`.
+
+        Raises:
+            DatasetError: The dataset has classes, not targets.
+
+        Example:
+            >>> scan_targets(Path("photos"), Path("t.csv")).targets("test").dtype  # doctest: +SKIP
+            dtype('float64')
+        """
+        if not self.is_regression:
+            raise DatasetError(
+                f"Dataset {self.root} has classes, not numeric targets; pass --targets to read some.")
+        return np.fromiter((r.target for r in self.records(split)), dtype=np.float64)
 
     def records(self, split: str) -> tuple[ImageRecord, ...]:
         """Return the records of one split.
@@ -431,7 +471,10 @@ class Dataset:
             name: tuple(r for r in self.records(name) if r.path not in reasons) for name in SPLITS
         }
         skipped = list(self.summary.skipped) + [SkippedFile(p, r) for p, r in reasons.items()]
-        _check_classes(self.root, self.class_names, splits, skipped, min_per_class, self.presplit)
+        if self.is_regression:
+            _check_target_rows(self, splits, len(reasons))
+        else:
+            _check_classes(self.root, self.class_names, splits, skipped, min_per_class, self.presplit)
         summary = _summarize(
             self.root,
             self.class_names,
@@ -474,7 +517,8 @@ class Dataset:
             "seed": self.seed,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
-        }
+        } | ({"target_name": self.target_name, "targets_file": self.targets_file}
+             if self.is_regression else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Dataset:
@@ -501,6 +545,8 @@ class Dataset:
             seed=int(data["seed"]),
             val_fraction=float(data["val_fraction"]),
             test_fraction=float(data["test_fraction"]),
+            target_name=None if data.get("target_name") is None else str(data["target_name"]),
+            targets_file=None if data.get("targets_file") is None else str(data["targets_file"]),
             **splits,
         )
 
@@ -555,12 +601,24 @@ class Dataset:
 
 
 def _record_row(r: ImageRecord) -> list[Any]:
-    return [r.path, r.label, r.width, r.height, r.mode, r.format, r.sha256]
+    row = [r.path, r.label, r.width, r.height, r.mode, r.format, r.sha256]
+    return row if r.target is None else row + [r.target]
 
 
 def _record_from_row(row: list[Any]) -> ImageRecord:
-    path, label, width, height, mode, fmt, sha = row
-    return ImageRecord(str(path), int(label), int(width), int(height), str(mode), str(fmt), str(sha))
+    path, label, width, height, mode, fmt, sha, *target = row
+    return ImageRecord(str(path), int(label), int(width), int(height), str(mode), str(fmt), str(sha),
+                       float(target[0]) if target else None)
+
+
+def _check_target_rows(dataset: Dataset, splits: Mapping[str, tuple[ImageRecord, ...]],
+                       dropped: int) -> None:
+    """Raise the one-line DatasetError when too few regression rows are left."""
+    n = sum(len(splits[name]) for name in SPLITS)
+    if n < config.MIN_TARGET_ROWS or not splits["train"] or not splits["val"]:
+        raise DatasetError(
+            f"Only {n} image(s) listed in {dataset.targets_file} can be used ({dropped} failed to "
+            f"decode, see the summary); need at least {config.MIN_TARGET_ROWS}. Fix or add images.")
 
 
 # --------------------------------------------------------------------------- #

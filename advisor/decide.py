@@ -28,8 +28,8 @@ import math
 from advisor import config
 from advisor.backbones import Backbone
 from advisor.errors import PlanError
-from advisor.plan import Optimizer, Plan, Regime
-from advisor.profile import DatasetProfile
+from advisor.plan import Loss, Optimizer, Plan, Regime, Task
+from advisor.profile import DatasetProfile, reference_data
 
 
 def _is_similar(profile: DatasetProfile) -> bool:
@@ -53,7 +53,8 @@ def choose_regime(profile: DatasetProfile) -> tuple[Regime, str]:
     score = profile.similarity.score
     threshold = config.SIMILARITY_THRESHOLD
     look = (f"similarity {score:.2f} {'>=' if _is_similar(profile) else '<'} {threshold:.2f} "
-            f"({'looks like' if _is_similar(profile) else 'differs from'} ImageNet)")
+            f"({'looks like' if _is_similar(profile) else 'differs from'} "
+            f"{reference_data(profile.backbone)})")
     if n < config.SVM_MAX_IMAGES:
         return Regime.SVM, (
             f"{n:,} images < {config.SVM_MAX_IMAGES:,}: too few to fine-tune, so a linear SVM "
@@ -138,11 +139,14 @@ def _cut_index(profile: DatasetProfile, block_names: list[str]) -> tuple[int, st
                      f"of the blocks stay frozen, the later ones are fine-tuned")
     low = math.ceil(config.PARTIAL_MIN_FROZEN_FRACTION * n_blocks)
     high = math.floor(config.PARTIAL_MAX_FROZEN_FRACTION * n_blocks)
-    departing = profile.shift.first_departing_block
-    if departing in block_names:
+    departing = None if profile.shift is None else profile.shift.first_departing_block
+    if profile.shift is None:
+        cut = high
+        why = "the model has no BatchNormalization layers, so no shift map to place the cut"
+    elif departing in block_names:
         at = block_names.index(departing)
         cut = min(high, max(low, at))
-        why = (f"the shift map first departs from ImageNet at {departing} (KL "
+        why = (f"the shift map first departs from {reference_data(profile.backbone)} at {departing} (KL "
                f"{profile.shift.block_kl[profile.shift.blocks.index(departing)]:.3f} > "
                f"{profile.shift.departure_kl:.3f})")
     else:
@@ -151,6 +155,47 @@ def _cut_index(profile: DatasetProfile, block_names: list[str]) -> tuple[int, st
     return cut, (f"{why}; blocks before the cut stay frozen, clipped to "
                  f"{config.PARTIAL_MIN_FROZEN_FRACTION:.0%}-{config.PARTIAL_MAX_FROZEN_FRACTION:.0%} "
                  f"of the {n_blocks} blocks")
+
+
+def choose_task(task: Task | str | None = None,
+                loss: Loss | str | None = None) -> tuple[Task, Loss, str, str]:
+    """Return ``(task, loss, task reason, loss reason)``.
+
+    Classification trains with cross-entropy. Regression (``--targets``)
+    trains on standardised targets with ``config.REGRESSION_LOSS`` (Huber,
+    robust to a few outlying targets) unless `loss` asks for ``mse``.
+
+    Raises:
+        PlanError: An unknown task or loss, or a regression loss for classification.
+
+    Example:
+        >>> choose_task("regression")[:2]
+        (<Task.REGRESSION: 'regression'>, <Loss.HUBER: 'huber'>)
+    """
+    try:
+        task = Task(task or Task.CLASSIFICATION)
+        loss = None if loss is None else Loss(loss)
+    except ValueError:
+        raise PlanError(f"Unknown task {task!r} or loss {loss!r}. Tasks: "
+                        f"{', '.join(t.value for t in Task)}; losses: "
+                        f"{', '.join(x.value for x in Loss)}.") from None
+    if task is Task.CLASSIFICATION:
+        if loss not in (None, Loss.CROSSENTROPY):
+            raise PlanError(f"Loss {loss.value!r} is for regression; classification uses "
+                            "crossentropy. Pass --targets for a regression.")
+        return (task, Loss.CROSSENTROPY,
+                "Class folders: predict one class per image (softmax output).",
+                "Classification: sparse categorical cross-entropy.")
+    why_task = ("Numeric targets (--targets): predict one number per image with a linear output; "
+                "the svm regime becomes ridge regression on the embeddings.")
+    if loss is None:
+        loss = Loss(config.REGRESSION_LOSS)
+        return task, loss, why_task, (
+            f"Regression: {loss.value} loss on standardised targets (the default; Huber grows "
+            "linearly past 1 standard deviation, so a few outlying targets do not dominate).")
+    if loss is Loss.CROSSENTROPY:
+        raise PlanError("Loss 'crossentropy' is for classification; a regression uses huber or mse.")
+    return task, loss, why_task, f"Regression: {loss.value} loss on standardised targets, forced by the caller."
 
 
 def _clip(value: float, bounds: tuple[int, int]) -> int:
@@ -166,6 +211,8 @@ def decide(
     seed: int = config.DEFAULT_SEED,
     epochs: int | None = None,
     head: str | None = None,
+    task: Task | str | None = None,
+    loss: Loss | str | None = None,
 ) -> Plan:
     """Turn a measured profile into a plan, with a reason for every field.
 
@@ -182,13 +229,18 @@ def decide(
         head: Force the head: ``"linear"`` (one softmax layer) or ``"mlp"``
             (hidden layer, see :func:`choose_head`). Defaults to `None`
             (decided from the training-set size).
+        task: ``"classification"`` or ``"regression"`` (a dataset read with
+            ``--targets``, whose profile's classes are target quantile bins).
+            The regime rules are the same. Defaults to `None` (classification).
+        loss: Regression loss, ``"huber"`` or ``"mse"``. Defaults to `None`
+            (see :func:`choose_task`).
 
     Returns:
         The :class:`~advisor.plan.Plan`.
 
     Raises:
-        PlanError: The profile was measured with another backbone, or `regime`
-            is unknown.
+        PlanError: The profile was measured with another backbone, or `regime`,
+            `task` or `loss` is unknown.
 
     Example:
         >>> plan = decide(measure_dataset(ds, bb), backbone=bb)  # doctest: +SKIP
@@ -212,9 +264,16 @@ def decide(
     n_blocks = len(names)
 
     reasons["backbone"] = f"{backbone.name} is the backbone the profile was measured with."
+    if not backbone.resizable:
+        reasons["backbone"] = (f"The user's own model ({backbone.name}, --base) is the backbone "
+                               "the profile was measured with.")
 
     image_size = choose_image_size(profile.native_side, backbone.image_size)
-    if image_size < backbone.image_size:
+    if not backbone.resizable:
+        image_size = backbone.image_size
+        reasons["image_size"] = (f"The base model takes {image_size} px input; its size is fixed, "
+                                 "so the images are decoded at it.")
+    elif image_size < backbone.image_size:
         reasons["image_size"] = (
             f"Median short side {profile.native_side:.0f} px < {config.LOW_RESOLUTION_SIDE} px: "
             f"upscale x{config.LOW_RESOLUTION_UPSCALE} to {image_size} px (multiple of "
@@ -377,6 +436,28 @@ def decide(
                                  "while the backbone moves." if head_batchnorm else
                                  "No BatchNormalization in the head.")
     reasons["seed"] = f"Seed {seed} fixes every random choice of the run (shuffles, augmentation, new weights)."
+    task, loss, reasons["task"], reasons["loss"] = choose_task(task, loss)
+    if task is Task.REGRESSION and tunes:
+        optimizer = Optimizer.ADAMW
+        head_lr = config.REGRESSION_FINE_TUNE_LEARNING_RATE
+        backbone_lr = head_lr * config.BACKBONE_LEARNING_RATE_FACTOR
+        reasons["optimizer"] = (
+            "Regression fine-tuning: AdamW. A linear output has no saturating softmax, so SGD at the "
+            "classification rate diverges on the unnormalised features; AdamW scales each step.")
+        reasons["head_learning_rate"] = (
+            f"Fine-tuning a regression head with AdamW: {head_lr:g}, 10x below its rate alone, so "
+            "AdamW's first (sign-like) steps do not throw the probe's fit away.")
+        reasons["backbone_learning_rate"] = (
+            f"Backbone layers learn {1 / config.BACKBONE_LEARNING_RATE_FACTOR:.0f}x slower than the "
+            f"head ({backbone_lr:g}) so the pretrained weights move little.")
+    if task is Task.REGRESSION:
+        reasons["head_units"] = reasons["head_units"].replace("softmax", "linear output")
+        class_weights = None
+        reasons["class_weights"] = "Regression has no classes to weight: none."
+        if chosen is Regime.SVM:
+            svm_c_grid = tuple(config.REGRESSION_C_GRID)
+            reasons["svm_c_grid"] = (f"Ridge regression's alpha = 1/(2C) is chosen by leave-one-out "
+                                     f"cross-validation over C in {list(svm_c_grid)}.")
 
     return Plan(
         regime=chosen,
@@ -399,9 +480,49 @@ def decide(
         head_units=head_units,
         head_dropout=head_dropout,
         head_batchnorm=head_batchnorm,
+        task=task,
+        loss=loss,
         reasons=reasons,
     )
 
 
 def _format_blocks(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{name} {acc:.3f}" for name, acc in accuracy.items()) or "none probed"
+
+
+def choose_backbone(profile: DatasetProfile, plan: Plan) -> tuple[str, str]:
+    """Return the backbone to run `plan` with, and the sentence that says why.
+
+    Keeps the backbone the profile was measured with unless it is
+    ``config.DEFAULT_BACKBONE``, the plan fine-tunes the backbone and the
+    dataset has at least ``config.STRONGER_BACKBONE_MIN_IMAGES`` images: then
+    ``config.STRONGER_BACKBONE`` (see the rationale in :mod:`advisor.config`).
+    The caller measures again with the returned backbone before deciding anew.
+
+    Args:
+        profile: The profile the plan was decided from.
+        plan: The plan decided with the measured backbone.
+
+    Returns:
+        ``(backbone name, reason)``.
+
+    Example:
+        >>> choose_backbone(profile, plan)  # doctest: +SKIP
+        ('efficientnet_lite0', '50,000 images >= 10,000 and regime full fine-tunes ...')
+    """
+    n, minimum = profile.n_images, config.STRONGER_BACKBONE_MIN_IMAGES
+    if profile.backbone != config.DEFAULT_BACKBONE:
+        return profile.backbone, f"{profile.backbone} was asked for."
+    if not plan.regime.fine_tunes_backbone:
+        return profile.backbone, (
+            f"Regime {plan.regime.value!r} keeps the backbone frozen: the cheaper "
+            f"{profile.backbone} is enough (a stronger one pays off mainly when fine-tuned).")
+    if n < minimum:
+        return profile.backbone, (
+            f"{n:,} images < {minimum:,}: fine-tuning is short, so a second measuring pass for "
+            f"{config.STRONGER_BACKBONE} would cost more than it saves; keep {profile.backbone}.")
+    return config.STRONGER_BACKBONE, (
+        f"{n:,} images >= {minimum:,} and regime {plan.regime.value!r} fine-tunes the backbone: "
+        f"{config.STRONGER_BACKBONE} (ImageNet top-1 75.1% vs 71.9%, about 1.35x the compute) "
+        "transfers better when fine-tuned (Kornblith et al. 2019), and on this many images the "
+        "training dwarfs the extra measuring pass.")

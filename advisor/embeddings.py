@@ -127,7 +127,7 @@ class Embedder:
                 f"Layer {self.layer!r} of {backbone.name} gives a {len(output.shape)}-D output; "
                 "expected a 2-D (pooled) or 4-D (feature map) one. Choose another feature_layer."
             )
-        self.model = keras.Model(backbone.model.inputs[0], output, name=f"{backbone.name}_embedder")
+        self.model = keras.Model(backbone.model.inputs[0], output, name=f"{backbone.model_name}_embedder")
 
     @property
     def dim(self) -> int:

@@ -1,4 +1,4 @@
-"""Score predictions on the held-out split: accuracy, macro-F1, per-class figures."""
+"""Score predictions on the held-out split: accuracy, macro-F1, per-class figures; MAE, RMSE, R2."""
 
 from __future__ import annotations
 
@@ -92,3 +92,92 @@ def most_confident_mistakes(y_true: np.ndarray, probabilities: np.ndarray, k: in
     wrong = np.flatnonzero(y_pred != y_true)
     order = np.argsort(-probabilities[wrong].max(axis=1), kind="stable")
     return [int(i) for i in wrong[order][:k]]
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionEvaluation:
+    """Held-out results of one fitted regression, beside the "predict the training mean" baseline.
+
+    Attributes:
+        n_images: Number of evaluated images.
+        mae: Mean absolute error, in target units.
+        rmse: Root mean squared error, in target units.
+        r2: Coefficient of determination (1 is perfect; 0 is the test mean).
+        baseline_mae: MAE of always predicting the training targets' mean.
+        baseline_rmse: Its RMSE.
+        baseline_r2: Its R2 (at most 0).
+        train_mean: The training targets' mean (the baseline's prediction).
+        target_name: Name of the target.
+    """
+
+    n_images: int
+    mae: float
+    rmse: float
+    r2: float
+    baseline_mae: float
+    baseline_rmse: float
+    baseline_r2: float
+    train_mean: float
+    target_name: str
+
+    @property
+    def beats_baseline(self) -> bool:
+        """Whether the model's MAE is below the mean predictor's."""
+        return self.mae < self.baseline_mae
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (with ``task: "regression"``)."""
+        return {"task": "regression", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegressionEvaluation:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: v for k, v in data.items() if k != "task"})
+
+
+def _regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    if len(y_true) == 0:
+        return float("nan"), float("nan"), float("nan")
+    r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")
+    return (float(mean_absolute_error(y_true, y_pred)),
+            float(np.sqrt(mean_squared_error(y_true, y_pred))), r2)
+
+
+def evaluate_regression(y_true: np.ndarray, y_pred: np.ndarray, *, train_mean: float,
+                        target_name: str = "target") -> RegressionEvaluation:
+    """Score predicted values against true targets, and the training-mean baseline likewise.
+
+    Args:
+        y_true: ``(N,)`` true targets.
+        y_pred: ``(N,)`` predicted targets.
+        train_mean: Mean of the training targets (the baseline predicts it for every image).
+        target_name: Name of the target. Defaults to `"target"`.
+
+    Returns:
+        The :class:`RegressionEvaluation`.
+
+    Example:
+        >>> e = evaluate_regression(np.array([1.0, 3.0]), np.array([1.5, 2.5]), train_mean=2.0)
+        >>> e.mae, e.baseline_mae, e.r2
+        (0.5, 1.0, 0.75)
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    mae, rmse, r2 = _regression_scores(y_true, y_pred)
+    base_mae, base_rmse, base_r2 = _regression_scores(y_true, np.full_like(y_true, train_mean))
+    return RegressionEvaluation(n_images=int(len(y_true)), mae=mae, rmse=rmse, r2=r2,
+                                baseline_mae=base_mae, baseline_rmse=base_rmse, baseline_r2=base_r2,
+                                train_mean=float(train_mean), target_name=str(target_name))
+
+
+def largest_errors(y_true: np.ndarray, y_pred: np.ndarray, k: int = 8) -> list[int]:
+    """Return indices of the `k` predictions with the largest absolute error, largest first.
+
+    Example:
+        >>> largest_errors(np.array([0.0, 1.0, 2.0]), np.array([0.1, 3.0, 2.5]), k=2)
+        [1, 2]
+    """
+    errors = np.abs(np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64))
+    return [int(i) for i in np.argsort(-errors, kind="stable")[:k]]

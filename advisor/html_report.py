@@ -121,6 +121,38 @@ def confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     return _png(fig)
 
 
+def scatter_figure(true: Sequence[float], predicted: Sequence[float], *, title: str,
+                   label: str = "target", baseline: float | None = None) -> str:
+    """Plot predicted against true values, with the y = x line (and the baseline's constant).
+
+    Args:
+        true: True values.
+        predicted: Predicted values, aligned with `true`.
+        title: Figure title.
+        label: Name of the quantity, for the axes. Defaults to `"target"`.
+        baseline: A constant prediction to draw (e.g. the training mean). Defaults to `None`.
+
+    Example:
+        >>> png = scatter_figure([1, 2, 3], [1.1, 2.2, 2.7], title="test", baseline=2.0)
+    """
+    plt = _pyplot()
+    true = np.asarray(true, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(true, predicted, s=12, alpha=0.6, color="#4c72b0", label="test images")
+    both = np.concatenate([true, predicted]) if true.size else np.array([0.0, 1.0])
+    low, high = float(both.min()), float(both.max())
+    ax.plot([low, high], [low, high], color="#444", linewidth=1, label="perfect (y = x)")
+    if baseline is not None:
+        ax.axhline(baseline, color="#dd8452", linestyle="--", label="training mean")
+    ax.set_xlabel(f"true {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def thumbnails_figure(images: Sequence[np.ndarray], captions: Sequence[str], *, title: str) -> str:
     """Show images in a row with captions (e.g. the most confident mistakes).
 

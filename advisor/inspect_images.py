@@ -40,5 +40,5 @@ def imagenet_top_k(paths: Sequence[Path], *, backbone_name: str = config.DEFAULT
     logits = np.asarray(backbone.model.predict(batch, verbose=0), dtype=np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
-    names = imagenet_class_names()
+    names = backbone.class_names or imagenet_class_names()  # a base: model's own classes
     return [(f, [(names[i], float(p[i])) for i in np.argsort(-p)[:k]]) for f, p in zip(files, probs)]

@@ -4,14 +4,16 @@
 multi-output Keras model (sharing the backbone's layers and weights) that
 returns, for a batch of uint8 images:
 
-- ``logits``: the ImageNet head, ``(B, 1000)``;
+- ``logits``: the ImageNet head, ``(B, 1000)`` (a base model's own classes);
 - ``features``: the pooled bottleneck features, ``(B, D)``;
 - ``block:<name>``: global-average-pooled outputs of a few intermediate blocks;
 - ``bn_mean`` / ``bn_sq``: for every BatchNormalization layer, each image's
   per-channel mean and mean of squares of the layer's *input*, concatenated
   over layers into ``(B, sum of channels)``. The reductions are ``keras.ops``
   inside the graph, so they cost little beyond the forward pass and only
-  ``2 x sum of channels`` numbers per image leave it.
+  ``2 x sum of channels`` numbers per image leave it. A network without
+  BatchNormalization layers (a ``--base`` model may have none) has no BN
+  outputs, and its profile no shift map.
 
 :func:`embed` runs that model over a uint8 array batch by batch (the last batch
 padded to a fixed shape, so the graph is traced once) and keeps only the small
@@ -50,6 +52,8 @@ from advisor.dataset import Dataset, DatasetSummary
 from advisor.decode_cache import decode_images
 from advisor.errors import DatasetError
 from advisor.profile import (
+    NO_BATCHNORM_NO_PROBES_NOTE,
+    NO_BATCHNORM_NOTE,
     DatasetProfile,
     head_stats,
     probe_accuracies,
@@ -74,7 +78,7 @@ class Activations:
     """What one pass over a sample keeps: small per-image arrays and BN moments.
 
     Args:
-        logits: ``(N, 1000)`` float32 ImageNet logits.
+        logits: ``(N, K)`` float32 logits of the backbone's head (ImageNet: K = 1000).
         features: ``(N, D)`` float32 pooled bottleneck features.
         block_features: Block name -> ``(N, C)`` float32 pooled block output,
             in graph order.
@@ -160,19 +164,26 @@ def build_probe_model(backbone: Backbone, *, blocks: Sequence[Block] | None = No
     blocks = probe_blocks(backbone) if blocks is None else tuple(blocks)
     outputs = {
         LOGITS: model.output,
-        FEATURES: model.get_layer(backbone.feature_layer).output,
+        FEATURES: _pooled(model.get_layer(backbone.feature_layer).output),
     }
     for block in blocks:
-        out = model.get_layer(block.output).output
-        outputs[BLOCK_PREFIX + block.name] = keras.ops.mean(out, axis=(1, 2))
+        outputs[BLOCK_PREFIX + block.name] = _pooled(model.get_layer(block.output).output)
     means, squares = [], []
     for name in backbone.bn_layers:
         x = keras.ops.cast(model.get_layer(name).input, "float32")
-        means.append(keras.ops.mean(x, axis=(1, 2)))
-        squares.append(keras.ops.mean(keras.ops.square(x), axis=(1, 2)))
-    outputs[BN_MEAN] = keras.ops.concatenate(means, axis=-1)
-    outputs[BN_SQ] = keras.ops.concatenate(squares, axis=-1)
-    return keras.Model(model.inputs, outputs, name=f"{backbone.name}_probe")
+        means.append(_pooled(x))
+        squares.append(_pooled(keras.ops.square(x)))
+    if means:  # a network without BatchNormalization has no shift map
+        outputs[BN_MEAN] = keras.ops.concatenate(means, axis=-1)
+        outputs[BN_SQ] = keras.ops.concatenate(squares, axis=-1)
+    return keras.Model(model.inputs, outputs, name=f"{backbone.model_name}_probe")
+
+
+def _pooled(tensor):
+    """Average a ``(B, ..., C)`` output over its positions into ``(B, C)``."""
+    if len(tensor.shape) <= 2:
+        return tensor
+    return keras.ops.mean(tensor, axis=tuple(range(1, len(tensor.shape) - 1)))
 
 
 def embed(
@@ -240,13 +251,17 @@ def embed(
             out = {k: np.asarray(keras.ops.convert_to_numpy(v))[:used] for k, v in out.items()}
             for key in kept:
                 kept[key].append(out[key].astype(np.float32))
-            batch_mean = out[BN_MEAN].astype(np.float64).sum(axis=0)
-            batch_sq = out[BN_SQ].astype(np.float64).sum(axis=0)
-            sum_mean = batch_mean if sum_mean is None else sum_mean + batch_mean
-            sum_sq = batch_sq if sum_sq is None else sum_sq + batch_sq
+            if BN_MEAN in out:
+                batch_mean = out[BN_MEAN].astype(np.float64).sum(axis=0)
+                batch_sq = out[BN_SQ].astype(np.float64).sum(axis=0)
+                sum_mean = batch_mean if sum_mean is None else sum_mean + batch_mean
+                sum_sq = batch_sq if sum_sq is None else sum_sq + batch_sq
             bar.advance(used)
-    mean = sum_mean / n
-    var = np.maximum(sum_sq / n - mean**2, 0.0)
+    if sum_mean is None:
+        mean = var = np.zeros(0, dtype=np.float64)
+    else:
+        mean = sum_mean / n
+        var = np.maximum(sum_sq / n - mean**2, 0.0)
     channels = tuple(int(model.get_layer(name).input.shape[-1]) for name in backbone.bn_layers)
     return Activations(
         logits=np.concatenate(kept[LOGITS]),
@@ -261,7 +276,10 @@ def embed(
 
 
 def bn_reference(backbone: Backbone) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Return each BN layer's stored ImageNet running mean and variance.
+    """Return each BN layer's stored running mean and variance (of its training data).
+
+    For the registered backbones that is ImageNet; for a ``--base`` model, the
+    data it was trained on.
 
     Args:
         backbone: The backbone.
@@ -353,17 +371,25 @@ def profile_activations(
         >>> profile = profile_activations(acts, y, backbone=bb, summary=ds.summary,
         ...                               class_names=ds.class_names)  # doctest: +SKIP
     """
-    shift = shift_map(
-        activations.bn_moments(),
-        bn_reference(backbone),
-        [(block.name, block.layers) for block in backbone.blocks],
-    )
-    head = head_stats(activations.logits, labels, class_names)
+    shift, notes = None, ()
+    if backbone.bn_layers:
+        shift = shift_map(
+            activations.bn_moments(),
+            bn_reference(backbone),
+            [(block.name, block.layers) for block in backbone.blocks],
+        )
+    head = head_stats(activations.logits, labels, class_names, imagenet_names=backbone.class_names)
     probes = None
     if labels is not None:
         probes = probe_accuracies(
             activations.features, labels, block_features=activations.block_features, seed=seed
         )
+    # A one-output head (a regression or sigmoid base model) is always "sure": not scored.
+    scored_head = head if activations.logits.shape[1] > 1 else None
+    if shift is None:
+        # Without BN statistics, only the probes say how well the features fit.
+        scored_head = None if probes is not None else head
+        notes = (NO_BATCHNORM_NOTE if probes is not None else NO_BATCHNORM_NO_PROBES_NOTE,)
     counts = tuple(int(summary.class_counts.get(name, 0)) for name in class_names)
     return DatasetProfile(
         backbone=backbone.name,
@@ -380,7 +406,8 @@ def profile_activations(
         shift=shift,
         head=head,
         probes=probes,
-        similarity=similarity_score(shift, head, probes),
+        similarity=similarity_score(shift, scored_head, probes),
+        notes=notes,
     )
 
 

@@ -4,6 +4,11 @@
 and predicts class probabilities from raw uint8 RGB images. The class names
 travel inside the same archive as an extra ``class_names.json`` entry, which
 Keras ignores; :func:`load_model` returns them with the model.
+
+A regression model (``--targets``) outputs ``(N, 1)`` values in the targets'
+units; its ``class_names.json`` holds the one output's name (the target's), and
+a ``task.json`` entry (``{"task": "regression"}``, read by :func:`load_task`)
+says so. Files without ``task.json`` are classifiers.
 """
 
 from __future__ import annotations
@@ -17,19 +22,24 @@ from advisor.cache import atomic_path
 from advisor.errors import AdvisorError
 
 CLASS_NAMES_ENTRY = "class_names.json"
+TASK_ENTRY = "task.json"
+TASKS = ("classification", "regression")
 
 
 class ModelFileError(AdvisorError):
     """A model file is missing, not a ``.keras`` archive, or lacks class names."""
 
 
-def save_model(model, path: Path | str, class_names: Sequence[str]) -> Path:
-    """Save `model` as ``.keras`` with `class_names` inside, atomically.
+def save_model(model, path: Path | str, class_names: Sequence[str], *,
+               task: str = "classification") -> Path:
+    """Save `model` as ``.keras`` with `class_names` and `task` inside, atomically.
 
     Args:
-        model: A Keras model (uint8 images -> class probabilities).
+        model: A Keras model (uint8 images -> class probabilities, or values).
         path: Destination, ending in ``.keras``.
-        class_names: Names of the model's output classes, in order.
+        class_names: Names of the model's outputs, in order (for regression:
+            the target's name).
+        task: ``"classification"`` or ``"regression"``. Defaults to `"classification"`.
 
     Returns:
         The written path.
@@ -40,6 +50,8 @@ def save_model(model, path: Path | str, class_names: Sequence[str]) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"Expected a path ending in .keras. Received: path={str(path)!r}")
+    if task not in TASKS:
+        raise ModelFileError(f"Expected task in {TASKS}. Received: task={task!r}")
     n_outputs = int(model.outputs[0].shape[-1])
     if n_outputs != len(class_names):
         raise ModelFileError(
@@ -49,7 +61,37 @@ def save_model(model, path: Path | str, class_names: Sequence[str]) -> Path:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(CLASS_NAMES_ENTRY, json.dumps([str(n) for n in class_names]))
+            archive.writestr(TASK_ENTRY, json.dumps({"task": task}))
     return path
+
+
+def load_task(path: Path | str) -> str:
+    """Return the task a model file was trained for: ``"classification"`` or ``"regression"``.
+
+    Files written before ``task.json`` existed are classifiers.
+
+    Raises:
+        ModelFileError: The file is not a ``.keras`` archive or names an unknown task.
+
+    Example:
+        >>> load_task("out/model.keras")  # doctest: +SKIP
+        'regression'
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if TASK_ENTRY not in archive.namelist():
+                return "classification"
+            task = json.loads(archive.read(TASK_ENTRY)).get("task")
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} does not exist; pass the model.keras of a finished run") from None
+    except (zipfile.BadZipFile, IsADirectoryError):
+        raise ModelFileError(f"{path} is not a .keras model file; pass the model.keras of a run") from None
+    except (ValueError, AttributeError):
+        raise ModelFileError(f"{path} has a malformed {TASK_ENTRY}; re-export the model") from None
+    if task not in TASKS:
+        raise ModelFileError(f"{path} names an unknown task {task!r} in {TASK_ENTRY}; expected one of {TASKS}")
+    return task
 
 
 def load_class_names(path: Path | str) -> tuple[str, ...]:

@@ -7,8 +7,10 @@ This is the one module where the advisor reaches the strategies, and only via
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +22,15 @@ import numpy as np
 from advisor import config
 from advisor.dataset import Dataset, scan_dataset
 from advisor.environment import describe_environment
-from advisor.evaluation import Evaluation, evaluate, most_confident_mistakes
-from advisor.plan import Plan, Regime
+from advisor.evaluation import (
+    Evaluation,
+    RegressionEvaluation,
+    evaluate,
+    evaluate_regression,
+    largest_errors,
+    most_confident_mistakes,
+)
+from advisor.plan import Plan, Regime, Task
 from advisor.profile_cache import load_profile, profile_key, save_profile
 from advisor.errors import PlanError
 from advisor.run_folder import PARTIAL_SUFFIX, open_run_folder
@@ -62,25 +71,47 @@ class Advice:
             "plan": self.plan.to_dict(),
             "timings_s": dict(self.timings),
             "environment": describe_environment(),
-        }
+        } | ({"targets": _targets_summary(self.dataset)} if self.dataset.is_regression else {})
+
+
+def _targets_summary(dataset: Dataset) -> dict[str, Any]:
+    """Name, file and range of a regression dataset's targets (train split: mean and spread)."""
+    from advisor.targets import TARGET_BINS_NOTE
+
+    train = dataset.targets("train")
+    every = np.concatenate([dataset.targets(s) for s in ("train", "val", "test")])
+    return {"name": dataset.target_name, "file": dataset.targets_file,
+            "min": float(every.min()), "max": float(every.max()),
+            "train_mean": float(train.mean()), "train_std": float(train.std()),
+            "bins": list(dataset.class_names), "note": TARGET_BINS_NOTE}
 
 
 def advise(
     data_dir: Path,
     *,
-    backbone: str = config.DEFAULT_BACKBONE,
+    backbone: str | None = None,
     regime: Regime | None = None,
     sample_cap: int | None = None,
     seed: int = config.DEFAULT_SEED,
     epochs: int | None = None,
     head: str | None = None,
+    feature_layer: str | None = None,
+    targets: Path | None = None,
     progress: bool = False,
 ) -> Advice:
     """Scan `data_dir`, measure it against the backbone, and decide a plan.
 
+    With `targets` (a CSV of image path and number rows) the plan is a
+    regression: the images listed there are read instead of class folders, and
+    the split, the measurement sample and the label-aware probes use quantile
+    bins of the target as classes (``advice.json``'s ``targets`` says so).
+
     Args:
         data_dir: One sub-folder per class (or ``train/val/test`` of those).
-        backbone: Backbone name. Defaults to `"mobilenet_v2"`.
+        backbone: Backbone name, or ``"base:<path>"`` for the user's own model
+            (``--base``). Defaults to `None`: measure with ``config.DEFAULT_BACKBONE``
+            and switch to ``config.STRONGER_BACKBONE`` (measuring again) when
+            :func:`advisor.decide.choose_backbone` says the plan justifies it.
         regime: Force this regime instead of the advisor's choice. Defaults to `None`.
         sample_cap: At most this many images are embedded for the measures.
             Defaults to `None` (``config.SAMPLE_CAP``).
@@ -88,6 +119,11 @@ def advise(
         epochs: Override the plan's fine-tuning epochs. Defaults to `None`.
         head: Force the head, ``"linear"`` or ``"mlp"``. Defaults to `None`
             (decided from the data size).
+        feature_layer: For a ``base:`` backbone, the layer the new head reads
+            (``--feature-layer``; it becomes part of the plan's backbone name).
+            Defaults to `None` (the input of the model's last Dense layer).
+        targets: Regression targets CSV (``--targets``). Defaults to `None`
+            (classification from class folders).
         progress: Show progress bars. Defaults to `False`.
 
     Returns:
@@ -102,30 +138,51 @@ def advise(
         <Regime.SVM: 'svm'>
     """
     from advisor.backbones import get_backbone
-    from advisor.decide import decide
+    from advisor.decide import choose_backbone, decide
     from advisor.measure import measure_dataset
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    dataset = scan_dataset(Path(data_dir), seed=seed, progress=progress)
+    if targets is not None:
+        from advisor.targets import scan_targets
+
+        dataset = scan_targets(Path(data_dir), Path(targets), seed=seed, progress=progress)
+    else:
+        dataset = scan_dataset(Path(data_dir), seed=seed, progress=progress)
     timings["scan"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    network = get_backbone(backbone)
     cap = config.SAMPLE_CAP if sample_cap is None else sample_cap
-    key = profile_key(dataset, backbone=network.name, image_size=network.image_size,
-                      weights=network.weights, sample_cap=cap, seed=seed)
-    profile = load_profile(key)
-    if profile is None:
-        profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
-        save_profile(key, profile)
-    else:
-        logger.info("Reusing the measurements of an earlier run (profile %s)", key[:12])
-    timings["measure"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs, head=head)
-    timings["decide"] = time.perf_counter() - start
+    def measure(name: str):
+        start = time.perf_counter()
+        network = get_backbone(name, feature_layer=feature_layer)
+        key = profile_key(dataset, backbone=network.name, image_size=network.image_size,
+                          weights=network.weights, sample_cap=cap, seed=seed)
+        profile = load_profile(key)
+        if profile is None:
+            profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
+            save_profile(key, profile)
+        else:
+            logger.info("Reusing the measurements of an earlier run (profile %s)", key[:12])
+        timings["measure"] = timings.get("measure", 0.0) + time.perf_counter() - start
+        return network, profile
+
+    def plan_for(network, profile) -> Plan:
+        start = time.perf_counter()
+        plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs, head=head,
+                      task=Task.REGRESSION if dataset.is_regression else None)
+        timings["decide"] = timings.get("decide", 0.0) + time.perf_counter() - start
+        return plan
+
+    network, profile = measure(backbone or config.DEFAULT_BACKBONE)
+    plan = plan_for(network, profile)
+    if backbone is None:  # no --backbone / --base: the advisor may pick a stronger one
+        chosen, why = choose_backbone(profile, plan)
+        if chosen != network.name:
+            logger.info("Measuring again with %s: %s", chosen, why)
+            network, profile = measure(chosen)
+            plan = plan_for(network, profile)
+        plan = dataclasses.replace(plan, reasons={**plan.reasons, "backbone": why})
     return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
 
 
@@ -181,7 +238,7 @@ class RunResult:
     """A finished run: where it is and what it reached."""
 
     out: Path
-    evaluation: Evaluation
+    evaluation: Evaluation | RegressionEvaluation
     report: dict[str, Any]
 
 
@@ -189,7 +246,8 @@ def _labelled(decoded, dataset: Dataset, split: str):
     from strategies.base import LabelledImages
 
     return LabelledImages(images=decoded[split].images, labels=dataset.labels(split),
-                          rows=decoded[split].rows)
+                          rows=decoded[split].rows,
+                          targets=dataset.targets(split) if dataset.is_regression else None)
 
 
 def execute(
@@ -204,7 +262,8 @@ def execute(
     """Run the plan, evaluate it on the test split, and write the run folder.
 
     The folder gets ``model.keras`` (uint8 images -> class probabilities, class
-    names inside), ``report.json``, ``report.html``, ``advice.json`` and
+    names inside; for a regression plan -> ``(N, 1)`` target values, scored by
+    MAE, RMSE and R2 beside the training-mean baseline), ``report.json``, ``report.html``, ``advice.json`` and
     ``split.json``. It is written as ``<out>.partial`` and renamed when done;
     re-running after an interruption resumes from the partial folder.
 
@@ -251,18 +310,37 @@ def execute(
     start = time.perf_counter()
     test = decoded["test"]
     test_images = np.asarray(test.images[test.rows])
-    probabilities = np.asarray(strategy.predict_proba(test_images))
-    y_test = dataset.labels("test")
-    evaluation = evaluate(y_test, probabilities, dataset.class_names)
+    regression = plan.task is Task.REGRESSION
+    if regression:
+        predicted = np.asarray(strategy.predict(test_images), dtype=np.float64)
+        y_test = dataset.targets("test")
+        evaluation = evaluate_regression(y_test, predicted, target_name=dataset.target_name,
+                                         train_mean=float(dataset.targets("train").mean()))
+    else:
+        probabilities = np.asarray(strategy.predict_proba(test_images))
+        y_test = dataset.labels("test")
+        evaluation = evaluate(y_test, probabilities, dataset.class_names)
     timings["evaluate"] = time.perf_counter() - start
 
     start = time.perf_counter()
     model = strategy.export_model()
-    save_model(model, folder.partial / MODEL_FILE, dataset.class_names)
+    save_model(model, folder.partial / MODEL_FILE,
+               (dataset.target_name,) if regression else dataset.class_names, task=plan.task.value)
     timings["export"] = time.perf_counter() - start
 
-    mistakes = most_confident_mistakes(y_test, probabilities)
     test_files = dataset.files("test")
+    if regression:
+        mistakes = largest_errors(y_test, predicted)
+        examples = {"largest_errors": [
+            {"file": str(test_files[i]), "true": float(y_test[i]), "predicted": float(predicted[i]),
+             "error": float(predicted[i] - y_test[i])} for i in mistakes],
+            "test_predictions": {"true": y_test.tolist(), "predicted": predicted.tolist()}}
+    else:
+        mistakes = most_confident_mistakes(y_test, probabilities)
+        examples = {"most_confident_mistakes": [
+            {"file": str(test_files[i]), "true": dataset.class_names[y_test[i]],
+             "predicted": dataset.class_names[int(probabilities[i].argmax())],
+             "probability": float(probabilities[i].max())} for i in mistakes]}
     report = {
         "data_dir": str(dataset.root),
         "plan": plan.to_dict(),
@@ -277,11 +355,8 @@ def execute(
         "resumed": folder.resumed,
         "model_file": MODEL_FILE,
         "model_bytes": (folder.partial / MODEL_FILE).stat().st_size,
-        "most_confident_mistakes": [
-            {"file": str(test_files[i]), "true": dataset.class_names[y_test[i]],
-             "predicted": dataset.class_names[int(probabilities[i].argmax())],
-             "probability": float(probabilities[i].max())} for i in mistakes],
-    }
+        **examples,
+    } | ({"targets": _targets_summary(dataset)} if regression else {})
     folder.write_json(REPORT_FILE, report)
     folder.write_text("report.html", run_html(report, mistake_images=[test_images[i] for i in mistakes]))
     final = folder.commit()
@@ -301,47 +376,89 @@ def _jsonable(value: Any) -> Any:
 
 
 def compare(
-    advice: Advice,
+    advice: Advice | Sequence[Advice],
     out: Path,
     *,
-    regimes: Sequence[Regime] = tuple(Regime),
+    regimes: Sequence[Regime] | None = None,
     epochs: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
     verbose: int = 0,
 ) -> list[dict[str, Any]]:
-    """Run several regimes under one split and tabulate them, the advisor's pick marked.
+    """Run regimes (and backbones) under one split and tabulate them, the advisor's picks marked.
 
     Each regime's plan is the advisor's plan for that regime (as ``--regime``
-    would give), with `epochs` forced when given (as ``--epochs``). Results go to ``<out>/<regime>/`` plus ``compare.json`` and
-    ``compare.html`` in `out`.
+    would give), with `epochs` forced when given (as ``--epochs``). With one
+    advice, results go to ``<out>/<regime>/``; with several (one per backbone,
+    ``advise compare --backbones``), to ``<out>/<backbone>/<regime>/``. Both
+    write ``compare.json`` and ``compare.html`` in `out`.
+
+    Args:
+        advice: The advice, or one advice per backbone (all of the same
+            dataset and seed, so every run shares the split).
+        out: Output folder.
+        regimes: Regimes to run for every backbone. Defaults to `None`: all
+            four with one backbone, each backbone's advised regime with several.
+        epochs: Force the fine-tuning epochs. Defaults to `None`.
+        overwrite: Replace a finished comparison. Defaults to `False`.
+        progress: Show progress bars. Defaults to `False`.
+        verbose: Keras verbosity. Defaults to `0`.
 
     Returns:
-        One row per regime: regime, test accuracy, macro-F1, fit seconds, model bytes, picked.
+        One row per run: backbone, regime, similarity, test accuracy, macro-F1,
+        advise / fit seconds, inference milliseconds per image, model bytes,
+        picked (the regime the advisor chose for that backbone).
+
+    Raises:
+        PlanError: The advices disagree on the dataset or the seed.
     """
     from advisor.backbones import get_backbone
     from advisor.decide import decide
     from advisor.reports import compare_html
 
-    network = get_backbone(advice.plan.backbone)
+    advices = [advice] if isinstance(advice, Advice) else list(advice)
+    if any(a.plan.task is Task.REGRESSION for a in advices):
+        raise PlanError("compare runs classification plans only; for regression targets run "
+                        "advise DATA_DIR --targets CSV --regime R once per regime")
+    if len({(str(a.dataset.root), a.plan.seed) for a in advices}) > 1:
+        raise PlanError("compare needs advices of one dataset with one seed, so the runs share a split")
     folder = open_run_folder(out, overwrite=overwrite)
     rows = []
-    for regime in regimes:
-        plan = advice.plan if regime == advice.plan.regime else decide(
-            advice.profile, backbone=network, regime=regime, seed=advice.plan.seed, epochs=epochs)
-        result = execute(advice, folder.partial / regime.value, overwrite=True, progress=progress,
-                         verbose=verbose, plan=plan)
-        rows.append({
-            "regime": regime.value,
-            "test_accuracy": result.evaluation.accuracy,
-            "macro_f1": result.evaluation.macro_f1,
-            "fit_s": result.report["timings_s"]["fit"],
-            "model_bytes": result.report["model_bytes"],
-            "picked": regime == advice.plan.regime,
-        })
-    summary = {"data_dir": str(advice.dataset.root), "advised": advice.plan.regime.value,
+    for each in advices:
+        network = get_backbone(each.plan.backbone)
+        run_regimes = (tuple(Regime) if len(advices) == 1 else (each.plan.regime,)) \
+            if regimes is None else tuple(regimes)
+        for regime in run_regimes:
+            plan = each.plan if regime == each.plan.regime else decide(
+                each.profile, backbone=network, regime=regime, seed=each.plan.seed, epochs=epochs)
+            target = folder.partial / regime.value if len(advices) == 1 else \
+                folder.partial / _folder_name(network.name) / regime.value
+            result = execute(each, target, overwrite=True, progress=progress, verbose=verbose,
+                             plan=plan)
+            timings = result.report["timings_s"]
+            n_test = max(1, len(each.dataset.records("test")))
+            rows.append({
+                "backbone": network.name,
+                "regime": regime.value,
+                "similarity": float(each.profile.similarity.score),
+                "test_accuracy": result.evaluation.accuracy,
+                "macro_f1": result.evaluation.macro_f1,
+                "advise_s": float(sum(each.timings.get(k, 0.0) for k in ("scan", "measure", "decide"))),
+                "fit_s": timings["fit"],
+                "predict_ms_per_image": 1000.0 * timings["evaluate"] / n_test,
+                "model_bytes": result.report["model_bytes"],
+                "picked": regime == each.plan.regime,
+            })
+    summary = {"data_dir": str(advices[0].dataset.root),
+               "advised": advices[0].plan.regime.value,
+               "advised_by_backbone": {a.plan.backbone: a.plan.regime.value for a in advices},
                "rows": rows, "environment": describe_environment()}
     folder.write_json("compare.json", summary)
     folder.write_text("compare.html", compare_html(summary))
     folder.commit(keep_work=True)
     return rows
+
+
+def _folder_name(backbone: str) -> str:
+    """A folder name for a backbone name (``keras:X`` and ``base:/path`` contain separators)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone).strip("_") or "backbone"

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 
 #: Fields added after schema 1 was first written; older plans load with their defaults.
 OPTIONAL_FIELDS = frozenset({"reasons", "schema_version", "head_units", "head_dropout",
-                             "head_batchnorm"})
+                             "head_batchnorm", "task", "loss"})
 
 
 class Regime(str, Enum):
@@ -53,6 +53,25 @@ class Regime(str, Enum):
         except ValueError:
             known = ", ".join(r.value for r in cls)
             raise PlanError(f"Unknown regime {value!r}. Known: {known}.") from None
+
+
+class Task(str, Enum):
+    """What the new head predicts.
+
+    - ``classification``: one class per image (folders name the classes), softmax output.
+    - ``regression``: one number per image (``--targets``), linear output.
+    """
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class Loss(str, Enum):
+    """Training losses a plan may ask for (``crossentropy`` for classification)."""
+
+    CROSSENTROPY = "crossentropy"
+    HUBER = "huber"  # on standardised targets, delta 1
+    MSE = "mse"
 
 
 class Optimizer(str, Enum):
@@ -92,6 +111,9 @@ class Plan:
         head_batchnorm: Whether each hidden layer of the head is followed by
             ``BatchNormalization`` (before its ReLU).
         seed: Seed of every random choice in the run.
+        task: ``classification`` (the default) or ``regression``.
+        loss: ``crossentropy`` for classification; ``huber`` (the default
+            for regression) or ``mse`` on standardised targets.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -116,6 +138,8 @@ class Plan:
     head_units: tuple[int, ...] = ()
     head_dropout: float = 0.0
     head_batchnorm: bool = False
+    task: Task = Task.CLASSIFICATION
+    loss: Loss = Loss.CROSSENTROPY
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -129,6 +153,8 @@ class Plan:
         data = asdict(self)
         data["regime"] = self.regime.value
         data["optimizer"] = self.optimizer.value
+        data["task"] = self.task.value
+        data["loss"] = self.loss.value
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)
@@ -155,6 +181,8 @@ class Plan:
         values = dict(data)
         values["regime"] = Regime.parse(values["regime"])
         values["optimizer"] = Optimizer(values["optimizer"])
+        values["task"] = Task(values.get("task", Task.CLASSIFICATION))
+        values["loss"] = Loss(values.get("loss", Loss.CROSSENTROPY))
         for key in ("frozen_blocks", "augmentation", "svm_c_grid"):
             values[key] = tuple(values[key])
         values["head_units"] = tuple(int(units) for units in values.get("head_units", ()))

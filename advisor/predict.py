@@ -1,4 +1,5 @@
-"""Predict with a saved model: files in, top-k classes out; bad files skipped and listed."""
+"""Predict with a saved model: files in, top-k classes (or a regression model's values) out;
+bad files skipped and listed."""
 
 from __future__ import annotations
 
@@ -13,28 +14,41 @@ import numpy as np
 
 from advisor.errors import DatasetError
 from advisor.images import ImageReadError, find_image_files, load_image
-from advisor.model_file import load_model
+from advisor.model_file import load_model, load_task
 
 PREDICT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """Top classes of one image."""
+    """Top classes of one image, or its predicted value (regression models)."""
 
     path: Path
     classes: tuple[tuple[str, float], ...]
+    value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Predictions:
-    """Predictions of a batch of files, with the files that could not be read."""
+    """Predictions of a batch of files, with the files that could not be read.
+
+    For a regression model `task` is ``"regression"``, `target_name` names
+    the target and each row's ``value`` holds the prediction.
+    """
 
     rows: tuple[Prediction, ...]
     skipped: tuple[tuple[Path, str], ...]
+    task: str = "classification"
+    target_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
+        if self.task == "regression":
+            return {
+                "task": "regression", "target": self.target_name,
+                "predictions": [{"path": str(r.path), "value": r.value} for r in self.rows],
+                "skipped": [{"path": str(p), "reason": reason} for p, reason in self.skipped],
+            }
         return {
             "predictions": [{"path": str(r.path), "classes": [
                 {"class": n, "probability": p} for n, p in r.classes]} for r in self.rows],
@@ -42,9 +56,18 @@ class Predictions:
         }
 
     def to_csv(self) -> str:
-        """Return one CSV row per image and rank: path, rank, class, probability."""
+        """Return one CSV row per image and rank: path, rank, class, probability.
+
+        For a regression model: one row per image, path and the predicted value
+        (the column is named after the target).
+        """
         buffer = io.StringIO()
         writer = csv.writer(buffer)
+        if self.task == "regression":
+            writer.writerow(["path", self.target_name or "value"])
+            for row in self.rows:
+                writer.writerow([row.path, f"{row.value:.6g}"])
+            return buffer.getvalue()
         writer.writerow(["path", "rank", "class", "probability"])
         for row in self.rows:
             for rank, (name, p) in enumerate(row.classes, start=1):
@@ -53,9 +76,11 @@ class Predictions:
 
 
 def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Predictions:
-    """Predict the top-`k` classes of image files with a saved model.
+    """Predict the top-`k` classes of image files with a saved model (or their values).
 
-    Files that cannot be read are skipped and listed, never fatal.
+    A regression model (``task.json`` says ``regression``) gives each image
+    its predicted value instead of classes. Files that cannot be read are
+    skipped and listed, never fatal.
 
     Args:
         model_path: A ``model.keras`` written by a run.
@@ -85,6 +110,10 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
     if not images:
         raise DatasetError(f"none of the {len(skipped)} file(s) could be read as an image")
     probabilities = np.asarray(model.predict(np.stack(images), batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    if load_task(model_path) == "regression":
+        rows = tuple(Prediction(path, (), value=float(v[0])) for path, v in zip(kept, probabilities))
+        return Predictions(rows=rows, skipped=tuple(skipped), task="regression",
+                           target_name=class_names[0] if class_names else None)
     k = min(k, len(class_names))
     rows = tuple(
         Prediction(path, tuple((class_names[i], float(p[i])) for i in np.argsort(-p)[:k]))

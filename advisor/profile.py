@@ -6,10 +6,13 @@ pass) and an explicit `seed`, and returns numbers or frozen records:
 1. **Shift map** (label-free): for each BatchNormalization layer, the
    per-channel Gaussian KL divergence ``KL(N(mu_s, var_s) || N(mu_r, var_r))``
    between the sample's moments of the layer's input and the running moments
-   stored from ImageNet training, averaged over channels; summarised per block,
-   with the first block whose mean KL exceeds ``config.SHIFT_DEPARTURE_KL``.
+   stored from ImageNet training (for a ``--base`` model: from the data it was
+   trained on), averaged over channels; summarised per block, with the first
+   block whose mean KL exceeds ``config.SHIFT_DEPARTURE_KL``. A network without
+   BatchNormalization layers has no shift map (``profile.shift is None``).
 2. **ImageNet head** (label-free): mean max-softmax probability, mean predictive
-   entropy, and the ImageNet classes each class folder is most often mapped to.
+   entropy, and the ImageNet classes each class folder is most often mapped to
+   (for a ``--base`` model, its own head and classes).
 3. **Probes** (label-aware): cross-validated accuracy of a k-NN and of a ridge
    linear classifier on the pooled bottleneck features, a learning curve, and
    the linear probe on pooled outputs of intermediate blocks.
@@ -23,7 +26,10 @@ pass) and an explicit `seed`, and returns numbers or frozen records:
             w = config.SIMILARITY_WEIGHTS
 
 where ``KL_mid`` is the mean KL of the blocks in ``config.SHIFT_SCORE_DEPTH``
-and chance is the majority-class rate. 1 means "looks like ImageNet".
+and chance is the majority-class rate. 1 means "looks like ImageNet" (or like
+a base model's training data). Without a shift map the score is the probe's
+alone (the head's when there are no labels either), and the profile's
+``notes`` say so.
 
 API:
     gaussian_kl(mean, var, ref_mean, ref_var, *, epsilon) -> np.ndarray
@@ -32,6 +38,7 @@ API:
                top_k) -> HeadStats
     probe_accuracies(features, labels, *, block_features=None, seed) -> ProbeStats | None
     similarity_score(shift, head, probes) -> Similarity
+    reference_data(backbone) -> str
     ShiftMap, HeadStats, ProbeStats, Similarity, DatasetProfile (frozen; to_dict/from_dict)
 """
 
@@ -49,6 +56,31 @@ from advisor import config
 from advisor.errors import PlanError
 
 PROFILE_SCHEMA_VERSION = 1
+#: The profile note of a network without BatchNormalization layers.
+NO_BATCHNORM_NOTE = ("this model has no BatchNormalization layers: shift map unavailable, "
+                     "similarity from probes only")
+#: The same note when there are no labels (so no probes) either.
+NO_BATCHNORM_NO_PROBES_NOTE = ("this model has no BatchNormalization layers: shift map "
+                               "unavailable, similarity from its head only")
+
+
+def reference_data(backbone: str) -> str:
+    """Return what a profile measured with `backbone` compares the data with.
+
+    Args:
+        backbone: The profile's backbone name.
+
+    Returns:
+        ``"ImageNet"``, or ``"the base model's training data"`` for a
+        ``base:`` (``advise --base``) backbone.
+
+    Example:
+        >>> reference_data("mobilenet_v2"), reference_data("base:/runs/cars/model.keras")
+        ('ImageNet', "the base model's training data")
+    """
+    if backbone.startswith(config.BASE_MODEL_PREFIX):
+        return config.REFERENCE_BASE_MODEL
+    return config.REFERENCE_IMAGENET
 
 
 # --------------------------------------------------------------------------- #
@@ -251,11 +283,14 @@ class DatasetProfile:
         native_height: Median image height in pixels, before resizing.
         n_sampled: Images embedded for the measures.
         seed: Seed of the sample and of the probes' folds.
-        shift: The layer-wise shift map.
-        head: The ImageNet head's view.
+        shift: The layer-wise shift map, or `None` for a network without
+            BatchNormalization layers.
+        head: The ImageNet head's view (a base model's own head).
         probes: Frozen-feature probes, or `None` without enough labels.
         similarity: The combined score and its components.
         schema_version: Version of this record's JSON form.
+        notes: Sentences for the reader about what could not be measured.
+            Defaults to `()`.
     """
 
     backbone: str
@@ -269,11 +304,12 @@ class DatasetProfile:
     native_height: float
     n_sampled: int
     seed: int
-    shift: ShiftMap
+    shift: ShiftMap | None
     head: HeadStats
     probes: ProbeStats | None
     similarity: Similarity
     schema_version: int = PROFILE_SCHEMA_VERSION
+    notes: tuple[str, ...] = ()
 
     @property
     def n_classes(self) -> int:
@@ -304,11 +340,12 @@ class DatasetProfile:
             "native_height": self.native_height,
             "n_sampled": self.n_sampled,
             "seed": self.seed,
-            "shift": self.shift.to_dict(),
+            "shift": None if self.shift is None else self.shift.to_dict(),
             "head": self.head.to_dict(),
             "probes": None if self.probes is None else self.probes.to_dict(),
             "similarity": self.similarity.to_dict(),
             "schema_version": self.schema_version,
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -337,11 +374,12 @@ class DatasetProfile:
                 native_height=float(data["native_height"]),
                 n_sampled=int(data["n_sampled"]),
                 seed=int(data["seed"]),
-                shift=ShiftMap.from_dict(data["shift"]),
+                shift=None if data["shift"] is None else ShiftMap.from_dict(data["shift"]),
                 head=HeadStats.from_dict(data["head"]),
                 probes=None if data["probes"] is None else ProbeStats.from_dict(data["probes"]),
                 similarity=Similarity.from_dict(data["similarity"]),
                 schema_version=version,
+                notes=tuple(str(note) for note in data.get("notes", ())),
             )
         except KeyError as exc:
             raise PlanError(f"Malformed profile: missing field {exc.args[0]!r}") from None
@@ -488,12 +526,13 @@ def head_stats(
     """Summarise the ImageNet head's predictions on the sample.
 
     Args:
-        logits: ``(N, 1000)`` ImageNet logits.
+        logits: ``(N, K)`` logits of the backbone's head (ImageNet: K = 1000).
         labels: Integer labels indexing `class_names`, or `None` (all images
             are summarised under ``"*"``). Defaults to `None`.
         class_names: Class folder names. Defaults to `()`.
-        imagenet_names: Names of the ImageNet classes. Defaults to `None`
-            (:func:`advisor.imagenet_labels.imagenet_class_names`).
+        imagenet_names: Names of the head's classes (a base model's own).
+            Defaults to `None` (:func:`advisor.imagenet_labels.imagenet_class_names`);
+            when their number is not K, the classes are named ``"class <i>"``.
         top_k: ImageNet classes listed per folder. Defaults to
             `config.HEAD_TOP_CLASSES`.
 
@@ -518,6 +557,8 @@ def head_stats(
         labels = np.asarray(labels)
         for index, name in enumerate(class_names):
             groups[str(name)] = argmax[labels == index]
+    if len(imagenet_names) != probs.shape[1]:  # a head with other classes: number them
+        imagenet_names = [f"class {i}" for i in range(probs.shape[1])]
     top: dict[str, tuple[tuple[str, float], ...]] = {}
     for name, hits in groups.items():
         if hits.size == 0:
@@ -657,8 +698,8 @@ def probe_accuracies(
 # Combined score
 # --------------------------------------------------------------------------- #
 def similarity_score(
-    shift: ShiftMap,
-    head: HeadStats,
+    shift: ShiftMap | None,
+    head: HeadStats | None,
     probes: ProbeStats | None = None,
     *,
     weights: Mapping[str, float] = config.SIMILARITY_WEIGHTS,
@@ -670,11 +711,11 @@ def similarity_score(
     probability``, ``probe = linear accuracy rescaled from chance (0) to
     perfect (1)``; the score is their weighted mean over the components present
     (the probe is absent without labels, so the label-free part never depends
-    on labels).
+    on labels; the shift is absent for a network without BatchNormalization).
 
     Args:
-        shift: The shift map.
-        head: The head statistics.
+        shift: The shift map, or `None` (left out).
+        head: The head statistics, or `None` (left out).
         probes: The probes, or `None`. Defaults to `None`.
         weights: Weight of each component. Defaults to `config.SIMILARITY_WEIGHTS`.
         shift_scale: KL scale of the shift component. Defaults to
@@ -683,16 +724,22 @@ def similarity_score(
     Returns:
         The :class:`Similarity`.
 
+    Raises:
+        ValueError: No component is given.
+
     Example:
         >>> similarity_score(shift, head).score  # doctest: +SKIP
         0.87
     """
-    components = {
-        "shift": float(math.exp(-shift.score_kl / shift_scale)),
-        "head": float(head.mean_max_probability),
-    }
+    components = {}
+    if shift is not None:
+        components["shift"] = float(math.exp(-shift.score_kl / shift_scale))
+    if head is not None:
+        components["head"] = float(head.mean_max_probability)
     if probes is not None:
         components["probe"] = probes.above_chance
+    if not components:
+        raise ValueError("Expected at least one of shift, head or probes. Received: none.")
     used = {name: float(weights[name]) for name in components}
     total = sum(used.values())
     score = sum(used[name] * value for name, value in components.items()) / total

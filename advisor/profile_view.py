@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from advisor import html_report as h
+from advisor.profile import reference_data
 
 #: Characters of the per-block shift sparkline, lowest to highest.
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -24,16 +25,24 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     similarity = profile["similarity"]
     shift = profile["shift"]
     head = profile["head"]
+    reference = reference_data(profile["backbone"])
+    head_name = "ImageNet head" if reference == "ImageNet" else "base model's head"
+    if shift is None:
+        shift_rows = [("shift map", "; ".join(profile.get("notes", [])) or "unavailable")]
+    else:
+        shift_rows = [
+            ("mean shift over all BN layers (KL)", f"{shift['mean_kl']:.3f}"),
+            ("shift of the scored blocks (KL)", f"{shift['score_kl']:.3f}"),
+            (f"first block departing from {reference}",
+             f"{shift['first_departing_block'] or 'none'} (KL > {shift['departure_kl']:g})"),
+        ]
     rows = [
-        ("similarity to ImageNet (0-1)", f"{similarity['score']:.3f}"),
+        (f"similarity to {reference} (0-1)", f"{similarity['score']:.3f}"),
         *[(f"  component: {name}", f"{value:.3f} (weight {similarity['weights'].get(name, 0):g})")
           for name, value in similarity["components"].items()],
-        ("mean shift over all BN layers (KL)", f"{shift['mean_kl']:.3f}"),
-        ("shift of the scored blocks (KL)", f"{shift['score_kl']:.3f}"),
-        ("first block departing from ImageNet",
-         f"{shift['first_departing_block'] or 'none'} (KL > {shift['departure_kl']:g})"),
-        ("ImageNet head: mean max probability", f"{head['mean_max_probability']:.3f}"),
-        ("ImageNet head: mean entropy (nats)", f"{head['mean_entropy']:.2f}"),
+        *shift_rows,
+        (f"{head_name}: mean max probability", f"{head['mean_max_probability']:.3f}"),
+        (f"{head_name}: mean entropy (nats)", f"{head['mean_entropy']:.2f}"),
         ("native image size (median w x h)",
          f"{profile['native_width']:.0f} x {profile['native_height']:.0f} px "
          f"(measured at {profile['image_size']} px)"),
@@ -67,7 +76,7 @@ def shift_sparkline(block_kl: list[float]) -> str:
 
 
 def seen_as_rows(profile: Mapping[str, Any], *, limit: int = 12) -> list[tuple[str, str]]:
-    """Return ``(class folder, ImageNet classes it is seen as)`` rows.
+    """Return ``(class folder, ImageNet (or base model) classes it is seen as)`` rows.
 
     Example:
         >>> seen_as_rows(profile.to_dict())[0]  # doctest: +SKIP
@@ -85,10 +94,13 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         >>> figures = profile_figures(profile.to_dict())  # doctest: +SKIP
     """
     shift = profile["shift"]
-    figures = [("shift map over depth", h.shift_map_figure(
-        shift["blocks"], shift["block_kl"], reference=shift["departure_kl"],
-        title="Shift from ImageNet statistics per block (mean KL of BN inputs)"))]
-    if shift.get("layers"):
+    figures = []
+    if shift is not None:
+        figures.append(("shift map over depth", h.shift_map_figure(
+            shift["blocks"], shift["block_kl"], reference=shift["departure_kl"],
+            title=f"Shift from {reference_data(profile['backbone'])} statistics per block "
+                  "(mean KL of BN inputs)")))
+    if shift is not None and shift.get("layers"):
         figures.append(("shift per BN layer", h.shift_map_figure(
             shift["layers"], shift["layer_kl"], title="Shift per BatchNormalization layer")))
     probes = profile.get("probes")

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from advisor.profile import reference_data
 from advisor.profile_view import profile_rows, seen_as_rows, shift_sparkline
 
 
@@ -42,12 +43,25 @@ def render_advice(advice: Mapping[str, Any], console: Console) -> None:
                   + (" (given)" if advice["split"]["presplit"] else ""))]
     console.print(_table(f"Dataset: {advice['data_dir']}", size_rows))
     shift = profile["shift"]
-    console.print(f"[bold]Shift map[/bold] (stem -> head): {shift_sparkline(shift['block_kl'])}  "
-                  f"first departing block: [bold]{shift['first_departing_block'] or 'none'}[/bold]")
-    console.print(_table("Similarity to ImageNet", profile_rows(profile)))
+    reference = reference_data(profile["backbone"])
+    if shift is None:
+        console.print(f"[bold]Shift map[/bold]: {'; '.join(profile.get('notes', [])) or 'unavailable'}",
+                      highlight=False)
+    else:
+        console.print(f"[bold]Shift map[/bold] (stem -> head): {shift_sparkline(shift['block_kl'])}  "
+                      f"first departing block: [bold]{shift['first_departing_block'] or 'none'}[/bold]")
+    console.print(_table(f"Similarity to {reference}", profile_rows(profile)))
     seen = seen_as_rows(profile)
+    head = "ImageNet" if reference == "ImageNet" else "base model"
     if seen:
-        console.print(_table("Seen by the ImageNet head as", seen, header=("class folder", "ImageNet classes")))
+        console.print(_table(f"Seen by the {head} head as", seen, header=("class folder", f"{head} classes")))
+    targets = advice.get("targets")
+    if targets:
+        console.print(_table(f"Regression target: {targets['name']} ({targets['file']})", [
+            ("range", f"{targets['min']:.4g} to {targets['max']:.4g}"),
+            ("training mean / std", f"{targets['train_mean']:.4g} / {targets['train_std']:.4g}"),
+            ("quantile bins ('classes' above)", ", ".join(targets["bins"])),
+            ("note", targets["note"])]))
     reasons = plan.get("reasons", {})
     plan_rows = [(key, ", ".join(map(str, value)) if isinstance(value, list) else value,
                   reasons.get(key, "")) for key, value in sorted(plan.items())
@@ -63,9 +77,15 @@ def render_result(report: Mapping[str, Any], out: Path, console: Console) -> Non
         >>> render_result(result.report, result.out, Console())  # doctest: +SKIP
     """
     evaluation = report["evaluation"]
+    if evaluation.get("task") == "regression":
+        scores = [(f"{name} (baseline: training mean)",
+                   f"{evaluation[key]:.4g} ({evaluation['baseline_' + key]:.4g})")
+                  for name, key in (("MAE", "mae"), ("RMSE", "rmse"), ("R2", "r2"))]
+    else:
+        scores = [("test accuracy", f"{evaluation['accuracy']:.4f}"),
+                  ("macro-F1", f"{evaluation['macro_f1']:.4f}")]
     rows = [("regime", report["plan"]["regime"]), ("test images", evaluation["n_images"]),
-            ("test accuracy", f"{evaluation['accuracy']:.4f}"),
-            ("macro-F1", f"{evaluation['macro_f1']:.4f}"),
+            *scores,
             *[(f"time: {k}", f"{v:.1f} s") for k, v in report["timings_s"].items()],
             ("device", f"{report['environment']['backend']} / {report['environment']['device']}")]
     for note in report.get("history", {}).get("notes", []) if isinstance(report.get("history"), dict) else []:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from advisor import html_report as h
+from advisor.profile import reference_data
 
 
 def _dataset_section(dataset: Mapping[str, Any]) -> str:
@@ -57,6 +58,18 @@ def _profile_section(profile: Mapping[str, Any]) -> str:
     return body
 
 
+def _targets_section(targets: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The "Targets" section of a regression dataset (none for classes)."""
+    if not targets:
+        return []
+    rows = [("target", targets.get("name")), ("file", targets.get("file")),
+            ("range", f"{targets.get('min'):.4g} to {targets.get('max'):.4g}"),
+            ("training mean / std", f"{targets.get('train_mean'):.4g} / {targets.get('train_std'):.4g}"),
+            ("quantile bins (the 'classes' below)", ", ".join(targets.get("bins", []))),
+            ("note", targets.get("note", ""))]
+    return [("Targets (regression)", h.table_html(rows))]
+
+
 def advice_html(advice: Mapping[str, Any]) -> str:
     """Build ``advice.html`` from the ``advice.json`` dict.
 
@@ -66,7 +79,9 @@ def advice_html(advice: Mapping[str, Any]) -> str:
     return h.page(
         f"Advice for {advice.get('data_dir', '')}",
         [("Plan", _plan_section(advice["plan"])),
-         ("Similarity to ImageNet", _profile_section(advice["profile"])),
+         *_targets_section(advice.get("targets")),
+         (f"Similarity to {reference_data(advice['profile']['backbone'])}",
+          _profile_section(advice["profile"])),
          ("Dataset", _dataset_section(advice["dataset"]))],
         raw=advice,
     )
@@ -79,7 +94,7 @@ _HISTORY_SUMMARY = ("best_epoch", "best_val_loss", "retried", "wall_s", "dtype_p
 def _epoch_curves(epochs: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
     curves: dict[str, list[float]] = {}
     for record in epochs:
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae"):
             if isinstance(record.get(key), (int, float)):
                 curves.setdefault(key, []).append(float(record[key]))
     return curves
@@ -108,6 +123,8 @@ def run_html(report: Mapping[str, Any], *, mistake_images: Sequence[np.ndarray] 
         >>> run_html(report)  # doctest: +SKIP
     """
     evaluation = report["evaluation"]
+    if evaluation.get("task") == "regression":
+        return _run_page(report, _regression_results(report, mistake_images))
     names = evaluation["class_names"]
     per_class = evaluation["per_class"]
     results = h.table_html([
@@ -125,11 +142,45 @@ def run_html(report: Mapping[str, Any], *, mistake_images: Sequence[np.ndarray] 
         captions = [f"{m['true']} -> {m['predicted']} ({m['probability']:.2f})" for m in mistakes]
         results += h.image_html(h.thumbnails_figure(list(mistake_images), captions,
                                                     title="Most confident mistakes"), "mistakes")
+    return _run_page(report, results)
+
+
+def _regression_results(report: Mapping[str, Any], images: Sequence[np.ndarray]) -> str:
+    """The results section of a regression run: errors beside the mean baseline, the scatter."""
+    evaluation = report["evaluation"]
+    name = evaluation.get("target_name", "target")
+    results = h.table_html([
+        ("test images", evaluation["n_images"], ""),
+        ("MAE", evaluation["mae"], evaluation["baseline_mae"]),
+        ("RMSE", evaluation["rmse"], evaluation["baseline_rmse"]),
+        ("R2", evaluation["r2"], evaluation["baseline_r2"]),
+        *[(f"time: {k}", f"{v:.1f} s", "") for k, v in report.get("timings_s", {}).items()],
+        ("backend / device", f"{report['environment']['backend']} / {report['environment']['device']}", ""),
+    ], header=["measure", "model", f"baseline: predict the training mean ({evaluation['train_mean']:.4g})"])
+    predictions = report.get("test_predictions", {})
+    if predictions.get("true"):
+        results += h.image_html(h.scatter_figure(
+            predictions["true"], predictions["predicted"], label=name,
+            baseline=evaluation["train_mean"],
+            title=f"Predicted vs true {name} (test split, R2 {evaluation['r2']:.3f})"),
+            "predicted vs true")
+    worst = report.get("largest_errors", [])
+    if worst and len(images):
+        captions = [f"{w['true']:.3g} -> {w['predicted']:.3g}" for w in worst]
+        results += h.image_html(h.thumbnails_figure(list(images), captions,
+                                                    title="Largest errors (true -> predicted)"),
+                                "largest errors")
+    return results
+
+
+def _run_page(report: Mapping[str, Any], results: str) -> str:
     return h.page(
         f"Run on {report.get('data_dir', '')}: {report['plan']['regime']}",
         [("Results", results), ("Training", _history_section(report.get("history", {}))),
          ("Plan", _plan_section(report["plan"])),
-         ("Similarity to ImageNet", _profile_section(report["profile"])),
+         *_targets_section(report.get("targets")),
+         (f"Similarity to {reference_data(report['profile']['backbone'])}",
+          _profile_section(report["profile"])),
          ("Dataset", _dataset_section(report["dataset"]))],
         raw=report,
     )
@@ -137,12 +188,18 @@ def run_html(report: Mapping[str, Any], *, mistake_images: Sequence[np.ndarray] 
 
 def compare_html(summary: Mapping[str, Any]) -> str:
     """Build ``compare.html`` from the ``compare.json`` dict."""
-    rows = [(("* " if r["picked"] else "") + r["regime"], r["test_accuracy"], r["macro_f1"],
-             f"{r['fit_s']:.1f}", f"{r['model_bytes'] / 1e6:.1f} MB") for r in summary["rows"]]
-    body = h.table_html(rows, header=["regime (* = advised)", "test accuracy", "macro-F1",
-                                      "fit s", "model size"])
-    body += h.image_html(h.bar_figure([r["regime"] for r in summary["rows"]],
-                                      [r["test_accuracy"] for r in summary["rows"]],
-                                      title="Test accuracy by regime", ylabel="accuracy"), "accuracy")
-    return h.page(f"Regimes compared on {summary.get('data_dir', '')}", [("Comparison", body)],
+    runs = summary["rows"]
+    several = len({r.get("backbone") for r in runs}) > 1
+    labels = [(f"{r['backbone']} " if several else "") + r["regime"] for r in runs]
+    rows = [(("* " if r["picked"] else "") + label, r["test_accuracy"], r["macro_f1"],
+             f"{r['fit_s']:.1f}", f"{r.get('predict_ms_per_image', float('nan')):.1f}",
+             f"{r['model_bytes'] / 1e6:.1f} MB") for label, r in zip(labels, runs)]
+    body = h.table_html(rows, header=[("backbone, regime" if several else "regime") + " (* = advised)",
+                                      "test accuracy", "macro-F1", "fit s", "predict ms/image",
+                                      "model size"])
+    body += h.image_html(h.bar_figure(labels, [r["test_accuracy"] for r in runs],
+                                      title="Test accuracy by " + ("run" if several else "regime"),
+                                      ylabel="accuracy"), "accuracy")
+    title = "Backbones compared" if several else "Regimes compared"
+    return h.page(f"{title} on {summary.get('data_dir', '')}", [("Comparison", body)],
                   raw=summary)

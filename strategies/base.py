@@ -9,14 +9,19 @@
   ``partial`` and ``full`` are this class under three registry names: they
   differ only by the plan (``frozen_blocks``, ``epochs``, rates).
 - :func:`build_classifier`: uint8 images -> backbone features (pooled) ->
-  ``Dense(softmax)`` named ``"class_probabilities"``; the exported model of
-  every regime.
+  ``Dense(softmax)`` named ``"class_probabilities"`` (for a regression plan,
+  a linear ``Dense(1)`` named ``"target"``); the exported model of every regime.
 - :func:`train`: the only Keras training loop: warm-up + cosine decay, the
   head's rate for the head and a smaller one for backbone variables, early
   stopping on validation loss with the starting state as the epoch-0
   candidate (so fine-tuning never returns a model worse on validation than the
   probe it started from), and a divergence guard that restores and retries
   once at a 10x lower backbone rate.
+
+Regression plans (``plan.task``) train the same graph and loop on standardised
+targets with the plan's Huber or MSE loss; the training mean and standard
+deviation are then folded into the output layer (:func:`fold_target_scale`),
+so the model outputs raw target units.
 
 BatchNormalization layers of the backbone are always frozen: in Keras 3 a
 non-trainable BatchNormalization runs in inference mode, so ``fit`` never
@@ -45,12 +50,14 @@ from advisor.batches import ImageBatches, build_augmentation
 from advisor.environment import accelerators
 from advisor.embeddings import POOL_LAYER, Embedder, feature_output, predict_batches
 from advisor.errors import DatasetError, PlanError
-from advisor.plan import Optimizer, Plan
+from advisor.plan import Loss, Optimizer, Plan, Task
 
 logger = logging.getLogger(__name__)
 
 #: Name of the output layer of every exported model.
 OUTPUT_LAYER = "class_probabilities"
+#: Name of the output layer of a regression model (``Dense(1)``, linear).
+REGRESSION_OUTPUT_LAYER = "target"
 #: Name of the nested feature model inside a classifier.
 FEATURES_MODEL = "features"
 #: Strength of each augmentation name a plan may list (kwargs of build_augmentation).
@@ -99,6 +106,8 @@ class LabelledImages:
             Defaults to `None` (every row).
         key: Names the images in the embedding cache when they are not a
             memory map. Defaults to `None`.
+        targets: Numeric regression targets, one per entry of `rows` (then
+            `labels` are their quantile bins). Defaults to `None`.
 
     Raises:
         DatasetError: Shapes, dtypes or lengths do not fit together.
@@ -112,6 +121,7 @@ class LabelledImages:
     labels: np.ndarray
     rows: np.ndarray | None = None
     key: str | None = None
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         images = self.images
@@ -132,6 +142,13 @@ class LabelledImages:
             raise DatasetError(f"Expected rows in [0, {len(images)}). Received: rows outside it")
         object.__setattr__(self, "rows", rows)
         object.__setattr__(self, "labels", labels.astype(np.int32))
+        if self.targets is not None:
+            targets = np.asarray(self.targets, dtype=np.float64)
+            if targets.shape != labels.shape or not np.isfinite(targets).all():
+                raise DatasetError(
+                    f"Expected one finite target per used row. Received: {targets.size} targets "
+                    f"for {len(rows)} rows, {int((~np.isfinite(targets)).sum())} not finite")
+            object.__setattr__(self, "targets", targets)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -143,7 +160,8 @@ class LabelledImages:
 
     def batches(self, *, batch_size: int, shuffle: bool = False, seed: int = 0,
                 augmentation: Any | None = None,
-                class_weight: Mapping[int, float] | None = None) -> ImageBatches:
+                class_weight: Mapping[int, float] | None = None,
+                outputs: np.ndarray | None = None) -> ImageBatches:
         """Return a :class:`~advisor.batches.ImageBatches` over these images.
 
         Args:
@@ -152,34 +170,41 @@ class LabelledImages:
             seed: Shuffle seed. Defaults to `0`.
             augmentation: Keras augmentation model. Defaults to `None`.
             class_weight: ``{label: weight}``. Defaults to `None`.
+            outputs: What the batches yield instead of the labels, one value per
+                row (e.g. standardised regression targets). Defaults to `None`.
 
         Example:
             >>> train.batches(batch_size=32, shuffle=True)  # doctest: +SKIP
         """
-        return ImageBatches(self.images, self.labels, rows=self.rows, batch_size=batch_size,
+        y = self.labels if outputs is None else outputs
+        return ImageBatches(self.images, y, rows=self.rows, batch_size=batch_size,
                             shuffle=shuffle, seed=seed, augmentation=augmentation,
                             class_weight=class_weight)
 
 
 def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequence[str],
-                 image_size: int) -> None:
+                 image_size: int, *, task: Task = Task.CLASSIFICATION) -> None:
     """Raise a one-line :class:`DatasetError` if the inputs cannot be fitted.
 
     Args:
         train: Training images.
         val: Validation images (early stopping, the probe guard).
-        class_names: One name per class; labels index it.
+        class_names: One name per class; labels index it (for regression:
+            the targets' quantile bins).
         image_size: The plan's image size.
+        task: The plan's task; regression needs ``targets`` and not every
+            bin in the training split. Defaults to `Task.CLASSIFICATION`.
 
     Raises:
-        DatasetError: Wrong size, empty split, labels out of range, or a class
-            missing from the training split.
+        DatasetError: Wrong size, empty split, labels out of range, a class
+            missing from the training split, or regression images without targets.
 
     Example:
         >>> check_inputs(train, val, ["cat", "dog"], 224)  # doctest: +SKIP
     """
     n_classes = len(class_names)
-    if n_classes < 2:
+    regression = task is Task.REGRESSION
+    if n_classes < (1 if regression else 2):
         raise DatasetError(f"Expected at least 2 classes. Received: class_names={list(class_names)}")
     for name, data in (("train", train), ("val", val)):
         if data.image_size != image_size:
@@ -192,6 +217,12 @@ def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequen
             raise DatasetError(
                 f"{name} labels must lie in [0, {n_classes}) for {n_classes} class names. "
                 f"Received: labels in [{data.labels.min()}, {data.labels.max()}]")
+        if regression and data.targets is None:
+            raise DatasetError(
+                f"The plan is a regression but the {name} images have no targets; "
+                "pass the dataset's targets (--targets).")
+    if regression:
+        return
     missing = sorted(set(range(n_classes)) - set(np.unique(train.labels).tolist()))
     if missing:
         names = ", ".join(str(class_names[i]) for i in missing)
@@ -232,7 +263,8 @@ def device_scope() -> contextlib.AbstractContextManager:
 # --------------------------------------------------------------------------- #
 def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
                      dtype: str = "float32", head_units: Sequence[int] = (),
-                     head_dropout: float = 0.0, head_batchnorm: bool = False) -> keras.Model:
+                     head_dropout: float = 0.0, head_batchnorm: bool = False,
+                     task: Task = Task.CLASSIFICATION) -> keras.Model:
     """Build images -> backbone features -> ``Dense(softmax)``, on a copy of the backbone.
 
     The backbone's layers up to `feature_layer` are cloned (with their weights)
@@ -242,7 +274,8 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
     4-D features are globally average pooled and go through the head of
     :func:`add_head` (hidden layers when `head_units` is not empty); the output
     layer is a float32 ``Dense(n_classes, softmax)`` named
-    ``"class_probabilities"``. Only
+    ``"class_probabilities"`` (for `task` regression a linear float32
+    ``Dense(1)`` named ``"target"``). Only
     built-in Keras layers are used, so the saved model loads in safe mode
     without this package.
 
@@ -255,9 +288,12 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
         head_units: Hidden layer widths of the head. Defaults to `()` (one softmax layer).
         head_dropout: Dropout after each hidden layer. Defaults to `0.0`.
         head_batchnorm: BatchNormalization in each hidden layer. Defaults to `False`.
+        task: Classification (softmax) or regression (one linear output).
+            Defaults to `Task.CLASSIFICATION`.
 
     Returns:
-        An uncompiled functional model: uint8 ``(None, S, S, 3)`` -> ``(None, n_classes)``.
+        An uncompiled functional model: uint8 ``(None, S, S, 3)`` -> ``(None, n_classes)``
+        (``(None, 1)`` for regression).
 
     Raises:
         BackboneError: The backbone has no `feature_layer`.
@@ -283,19 +319,20 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER, dtype=dtype)(x)
     outputs = add_head(x, n_classes, units=head_units, dropout=head_dropout,
-                       batchnorm=head_batchnorm)
+                       batchnorm=head_batchnorm, task=task)
     return keras.Model(inputs, outputs, name="classifier")
 
 
 def add_head(x, n_classes: int, *, units: Sequence[int] = (), dropout: float = 0.0,
-             batchnorm: bool = False):
-    """Apply the new head to pooled features `x`: hidden layers, then the softmax layer.
+             batchnorm: bool = False, task: Task = Task.CLASSIFICATION):
+    """Apply the new head to pooled features `x`: hidden layers, then the output layer.
 
     Each hidden layer ``i`` (1-based) is ``Dense(units[i-1])`` named
     ``head_dense_i``, then ``BatchNormalization`` (``head_batchnorm_i``, when
     `batchnorm`), ReLU and ``Dropout`` (``head_dropout_i``, when `dropout` > 0).
     The output is a float32 ``Dense(n_classes, softmax)`` named
-    ``"class_probabilities"``. The names are fixed so a head trained on
+    ``"class_probabilities"``, or for regression a float32 linear ``Dense(1)``
+    named ``"target"``. The names are fixed so a head trained on
     embeddings (:func:`build_head`) copies onto the classifier layer by layer
     (:func:`copy_head_weights`).
 
@@ -305,9 +342,10 @@ def add_head(x, n_classes: int, *, units: Sequence[int] = (), dropout: float = 0
         units: Hidden layer widths, input side first. Defaults to `()`.
         dropout: Dropout rate after each hidden layer. Defaults to `0.0`.
         batchnorm: Whether hidden layers are batch-normalised. Defaults to `False`.
+        task: Classification or regression. Defaults to `Task.CLASSIFICATION`.
 
     Returns:
-        The ``(None, n_classes)`` probabilities tensor.
+        The ``(None, n_classes)`` probabilities tensor (``(None, 1)`` for regression).
     """
     for index, width in enumerate(units, start=1):
         x = keras.layers.Dense(int(width), use_bias=not batchnorm, name=f"head_dense_{index}")(x)
@@ -316,6 +354,8 @@ def add_head(x, n_classes: int, *, units: Sequence[int] = (), dropout: float = 0
         x = keras.layers.ReLU(name=f"head_relu_{index}")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"head_dropout_{index}")(x)
+    if task is Task.REGRESSION:
+        return keras.layers.Dense(1, name=REGRESSION_OUTPUT_LAYER, dtype="float32")(x)
     return keras.layers.Dense(n_classes, activation="softmax", name=OUTPUT_LAYER,
                               dtype="float32")(x)
 
@@ -323,11 +363,33 @@ def add_head(x, n_classes: int, *, units: Sequence[int] = (), dropout: float = 0
 def head_kwargs(plan: Plan) -> dict[str, Any]:
     """Return the plan's head settings as :func:`build_classifier` / :func:`build_head` keywords."""
     return {"head_units": tuple(plan.head_units), "head_dropout": plan.head_dropout,
-            "head_batchnorm": plan.head_batchnorm}
+            "head_batchnorm": plan.head_batchnorm, "task": plan.task}
+
+
+def fold_target_scale(model: keras.Model, mean: float, std: float) -> None:
+    """Make a regression model trained on standardised targets output raw target units.
+
+    The linear output layer computes ``z = x @ W + b`` for ``(y - mean) / std``;
+    it becomes ``x @ (W * std) + (b * std + mean)``, so ``model`` predicts ``y``
+    with no extra layer (the saved model stays plain built-in Keras).
+
+    Args:
+        model: A regression model of :func:`build_classifier` or :func:`build_head`.
+        mean: Mean of the training targets.
+        std: Their standard deviation.
+
+    Example:
+        >>> head = build_head(4, 1, task=Task.REGRESSION)
+        >>> fold_target_scale(head, mean=10.0, std=2.0)
+    """
+    layer = model.get_layer(REGRESSION_OUTPUT_LAYER)
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+    layer.set_weights([(kernel * std).astype(np.float32), (bias * std + mean).astype(np.float32)])
 
 
 def build_head(feature_dim: int, n_classes: int, *, head_units: Sequence[int] = (),
-               head_dropout: float = 0.0, head_batchnorm: bool = False) -> keras.Model:
+               head_dropout: float = 0.0, head_batchnorm: bool = False,
+               task: Task = Task.CLASSIFICATION) -> keras.Model:
     """Build the head trained on cached embeddings: ``(None, D)`` -> class probabilities.
 
     A linear probe (one ``Dense(softmax)``) by default, or the hidden layers of
@@ -343,7 +405,7 @@ def build_head(feature_dim: int, n_classes: int, *, head_units: Sequence[int] = 
     """
     inputs = keras.Input(shape=(feature_dim,), name="embedding")
     outputs = add_head(inputs, n_classes, units=head_units, dropout=head_dropout,
-                       batchnorm=head_batchnorm)
+                       batchnorm=head_batchnorm, task=task)
     return keras.Model(inputs, outputs, name="head" if head_units else "linear_probe")
 
 
@@ -596,6 +658,23 @@ class TrainingGuard(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
+def loss_and_metrics(plan: Plan) -> tuple[Any, list[str]]:
+    """Return the ``compile`` loss and metrics of the plan's task and loss.
+
+    Sparse categorical cross-entropy with accuracy for classification; for
+    regression (on standardised targets) Huber (delta 1) or mean squared error,
+    with mean absolute error.
+
+    Example:
+        >>> loss_and_metrics(plan)  # doctest: +SKIP
+        ('sparse_categorical_crossentropy', ['accuracy'])
+    """
+    if plan.task is not Task.REGRESSION:
+        return "sparse_categorical_crossentropy", ["accuracy"]
+    loss = keras.losses.Huber(delta=1.0) if plan.loss is Loss.HUBER else keras.losses.MeanSquaredError()
+    return loss, ["mae"]
+
+
 def _fit_kwargs(data: Any, batch_size: int, *, shuffle: bool) -> tuple[dict[str, Any], int]:
     """Return ``model.fit``/``evaluate`` kwargs for a PyDataset or an ``(x, y[, w])`` tuple."""
     if isinstance(data, keras.utils.PyDataset):
@@ -637,8 +716,9 @@ def train(
 
     Compiles `model` (set ``trainable`` first) with the plan's optimizer, a
     warm-up + cosine-decay schedule peaking at `learning_rate` and
-    ``rate_factor * learning_rate`` for `scaled_variables`, and sparse
-    categorical cross-entropy (eagerly when the phase has at most
+    ``rate_factor * learning_rate`` for `scaled_variables`, and the loss of
+    :func:`loss_and_metrics` (sparse categorical cross-entropy, or the
+    regression plan's Huber / MSE) (eagerly when the phase has at most
     ``EAGER_MAX_STEPS`` steps, where tracing would cost more than it saves). The starting weights are evaluated on
     `val_data` and kept as the epoch-0 candidate; early stopping (the plan's
     ``patience``, on validation loss) restores the best candidate, so the
@@ -648,7 +728,7 @@ def train(
     the rate) 10x lower; the returned history says so.
 
     Args:
-        model: A functional model with softmax outputs.
+        model: A functional model with softmax outputs (a linear output for regression).
         plan: Gives the optimizer, batch size, patience and seed.
         train_data: ``keras.utils.PyDataset`` or ``(x, y)`` / ``(x, y, sample_weight)``.
         val_data: ``keras.utils.PyDataset`` or ``(x, y)``.
@@ -685,8 +765,9 @@ def train(
                                           warmup_epochs=warmup_epochs)
         optimizer = make_optimizer(plan, schedule, scaled_variables=scaled_variables,
                                    rate_factor=rate_factor)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"], run_eagerly=steps * epochs <= EAGER_MAX_STEPS)
+        loss, metrics = loss_and_metrics(plan)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                      run_eagerly=steps * epochs <= EAGER_MAX_STEPS)
         start = model.evaluate(**val_kwargs, verbose=0, return_dict=True)
         if attempt == 0:
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
@@ -742,8 +823,8 @@ class Strategy:
     """Base class of the strategies: the scikit-learn estimator contract.
 
     ``__init__`` only stores its arguments; :meth:`fit` does the work and sets
-    ``model_`` (uint8 images -> class probabilities), ``classes_``,
-    ``class_names_`` and ``history_``.
+    ``model_`` (uint8 images -> class probabilities, or targets for a
+    regression plan), ``classes_``, ``class_names_`` and ``history_``.
 
     Args:
         plan: The plan; every setting is read from it.
@@ -772,8 +853,17 @@ class Strategy:
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted yet; call fit first.")
 
+    def _outputs(self, images: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        if len(images) == 0:
+            width = 1 if self.plan.task is Task.REGRESSION else len(self.classes_)
+            return np.zeros((0, width), dtype=np.float32)
+        batches = ImageBatches(np.asarray(images), np.zeros(len(images), np.int32),
+                               batch_size=self.plan.batch_size)
+        return predict_batches(self.model_, batches)
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Return class probabilities of uint8 images.
+        """Return class probabilities of uint8 images (classification plans only).
 
         Args:
             images: ``(N, S, S, 3)`` uint8 array (may be a memory map).
@@ -783,20 +873,22 @@ class Strategy:
 
         Raises:
             NotFittedError: `fit` was not called.
+            PlanError: The plan is a regression (use :meth:`predict`).
 
         Example:
             >>> strategy.predict_proba(test.images).shape  # doctest: +SKIP
             (270, 10)
         """
-        self._check_fitted()
-        if len(images) == 0:
-            return np.zeros((0, len(self.classes_)), dtype=np.float32)
-        batches = ImageBatches(np.asarray(images), np.zeros(len(images), np.int32),
-                               batch_size=self.plan.batch_size)
-        return predict_batches(self.model_, batches)
+        if self.plan.task is Task.REGRESSION:
+            raise PlanError("predict_proba needs a classification plan; this one is a "
+                            "regression, so call predict for the predicted values.")
+        return self._outputs(images)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Return integer class labels of uint8 images (argmax of :meth:`predict_proba`).
+        """Return class labels of uint8 images, or predicted values for a regression plan.
+
+        Labels are the argmax of :meth:`predict_proba`; values are in the
+        targets' own units.
 
         Raises:
             NotFittedError: `fit` was not called.
@@ -805,13 +897,15 @@ class Strategy:
             >>> strategy.predict(test.images)[:3]  # doctest: +SKIP
             array([3, 1, 7])
         """
+        if self.plan.task is Task.REGRESSION:
+            return self._outputs(images)[:, 0]
         return np.argmax(self.predict_proba(images), axis=-1)
 
     def export_model(self) -> keras.Model:
         """Return a float32 copy of the fitted model for saving.
 
-        uint8 ``(None, S, S, 3)`` RGB -> class probabilities, preprocessing
-        included, built only from built-in Keras layers (loads with
+        uint8 ``(None, S, S, 3)`` RGB -> class probabilities (or ``(None, 1)``
+        targets for a regression plan), preprocessing included, built only from built-in Keras layers (loads with
         ``keras.saving.load_model`` in safe mode). Save it with
         :func:`strategies.export.save_model` to keep the class names.
 
@@ -841,12 +935,16 @@ class KerasStrategy(Strategy):
     1. Embed the training images once through the frozen backbone (plus
        ``AUGMENTED_VIEWS`` augmented views when the plan augments) and the
        validation images, via the embedding cache.
-    2. Train a softmax head on the embeddings with :func:`train`.
+    2. Train a softmax head on the embeddings with :func:`train` (for a
+       regression plan a linear output on standardised targets).
     3. Copy it onto a classifier built on a copy of the backbone.
     4. If the plan leaves blocks unfrozen and asks for ``epochs``, fine-tune
        them (LP-FT) with :func:`train`: head at ``head_learning_rate``,
        backbone at ``backbone_learning_rate``, images from the decode cache,
        mixed precision on accelerators. The probe is the epoch-0 candidate.
+    5. For regression, fold the training targets' mean and standard deviation
+       into the output layer (:func:`fold_target_scale`); the training history
+       stays in standardised units.
 
     ``last-layer``, ``partial`` and ``full`` are registered subclasses that
     differ only by their plans.
@@ -876,7 +974,7 @@ class KerasStrategy(Strategy):
             >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
         """
         plan, backbone = self.plan, self.backbone
-        check_inputs(train, val, class_names, plan.image_size)
+        check_inputs(train, val, class_names, plan.image_size, task=plan.task)
         n_classes = len(class_names)
         class_weight = class_weight_dict(plan, n_classes)
         keras.utils.set_random_seed(plan.seed)
@@ -888,10 +986,18 @@ class KerasStrategy(Strategy):
         x_val = embedder.embed(val.images, rows=val.rows, key=val.key)
         history["embed"] = {"wall_s": time.perf_counter() - started,
                             "train_rows": int(len(x_train)), "dim": embedder.dim}
+        train_outputs = val_outputs = None  # the labels, unless regression
+        y_val = val.labels
+        if plan.task is Task.REGRESSION:
+            mean, std = target_scale(train.targets)
+            history["target_scale"] = {"mean": mean, "std": std}
+            train_outputs = ((train.targets - mean) / std).astype(np.float32)
+            y_val = val_outputs = ((val.targets - mean) / std).astype(np.float32)
+            y_train = np.tile(train_outputs, len(x_train) // max(1, len(train)))
         weights = None if class_weight is None else np.array(
             [class_weight[int(label)] for label in y_train], dtype=np.float32)
         head = build_head(embedder.dim, n_classes, **head_kwargs(plan))
-        history["head"] = _train(head, plan, (x_train, y_train, weights), (x_val, val.labels),
+        history["head"] = _train(head, plan, (x_train, y_train, weights), (x_val, y_val),
                                 phase="head", learning_rate=plan.head_learning_rate,
                                 epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
 
@@ -908,8 +1014,9 @@ class KerasStrategy(Strategy):
                 history["fine_tune"] = _train(
                     model, plan,
                     train.batches(batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
-                                  augmentation=augmentation, class_weight=class_weight),
-                    val.batches(batch_size=plan.batch_size),
+                                  augmentation=augmentation, class_weight=class_weight,
+                                  outputs=train_outputs),
+                    val.batches(batch_size=plan.batch_size, outputs=val_outputs),
                     phase="fine-tune", learning_rate=plan.head_learning_rate,
                     epochs=plan.epochs, warmup_epochs=plan.warmup_epochs,
                     scaled_variables=backbone_variables,
@@ -917,9 +1024,25 @@ class KerasStrategy(Strategy):
                     work_dir=work_dir, verbose=verbose)
                 history["fine_tune"]["trained_blocks"] = trainable_blocks(backbone, plan)
                 history["fine_tune"]["dtype_policy"] = dtype_policy()
+        if plan.task is Task.REGRESSION:
+            fold_target_scale(model, mean, std)
         history["wall_s"] = time.perf_counter() - started
         self._set_fitted(model, class_names, history)
         return self
+
+
+def target_scale(targets: np.ndarray) -> tuple[float, float]:
+    """Return the ``(mean, standard deviation)`` regression targets are standardised with.
+
+    A zero deviation (constant targets) becomes 1, so standardising only centres.
+
+    Example:
+        >>> target_scale(np.array([1.0, 3.0]))
+        (2.0, 1.0)
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    std = float(targets.std())
+    return float(targets.mean()), std if std > 0 else 1.0
 
 
 def probe_training_set(embedder: Embedder, data: LabelledImages,

@@ -8,6 +8,11 @@ become the ``Dense`` output layer of the exported model, on the same features,
 so the model's argmax is scikit-learn's prediction (its softmax over decision
 values is a score, not a calibrated probability). Embeddings are not
 standardised, so no per-channel scale is folded into that layer.
+
+For a regression plan (``plan.task``) the linear model is ridge regression
+(``RidgeCV``, squared loss) with alpha = 1 / (2C) for C in ``svm_c_grid``,
+chosen by efficient leave-one-out cross-validation; its ``coef_`` and
+``intercept_`` become the linear ``Dense(1)`` output, in target units.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from typing import Any
 import keras
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from advisor.embeddings import Embedder
-from advisor.plan import Plan, Regime
+from advisor.plan import Plan, Regime, Task
 from strategies.base import (
     OUTPUT_LAYER,
+    REGRESSION_OUTPUT_LAYER,
     LabelledImages,
     Strategy,
     build_classifier,
@@ -88,6 +95,36 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
     return svm, record
 
 
+def fit_ridge(x: np.ndarray, y: np.ndarray, plan: Plan) -> tuple[RidgeCV, dict[str, Any]]:
+    """Fit ridge regression, alpha = 1 / (2C) for C in ``plan.svm_c_grid``, by leave-one-out CV.
+
+    Ridge's ``|y - Xw|^2 + alpha |w|^2`` is the squared-loss counterpart of the
+    SVM's ``C * loss + |w|^2 / 2``, hence alpha = 1 / (2C). The leave-one-out
+    errors come in closed form (``RidgeCV``'s generalised cross-validation),
+    so the search costs about one fit.
+
+    Args:
+        x: ``(N, D)`` embeddings.
+        y: ``(N,)`` targets.
+        plan: Gives ``svm_c_grid``.
+
+    Returns:
+        ``(fitted RidgeCV, search record)``: the record has ``c_grid``,
+        ``alphas``, ``cv`` (``"leave-one-out"``), ``best_alpha``, ``best_c``, ``notes``.
+
+    Example:
+        >>> ridge, record = fit_ridge(x, y, plan)  # doctest: +SKIP
+    """
+    grid = sorted(float(c) for c in plan.svm_c_grid) or [1.0]
+    alphas = [1.0 / (2.0 * c) for c in grid]
+    ridge = RidgeCV(alphas=alphas).fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    record = {"c_grid": grid, "alphas": alphas, "cv": "leave-one-out", "notes": [],
+              "best_alpha": float(ridge.alpha_), "best_c": float(1.0 / (2.0 * ridge.alpha_))}
+    if len(grid) > 1 and ridge.alpha_ in (min(alphas), max(alphas)):
+        record["notes"].append(f"svm: ridge chose alpha {ridge.alpha_:g}, at the edge of the grid.")
+    return ridge, record
+
+
 def svm_dense_weights(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(kernel (D, n), bias (n,))`` whose argmax equals ``svm.predict``.
 
@@ -108,8 +145,9 @@ def svm_dense_weights(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.nd
 class SVMStrategy(Strategy):
     """Frozen backbone features + linear SVM (CS231n's "CNN codes + linear classifier").
 
-    Fitted state: ``svm_`` (the scikit-learn ``LinearSVC``), ``model_`` (the
-    classifier: features -> ``Dense`` holding the SVM), ``classes_``,
+    Fitted state: ``svm_`` (the scikit-learn ``LinearSVC``, or ``RidgeCV``
+    for a regression plan), ``model_`` (the classifier: features -> ``Dense``
+    holding the SVM or the ridge weights), ``classes_``,
     ``class_names_``, ``history_``.
 
     Args:
@@ -141,7 +179,7 @@ class SVMStrategy(Strategy):
             >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
         """
         plan, backbone = self.plan, self.backbone
-        check_inputs(train, val, class_names, plan.image_size)
+        check_inputs(train, val, class_names, plan.image_size, task=plan.task)
         n_classes = len(class_names)
         keras.utils.set_random_seed(plan.seed)
         started = time.perf_counter()
@@ -149,12 +187,22 @@ class SVMStrategy(Strategy):
         x_train = embedder.embed(train.images, rows=train.rows, key=train.key)
         x_val = embedder.embed(val.images, rows=val.rows, key=val.key)
         embedded = time.perf_counter()
-        svm, record = fit_linear_svm(x_train, train.labels, plan, class_weight_dict(plan, n_classes))
-        record["val_accuracy"] = float(svm.score(x_val, val.labels))
-        record["train_accuracy"] = float(svm.score(x_train, train.labels))
+        if plan.task is Task.REGRESSION:
+            svm, record = fit_ridge(x_train, train.targets, plan)
+            record["val_r2"] = float(svm.score(x_val, val.targets))
+            record["train_r2"] = float(svm.score(x_train, train.targets))
+            layer, weights = REGRESSION_OUTPUT_LAYER, [
+                np.asarray(svm.coef_, dtype=np.float32).reshape(-1, 1),
+                np.asarray([svm.intercept_], dtype=np.float32)]
+        else:
+            svm, record = fit_linear_svm(x_train, train.labels, plan, class_weight_dict(plan, n_classes))
+            record["val_accuracy"] = float(svm.score(x_val, val.labels))
+            record["train_accuracy"] = float(svm.score(x_train, train.labels))
+            layer, weights = OUTPUT_LAYER, list(svm_dense_weights(svm, n_classes))
         record["wall_s"] = time.perf_counter() - embedded
-        model = build_classifier(backbone, feature_layer=plan.feature_layer, n_classes=n_classes)
-        model.get_layer(OUTPUT_LAYER).set_weights(list(svm_dense_weights(svm, n_classes)))
+        model = build_classifier(backbone, feature_layer=plan.feature_layer, n_classes=n_classes,
+                                 task=plan.task)
+        model.get_layer(layer).set_weights(weights)
         history = {"embed": {"wall_s": embedded - started, "train_rows": int(len(x_train)),
                              "dim": embedder.dim},
                    "svm": record, "notes": list(record["notes"]),

@@ -113,6 +113,28 @@ def test_compare_tabulates_regimes_and_marks_the_pick(digits, tmp_path):
     assert (out / "svm" / "model.keras").exists()
 
 
+def test_compare_backbones_side_by_side_on_one_split(digits, tmp_path):
+    out = tmp_path / "backbones"
+    result = invoke("compare", digits, "--backbones", "mobilenet_v2,efficientnet_lite0",
+                    "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    rows = summary["rows"]
+    # Without --regimes, each backbone runs the regime the advisor picked for it.
+    assert [row["backbone"] for row in rows] == ["mobilenet_v2", "efficientnet_lite0"]
+    assert all(row["picked"] for row in rows)
+    assert [row["regime"] for row in rows] == [summary["advised_by_backbone"][b]
+                                               for b in ("mobilenet_v2", "efficientnet_lite0")]
+    assert all(0 <= row["similarity"] <= 1 and row["predict_ms_per_image"] > 0 for row in rows)
+    for row in rows:
+        assert (out / row["backbone"] / row["regime"] / "model.keras").exists()
+    splits = {(out / row["backbone"] / row["regime"] / "split.json").read_text() for row in rows}
+    assert len(splits) == 1  # the same split for every backbone
+    assert "Backbones compared" in (out / "compare.html").read_text()
+    bad = invoke("compare", digits, "--backbones", "mobilenet_v2,mobilenet_v2", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "distinct" in bad.output
+
+
 def test_run_after_dry_run_reuses_the_measurements(digits, tmp_path, monkeypatch):
     import advisor.measure
 
@@ -127,3 +149,26 @@ def test_run_after_dry_run_reuses_the_measurements(digits, tmp_path, monkeypatch
     first = json.loads((tmp_path / "a" / "advice.json").read_text())
     second = json.loads((tmp_path / "b" / "advice.json").read_text())
     assert first["profile"] == second["profile"] and first["plan"] == second["plan"]
+
+
+def test_advisor_switches_to_the_stronger_backbone_only_when_the_plan_fine_tunes(
+        digits, tmp_path, monkeypatch):
+    from advisor import config
+
+    monkeypatch.setattr(config, "STRONGER_BACKBONE_MIN_IMAGES", 100)  # 120 digits qualify
+    frozen = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--out", tmp_path / "a")
+    assert frozen.exit_code == 0, frozen.output
+    plan = json.loads(frozen.stdout)["plan"]
+    assert plan["regime"] == "svm" and plan["backbone"] == config.DEFAULT_BACKBONE
+    assert "frozen" in plan["reasons"]["backbone"]
+    tuned = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--regime", "partial",
+                   "--out", tmp_path / "b")
+    assert tuned.exit_code == 0, tuned.output
+    advice = json.loads(tuned.stdout)
+    assert advice["plan"]["backbone"] == config.STRONGER_BACKBONE
+    assert advice["profile"]["backbone"] == config.STRONGER_BACKBONE  # measured again with it
+    assert "Kornblith" in advice["plan"]["reasons"]["backbone"]
+    # Asking for a backbone turns the choice off.
+    forced = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--regime", "partial",
+                    "--backbone", "mobilenet_v2", "--out", tmp_path / "c")
+    assert json.loads(forced.stdout)["plan"]["backbone"] == "mobilenet_v2"

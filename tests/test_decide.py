@@ -242,3 +242,27 @@ def test_plans_written_before_the_head_fields_still_load(backbone):
         del data[name]
     plan = Plan.from_dict(data)
     assert plan.head_units == () and plan.head_dropout == 0.0 and plan.head_batchnorm is False
+
+
+@pytest.mark.parametrize("n_images, score, expected", [
+    (500, 0.9, config.DEFAULT_BACKBONE),  # svm: frozen features, keep the cheap backbone
+    (5_000, 0.8, config.DEFAULT_BACKBONE),  # last-layer: frozen
+    (5_000, 0.2, config.DEFAULT_BACKBONE),  # partial, but too few images to pay a second pass
+    (50_000, 0.2, config.STRONGER_BACKBONE),  # full on 50k images
+    (20_000, 0.8, config.STRONGER_BACKBONE),  # partial on 20k images
+])
+def test_stronger_backbone_only_when_fine_tuning_many_images(backbone, n_images, score, expected):
+    from advisor.decide import choose_backbone
+
+    profile = make_profile(n_images, score)
+    name, why = choose_backbone(profile, decide(profile, backbone=backbone))
+    assert name == expected
+    assert f"{n_images:,}" in why or "frozen" in why
+
+
+def test_a_backbone_asked_for_is_kept(backbone):
+    from advisor.decide import choose_backbone
+
+    profile = dataclasses.replace(make_profile(50_000, 0.2), backbone="keras:ResNet50")
+    plan = decide(make_profile(50_000, 0.2), backbone=backbone)
+    assert choose_backbone(profile, plan)[0] == "keras:ResNet50"

@@ -8,7 +8,9 @@ similarity measures).
 
 Names of the form ``keras:<ApplicationName>`` (e.g. ``keras:EfficientNetB0``)
 use ``keras.applications`` with ``weights="imagenet"``, for users with
-internet or a filled ``~/.keras/models``.
+internet or a filled ``~/.keras/models``. Names of the form ``base:<path>``
+(``advise --base``) use the user's own Keras model file: see
+:mod:`advisor.backbones.user_model`.
 """
 
 from advisor.backbones.base import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,13 +35,19 @@ class Backbone:
         name: Registry name, e.g. ``"mobilenet_v2"``.
         image_size: Height and width of the model's input.
         model: Keras model, ``(None, S, S, 3) uint8`` RGB -> ImageNet logits
-            ``(None, 1000)``; preprocessing is inside it.
+            ``(None, 1000)`` (a base model's own classes: ``class_names``);
+            preprocessing is inside it.
         feature_layer: Name of the layer giving pooled bottleneck features.
-        classifier_layer: Name of the ImageNet classification layer.
+        classifier_layer: Name of the (ImageNet) classification layer.
         blocks: The trainable blocks in graph order (stem first, head last).
         bn_layers: Names of all BatchNormalization layers, in graph order.
         preprocessing: Human-readable summary of the in-model preprocessing.
-        weights: Where the weights came from (``"imagenet (torchvision)"``, ``"none"``...).
+        weights: Where the weights came from (``"imagenet (torchvision)"``, ``"none"``,
+            ``"user:<sha256 prefix>"``...).
+        class_names: Names of the model's output classes. Defaults to `None`
+            (the 1,000 ImageNet classes).
+        resizable: Whether the backbone can be built at another input size.
+            Defaults to `True` (a user's ``--base`` model is not).
     """
 
     name: str
@@ -52,6 +59,13 @@ class Backbone:
     bn_layers: tuple[str, ...]
     preprocessing: str
     weights: str
+    class_names: tuple[str, ...] | None = None
+    resizable: bool = True
+
+    @property
+    def model_name(self) -> str:
+        """:attr:`name` as a Keras model name (TensorFlow scopes refuse ``:`` and ``/``)."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_.-") or "backbone"
 
     @property
     def feature_dim(self) -> int:
@@ -69,7 +83,7 @@ class Backbone:
         """
         return keras.Model(
             self.model.inputs, self.model.get_layer(self.feature_layer).output,
-            name=f"{self.name}_features",
+            name=f"{self.model_name}_features",
         )
 
     def block_index(self, name: str) -> int:
@@ -131,22 +145,30 @@ def get_backbone(
     *,
     image_size: int = config.DEFAULT_IMAGE_SIZE,
     weights: str | None = "imagenet",
+    feature_layer: str | None = None,
 ) -> Backbone:
     """Build a backbone by name, with its pretrained weights.
 
     Args:
-        name: A registered name (see :func:`list_backbones`) or
-            ``"keras:<ApplicationName>"``. Defaults to `"mobilenet_v2"`.
-        image_size: Square input size in pixels. Defaults to `224`.
+        name: A registered name (see :func:`list_backbones`),
+            ``"keras:<ApplicationName>"``, or ``"base:<path>[#<layer>]"`` for
+            the user's own model file (``advise --base``; see
+            :mod:`advisor.backbones.user_model`). Defaults to `"mobilenet_v2"`.
+        image_size: Square input size in pixels. A base model's size is its
+            input's: pass that or leave the default. Defaults to `224`.
         weights: ``"imagenet"`` for the pretrained weights (offline for the
-            registered backbones), or `None` for random initialisation (plumbing
-            tests only). Defaults to `"imagenet"`.
+            registered backbones; a base model's own weights for ``base:``),
+            or `None` for random initialisation (plumbing tests only).
+            Defaults to `"imagenet"`.
+        feature_layer: For ``base:`` models only, the layer the new head reads.
+            Defaults to `None` (the input of the model's last Dense layer).
 
     Returns:
         The :class:`Backbone`.
 
     Raises:
-        BackboneError: Unknown name, bad size, or weights that cannot be had.
+        BackboneError: Unknown name, bad size, weights that cannot be had, or a
+            base model file that cannot be used (one line saying why).
 
     Example:
         >>> backbone = get_backbone("mobilenet_v2", image_size=224)  # doctest: +SKIP
@@ -155,6 +177,13 @@ def get_backbone(
     """
     if weights not in ("imagenet", None):
         raise BackboneError(f"weights must be 'imagenet' or None. Received: weights={weights!r}")
+    if name.startswith(config.BASE_MODEL_PREFIX):
+        return _build_base_model(name, image_size=image_size, weights=weights,
+                                 feature_layer=feature_layer)
+    if feature_layer is not None:
+        raise BackboneError(
+            f"feature_layer applies only to a base model (--base PATH), not to backbone {name!r}. "
+            f"Received: feature_layer={feature_layer!r}")
     if not isinstance(image_size, int) or image_size < 32:
         raise BackboneError(f"image_size must be an integer >= 32. Received: image_size={image_size!r}")
     if name.startswith("keras:"):
@@ -170,3 +199,25 @@ def get_backbone(
             f"Unknown backbone {name!r}. Known: {known}, or keras:<ApplicationName>."
         ) from None
     return builder(image_size=image_size, weights=weights)
+
+
+def _build_base_model(name: str, *, image_size: int, weights: str | None,
+                      feature_layer: str | None) -> Backbone:
+    """Build a ``base:<path>[#<layer>]`` backbone, checking the size the caller asks for."""
+    from advisor.backbones.user_model import build_user_backbone, parse_base_model_name
+
+    if weights is None:
+        raise BackboneError(
+            f"A base model ({name}) brings its own weights; weights=None (random "
+            "initialisation) is not available for it")
+    path, named_layer = parse_base_model_name(name)
+    if feature_layer is not None and named_layer is not None and feature_layer != named_layer:
+        raise BackboneError(
+            f"Backbone {name} names feature layer {named_layer!r} but feature_layer="
+            f"{feature_layer!r} was passed; pass one of them")
+    backbone = build_user_backbone(path, feature_layer=feature_layer or named_layer)
+    if image_size not in (backbone.image_size, config.DEFAULT_IMAGE_SIZE):
+        raise BackboneError(
+            f"The base model {path} takes {backbone.image_size}x{backbone.image_size} images; it "
+            f"cannot be built at image_size={image_size}. Leave the size to the model")
+    return backbone
