@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -390,7 +389,7 @@ def compare(
     Each regime's plan is the advisor's plan for that regime (as ``--regime``
     would give), with `epochs` forced when given (as ``--epochs``). With one
     advice, results go to ``<out>/<regime>/``; with several (one per backbone,
-    ``advise compare --backbones``), to ``<out>/<backbone>/<regime>/``. Both
+    ``advise compare --backbones``), to ``<out>/<Backbone.model_name>/<regime>/``. Both
     write ``compare.json`` and ``compare.html`` in `out`.
 
     Args:
@@ -432,7 +431,7 @@ def compare(
             plan = each.plan if regime == each.plan.regime else decide(
                 each.profile, backbone=network, regime=regime, seed=each.plan.seed, epochs=epochs)
             target = folder.partial / regime.value if len(advices) == 1 else \
-                folder.partial / _folder_name(network.name) / regime.value
+                folder.partial / network.model_name / regime.value
             result = execute(each, target, overwrite=True, progress=progress, verbose=verbose,
                              plan=plan)
             timings = result.report["timings_s"]
@@ -458,7 +457,3 @@ def compare(
     folder.commit(keep_work=True)
     return rows
 
-
-def _folder_name(backbone: str) -> str:
-    """A folder name for a backbone name (``keras:X`` and ``base:/path`` contain separators)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone).strip("_") or "backbone"

@@ -268,6 +268,8 @@ def test_hidden_head_from_the_plan_trains_exports_and_reloads(split, tmp_path):
     # The fine-tune phase started from the head trained on embeddings (LP-FT), not a random one.
     head, fine = strategy.history_["head"], strategy.history_["fine_tune"]
     assert fine["start"]["val_loss"] <= head["start"]["val_loss"]
+    # ... the very head: on the images it scores what it scored on their embeddings.
+    assert fine["start"]["val_loss"] == pytest.approx(head["best_val_loss"], rel=1e-3)
     expected = strategy.predict_proba(split.test_images)
     accuracy = float(np.mean(expected.argmax(-1) == split.parts["test"].labels))
     assert accuracy > 0.5, accuracy  # 5x chance; an MLP head on 200 images is no better than a linear one

@@ -34,7 +34,6 @@ API:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import zipfile
@@ -46,6 +45,7 @@ import numpy as np
 from advisor import config
 from advisor.backbones.base import Backbone, Block
 from advisor.errors import BackboneError
+from advisor.torch_checkpoint import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +119,7 @@ def file_digest(path: Path | str) -> str:
         >>> file_digest("model.keras")  # doctest: +SKIP
         '3f1c0a9b7d2e'
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:DIGEST_CHARS]
+    return sha256_of(path)[:DIGEST_CHARS]
 
 
 def _refuse_h5_lambda(path: Path) -> None:
