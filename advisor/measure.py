@@ -10,10 +10,11 @@ returns, for a batch of uint8 images:
 - ``bn_mean`` / ``bn_sq``: for every BatchNormalization layer, each image's
   per-channel mean and mean of squares of the layer's *input*, concatenated
   over layers into ``(B, sum of channels)``. The reductions are ``keras.ops``
-  inside the graph, so they cost little beyond the forward pass and only
-  ``2 x sum of channels`` numbers per image leave it. A network without
-  BatchNormalization layers (a ``--base`` model may have none) has no BN
-  outputs, and its profile no shift map.
+  inside the graph, so only ``2 x sum of channels`` numbers per image leave
+  it, and they run only on batches whose ``with_moments`` flag input is set
+  (:func:`embed` sets it on about ``config.MOMENT_IMAGES`` images). A network
+  without BatchNormalization layers (a ``--base`` model may have none) has no
+  BN outputs, and its profile no shift map.
 
 :func:`embed` runs that model over a uint8 array batch by batch (the last batch
 padded to a fixed shape, so the graph is traced once) and keeps only the small
@@ -26,9 +27,10 @@ API:
     probe_blocks(backbone, fractions=config.PROBE_BLOCK_FRACTIONS) -> tuple[Block, ...]
     build_probe_model(backbone, *, blocks=None) -> keras.Model
     embed(backbone, images, *, rows=None, batch_size=config.EMBED_BATCH_SIZE,
-          blocks=None, progress=False) -> Activations
+          blocks=None, moment_images=config.MOMENT_IMAGES, seed=config.DEFAULT_SEED,
+          progress=False) -> Activations
     Activations (frozen): logits, features, block_features, bn_layers,
-        bn_channels, bn_mean, bn_var, n_images
+        bn_channels, bn_mean, bn_var, n_images, n_moment_images
     bn_reference(backbone) -> dict[str, tuple[np.ndarray, np.ndarray]]
     stratified_sample(labels, cap, *, seed) -> np.ndarray
     profile_activations(activations, labels, *, backbone, summary, class_names,
@@ -39,6 +41,7 @@ API:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +72,9 @@ FEATURES = "features"
 BN_MEAN = "bn_mean"
 BN_SQ = "bn_sq"
 BLOCK_PREFIX = "block:"
+#: Name of the probe model's second input: a (B, 1) flag, set on batches whose
+#: BN moments are reduced (see :func:`embed`).
+MOMENTS_FLAG = "with_moments"
 #: Splits the advisor samples from; the test split is kept for judging the plan.
 ADVICE_SPLITS = ("train", "val")
 
@@ -88,6 +94,8 @@ class Activations:
             over all images and positions.
         bn_var: ``(sum of channels,)`` float64 variance of the same.
         n_images: Number of images embedded.
+        n_moment_images: Number of images the BN moments were reduced over
+            (all of them up to ``config.MOMENT_IMAGES``; 0 without BN layers).
     """
 
     logits: np.ndarray
@@ -98,6 +106,7 @@ class Activations:
     bn_mean: np.ndarray
     bn_var: np.ndarray
     n_images: int
+    n_moment_images: int = 0
 
     def bn_moments(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Return ``{bn layer: (channel means, channel variances)}``.
@@ -168,15 +177,40 @@ def build_probe_model(backbone: Backbone, *, blocks: Sequence[Block] | None = No
     }
     for block in blocks:
         outputs[BLOCK_PREFIX + block.name] = _pooled(model.get_layer(block.output).output)
-    means, squares = [], []
-    for name in backbone.bn_layers:
-        x = keras.ops.cast(model.get_layer(name).input, "float32")
-        means.append(_pooled(x))
-        squares.append(_pooled(keras.ops.square(x)))
-    if means:  # a network without BatchNormalization has no shift map
+    inputs = list(model.inputs)
+    if backbone.bn_layers:  # a network without BatchNormalization has no shift map
+        flag = keras.Input(shape=(1,), name=MOMENTS_FLAG)
+        inputs.append(flag)
+        means, squares = [], []
+        for name in backbone.bn_layers:
+            mean, square = _ChannelMoments(name=f"{name}_moments")(model.get_layer(name).input, flag)
+            means.append(mean)
+            squares.append(square)
         outputs[BN_MEAN] = keras.ops.concatenate(means, axis=-1)
         outputs[BN_SQ] = keras.ops.concatenate(squares, axis=-1)
-    return keras.Model(model.inputs, outputs, name=f"{backbone.model_name}_probe")
+    return keras.Model(inputs, outputs, name=f"{backbone.model_name}_probe")
+
+
+class _ChannelMoments(keras.layers.Layer):
+    """Per image, the per-channel mean and mean of squares of `x` over positions.
+
+    Computed only when the batch's flag (``flag[0, 0] > 0``) is set, zeros
+    otherwise: a ``keras.ops.cond`` runs one branch, so batches that do not
+    need the moments skip the reductions without a second traced function.
+    """
+
+    def call(self, x, flag):
+        x = keras.ops.cast(x, "float32")
+        channels = x.shape[-1]
+
+        def reduce():
+            return _pooled(x), _pooled(keras.ops.square(x))
+
+        def skip():
+            zeros = keras.ops.zeros((keras.ops.shape(x)[0], channels), dtype="float32")
+            return zeros, zeros
+
+        return keras.ops.cond(flag[0, 0] > 0, reduce, skip)
 
 
 def _pooled(tensor):
@@ -193,6 +227,8 @@ def embed(
     rows: np.ndarray | None = None,
     batch_size: int = config.EMBED_BATCH_SIZE,
     blocks: Sequence[Block] | None = None,
+    moment_images: int = config.MOMENT_IMAGES,
+    seed: int = config.DEFAULT_SEED,
     progress: bool = False,
 ) -> Activations:
     """Run the one forward pass over `images`, keeping what the profile needs.
@@ -203,15 +239,26 @@ def embed(
     in float64, so memory does not grow with the number of images beyond the
     small per-image arrays (logits, pooled features).
 
+    The BN moments come from at most `moment_images` images: with more rows,
+    the batches run in a seeded random order and only the first ones, about
+    `moment_images` images, reduce the moments (the others skip the reductions
+    inside the same traced function). Per-channel means and variances of a
+    set are stable long before 2,000 images, and the reductions are what the
+    pass costs beyond a bare forward pass on the TensorFlow CPU backend.
+
     Args:
         images: ``(N, S, S, 3)`` uint8 array with ``S == backbone.image_size``.
         rows: Rows of `images` to embed, in order. Defaults to `None` (all).
         batch_size: Images per forward pass. Defaults to `config.EMBED_BATCH_SIZE`.
         blocks: Intermediate blocks to pool. Defaults to `None` (:func:`probe_blocks`).
+        moment_images: Images whose BN moments are reduced, rounded up to
+            whole batches. Defaults to `config.MOMENT_IMAGES`.
+        seed: Seed of the batch order when `moment_images` < the rows.
+            Defaults to `config.DEFAULT_SEED`.
         progress: Show a progress bar for long runs. Defaults to `False`.
 
     Returns:
-        The :class:`Activations`.
+        The :class:`Activations`, rows in the order of `rows`.
 
     Raises:
         DatasetError: No rows, or images of the wrong shape.
@@ -231,47 +278,65 @@ def embed(
     n = len(rows)
     if n == 0:
         raise DatasetError("Expected at least one image to embed. Received: 0 rows.")
+    if moment_images < 1:
+        raise ValueError(f"Expected moment_images >= 1. Received: moment_images={moment_images}")
     blocks = probe_blocks(backbone) if blocks is None else tuple(blocks)
     model = build_probe_model(backbone, blocks=blocks)
+    with_moments = bool(backbone.bn_layers)
     batch_size = max(1, min(batch_size, n))
+    if n <= moment_images:
+        order = np.arange(n)
+        moment_batches = n
+    else:
+        order = np.random.default_rng(seed).permutation(n)
+        moment_batches = -(-moment_images // batch_size)
+    flags = [np.full((batch_size, 1), value, dtype="float32") for value in (0.0, 1.0)]
     kept: dict[str, list[np.ndarray]] = {LOGITS: [], FEATURES: []}
     kept |= {BLOCK_PREFIX + b.name: [] for b in blocks}
     sum_mean = sum_sq = None
+    n_moments = 0
     with progress_bar(n, f"Embedding {n} images", enabled=progress) as bar:
-        for start in range(0, n, batch_size):
-            batch_rows = rows[start : start + batch_size]
+        for index, start in enumerate(range(0, n, batch_size)):
+            batch_rows = rows[order[start : start + batch_size]]
             used = len(batch_rows)
             batch = np.asarray(images[np.sort(batch_rows)], dtype=np.uint8)
-            order = np.argsort(np.argsort(batch_rows))  # undo the sort
-            batch = batch[order]
+            batch = batch[np.argsort(np.argsort(batch_rows))]  # undo the sort
             if used < batch_size:
                 pad = np.zeros((batch_size - used, size, size, 3), dtype=np.uint8)
                 batch = np.concatenate([batch, pad])
-            out = model.predict_on_batch(batch)
+            reduce_moments = with_moments and index < moment_batches
+            if with_moments:
+                out = model.predict_on_batch([batch, flags[reduce_moments]])
+            else:
+                out = model.predict_on_batch(batch)
             out = {k: np.asarray(keras.ops.convert_to_numpy(v))[:used] for k, v in out.items()}
             for key in kept:
                 kept[key].append(out[key].astype(np.float32))
-            if BN_MEAN in out:
+            if reduce_moments:
                 batch_mean = out[BN_MEAN].astype(np.float64).sum(axis=0)
                 batch_sq = out[BN_SQ].astype(np.float64).sum(axis=0)
                 sum_mean = batch_mean if sum_mean is None else sum_mean + batch_mean
                 sum_sq = batch_sq if sum_sq is None else sum_sq + batch_sq
+                n_moments += used
             bar.advance(used)
     if sum_mean is None:
         mean = var = np.zeros(0, dtype=np.float64)
     else:
-        mean = sum_mean / n
-        var = np.maximum(sum_sq / n - mean**2, 0.0)
+        mean = sum_mean / n_moments
+        var = np.maximum(sum_sq / n_moments - mean**2, 0.0)
+    restore = np.argsort(order)  # back to the order of `rows`
+    gathered = {key: np.concatenate(parts)[restore] for key, parts in kept.items()}
     channels = tuple(int(model.get_layer(name).input.shape[-1]) for name in backbone.bn_layers)
     return Activations(
-        logits=np.concatenate(kept[LOGITS]),
-        features=np.concatenate(kept[FEATURES]),
-        block_features={b.name: np.concatenate(kept[BLOCK_PREFIX + b.name]) for b in blocks},
+        logits=gathered[LOGITS],
+        features=gathered[FEATURES],
+        block_features={b.name: gathered[BLOCK_PREFIX + b.name] for b in blocks},
         bn_layers=tuple(backbone.bn_layers),
         bn_channels=channels,
         bn_mean=mean,
         bn_var=var,
         n_images=n,
+        n_moment_images=n_moments,
     )
 
 
@@ -373,10 +438,13 @@ def profile_activations(
     """
     shift, notes = None, ()
     if backbone.bn_layers:
-        shift = shift_map(
-            activations.bn_moments(),
-            bn_reference(backbone),
-            [(block.name, block.layers) for block in backbone.blocks],
+        shift = dataclasses.replace(
+            shift_map(
+                activations.bn_moments(),
+                bn_reference(backbone),
+                [(block.name, block.layers) for block in backbone.blocks],
+            ),
+            n_images=activations.n_moment_images,
         )
     head = head_stats(activations.logits, labels, class_names, imagenet_names=backbone.class_names)
     probes = None
@@ -458,7 +526,7 @@ def measure_dataset(
         )
     logger.info("Measuring %d of %d images of %s with %s at %d px.", rows.size, labels.size,
                 dataset.root, backbone.name, backbone.image_size)
-    activations = embed(backbone, decoded.images, rows=rows, progress=progress)
+    activations = embed(backbone, decoded.images, rows=rows, seed=seed, progress=progress)
     return profile_activations(
         activations,
         labels[picked][rows],

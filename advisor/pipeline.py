@@ -308,15 +308,14 @@ def execute(
 
     start = time.perf_counter()
     test = decoded["test"]
-    test_images = np.asarray(test.images[test.rows])
     regression = plan.task is Task.REGRESSION
     if regression:
-        predicted = np.asarray(strategy.predict(test_images), dtype=np.float64)
+        predicted = np.asarray(strategy.predict(test.images, rows=test.rows), dtype=np.float64)
         y_test = dataset.targets("test")
         evaluation = evaluate_regression(y_test, predicted, target_name=dataset.target_name,
                                          train_mean=float(dataset.targets("train").mean()))
     else:
-        probabilities = np.asarray(strategy.predict_proba(test_images))
+        probabilities = np.asarray(strategy.predict_proba(test.images, rows=test.rows))
         y_test = dataset.labels("test")
         evaluation = evaluate(y_test, probabilities, dataset.class_names)
     timings["evaluate"] = time.perf_counter() - start
@@ -357,7 +356,8 @@ def execute(
         **examples,
     } | ({"targets": _targets_summary(dataset)} if regression else {})
     folder.write_json(REPORT_FILE, report)
-    folder.write_text("report.html", run_html(report, mistake_images=[test_images[i] for i in mistakes]))
+    thumbnails = [np.asarray(test.images[test.rows[i]]) for i in mistakes]
+    folder.write_text("report.html", run_html(report, mistake_images=thumbnails))
     final = folder.commit()
     return RunResult(out=final, evaluation=evaluation, report=report)
 

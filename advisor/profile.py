@@ -101,6 +101,7 @@ class ShiftMap:
         departure_kl: The threshold a block's KL must exceed to depart.
         first_departing_block: First block whose KL exceeds `departure_kl`, or
             `None` when none does.
+        n_images: Images the moments were computed over (0: not recorded).
     """
 
     layers: tuple[str, ...]
@@ -111,6 +112,7 @@ class ShiftMap:
     score_kl: float
     departure_kl: float
     first_departing_block: str | None
+    n_images: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -123,6 +125,7 @@ class ShiftMap:
             "score_kl": self.score_kl,
             "departure_kl": self.departure_kl,
             "first_departing_block": self.first_departing_block,
+            "n_images": self.n_images,
         }
 
     @classmethod
@@ -138,6 +141,7 @@ class ShiftMap:
             score_kl=float(data["score_kl"]),
             departure_kl=float(data["departure_kl"]),
             first_departing_block=None if first is None else str(first),
+            n_images=int(data.get("n_images", 0)),
         )
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from advisor import config
 from advisor.cache import atomic_write_text, cache_dir
 from advisor.dataset import SPLITS, Dataset
 from advisor.errors import PlanError
@@ -35,7 +36,7 @@ def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: st
     """
     digest = hashlib.sha256()
     header = [PROFILE_SCHEMA_VERSION, backbone, image_size, weights, sample_cap, seed,
-              list(dataset.class_names)]
+              config.MOMENT_IMAGES, list(dataset.class_names)]
     digest.update(json.dumps(header).encode())
     for split in SPLITS:
         for record in dataset.records(split):

@@ -48,6 +48,9 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
          f"(measured at {profile['image_size']} px)"),
         ("images embedded for the measures", f"{profile['n_sampled']} of {profile['n_images']}"),
     ]
+    if shift is not None and 0 < shift.get("n_images", 0) < profile["n_sampled"]:
+        rows.append(("images behind the shift map (BN moments)",
+                     f"{shift['n_images']} of the {profile['n_sampled']} embedded"))
     probes = profile.get("probes")
     if probes:
         rows += [

@@ -169,8 +169,7 @@ class Runner:
         fit_s = time.perf_counter() - start
         scores = {"fit_s": fit_s}
         for split in ("val", "test"):
-            images = np.asarray(decoded[split].images[decoded[split].rows])
-            predicted = np.argmax(strategy.predict_proba(images), axis=-1)
+            predicted = strategy.predict(decoded[split].images, rows=decoded[split].rows)
             scores[f"{split}_accuracy"] = float(np.mean(predicted == dataset.labels(split)))
         self._done[key] = scores
         return scores

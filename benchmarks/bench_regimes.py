@@ -125,8 +125,6 @@ def _accuracy(probabilities, labels) -> float:
 
 def _child_strategy(args: argparse.Namespace) -> dict:
     """Fit the plan's strategy (``cached`` comparison row or a per-regime row)."""
-    import numpy as np
-
     from advisor.backbones import get_backbone
     from strategies import get_strategy
 
@@ -137,7 +135,7 @@ def _child_strategy(args: argparse.Namespace) -> dict:
     strategy.fit(data["train"], data["val"], class_names=dataset.class_names)
     fit_s, cpu_s = time.perf_counter() - t0, _cpu_s() - cpu0
     test = data["test"]
-    accuracy = _accuracy(strategy.predict_proba(np.asarray(test.images[test.rows])), test.labels)
+    accuracy = _accuracy(strategy.predict_proba(test.images, rows=test.rows), test.labels)
     history = strategy.history_
     head = history.get("head", {})
     fine = history.get("fine_tune", {})

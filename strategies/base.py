@@ -853,23 +853,32 @@ class Strategy:
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted yet; call fit first.")
 
-    def _outputs(self, images: np.ndarray) -> np.ndarray:
+    def _outputs(self, images: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         self._check_fitted()
-        if len(images) == 0:
+        rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
             width = 1 if self.plan.task is Task.REGRESSION else len(self.classes_)
             return np.zeros((0, width), dtype=np.float32)
-        batches = ImageBatches(np.asarray(images), np.zeros(len(images), np.int32),
+        # Batches are gathered from `images` one at a time, so a memory map is
+        # never copied whole into memory. ImageBatches reads each batch in row
+        # order; asking for sorted rows keeps the outputs aligned, then unsort.
+        order = np.argsort(rows, kind="stable")
+        batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows[order],
                                batch_size=self.plan.batch_size)
-        return predict_batches(self.model_, batches)
+        sorted_outputs = predict_batches(self.model_, batches)
+        outputs = np.empty_like(sorted_outputs)
+        outputs[order] = sorted_outputs
+        return outputs
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
         """Return class probabilities of uint8 images (classification plans only).
 
         Args:
             images: ``(N, S, S, 3)`` uint8 array (may be a memory map).
+            rows: Rows of `images` to predict, in order. Defaults to `None` (all).
 
         Returns:
-            ``(N, n_classes)`` float32 array.
+            ``(len(rows), n_classes)`` float32 array.
 
         Raises:
             NotFittedError: `fit` was not called.
@@ -882,13 +891,14 @@ class Strategy:
         if self.plan.task is Task.REGRESSION:
             raise PlanError("predict_proba needs a classification plan; this one is a "
                             "regression, so call predict for the predicted values.")
-        return self._outputs(images)
+        return self._outputs(images, rows)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict(self, images: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
         """Return class labels of uint8 images, or predicted values for a regression plan.
 
         Labels are the argmax of :meth:`predict_proba`; values are in the
-        targets' own units.
+        targets' own units. `rows` selects rows of `images` as in
+        :meth:`predict_proba`.
 
         Raises:
             NotFittedError: `fit` was not called.
@@ -898,8 +908,8 @@ class Strategy:
             array([3, 1, 7])
         """
         if self.plan.task is Task.REGRESSION:
-            return self._outputs(images)[:, 0]
-        return np.argmax(self.predict_proba(images), axis=-1)
+            return self._outputs(images, rows)[:, 0]
+        return np.argmax(self.predict_proba(images, rows=rows), axis=-1)
 
     def export_model(self) -> keras.Model:
         """Return a float32 copy of the fitted model for saving.

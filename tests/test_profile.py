@@ -198,6 +198,25 @@ def test_in_graph_bn_moments_match_a_direct_computation(mobilenet_v2, photo_pixe
     assert [b.name for b in probe_blocks(mobilenet_v2)] == list(acts.block_features)
 
 
+def test_bn_moments_come_from_a_seeded_subset_and_rows_keep_their_order(mobilenet_v2, photo_pixels):
+    images = photo_pixels[0][:6]
+    acts = embed(mobilenet_v2, images, batch_size=2, moment_images=3, seed=5)
+    # 3 images -> the first 2 batches of a seeded permutation carry the moments.
+    subset = np.random.default_rng(5).permutation(6)[:4]
+    assert acts.n_moment_images == 4
+    model = mobilenet_v2.model
+    probe = keras.Model(model.inputs, model.get_layer("block_3_expand_BN").input)
+    x = np.asarray(probe.predict_on_batch(images[subset]), dtype=np.float64)
+    mean, var = acts.bn_moments()["block_3_expand_BN"]
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(var, x.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
+    full = np.asarray(model.predict_on_batch(images))
+    np.testing.assert_allclose(acts.logits, full, rtol=1e-4, atol=1e-3)  # original row order
+    every = embed(mobilenet_v2, images, batch_size=2)
+    assert every.n_moment_images == 6
+    np.testing.assert_allclose(acts.features, every.features, rtol=1e-4, atol=1e-4)
+
+
 def test_probe_model_outputs(mobilenet_v2):
     model = build_probe_model(mobilenet_v2)
     total = sum(int(model.get_layer(n).input.shape[-1]) for n in mobilenet_v2.bn_layers)

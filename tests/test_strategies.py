@@ -202,7 +202,6 @@ def test_labelled_images_reject_mismatches():
 @pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
 def test_export_reloads_with_identical_predictions(split, reloaded, regime):
     folder, expected, loaded = reloaded
-    strategy = split.strategy(regime)
     np.testing.assert_array_equal(loaded[regime].argmax(-1), expected[regime].argmax(-1))
     np.testing.assert_allclose(loaded[regime], expected[regime], atol=1e-5)  # graph vs eager
     np.testing.assert_allclose(expected[regime].sum(-1), 1.0, atol=1e-5)
@@ -222,6 +221,17 @@ def test_accuracy_on_digits_well_above_chance(split, regime):
            if isinstance(v, dict) and "best_epoch" in v})
     if split.name == "digits":  # the photos' test split has 4 images: no claim
         assert accuracy > 0.8
+
+
+@pytest.mark.parametrize("regime", [Regime.SVM, Regime.PARTIAL], ids=["svm", "partial"])
+def test_predicting_rows_of_a_memory_map_matches_predicting_a_copy(split, regime):
+    strategy = split.strategy(regime)
+    test = split.parts["test"]
+    rows = test.rows[::-1][:5]  # any order, straight from the decode cache's memory map
+    expected = strategy.predict_proba(np.asarray(test.images[rows]))
+    np.testing.assert_allclose(strategy.predict_proba(test.images, rows=rows), expected, atol=1e-6)
+    np.testing.assert_array_equal(strategy.predict(test.images, rows=rows), expected.argmax(-1))
+    assert strategy.predict_proba(test.images, rows=rows[:0]).shape == (0, len(split.class_names))
 
 
 @pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
