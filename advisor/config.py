@@ -73,11 +73,11 @@ DECODE_MIN_PARALLEL = 256
 DECODE_PROCESS_MIN_IMAGES = 5000
 #: Draw a progress bar (when asked to) only for jobs running longer than this (s).
 PROGRESS_DELAY_S = 2.0
-#: The scan probes files (header + hash) on this many threads once there are
-#: at least SCAN_MIN_PARALLEL of them; I/O and hashing release the GIL.
-SCAN_THREADS = 4
-SCAN_MIN_PARALLEL = 512
-SCAN_CHUNK_SIZE = 64
+#: The scan probes files (header + hash) in a spawned process pool over the
+#: usable cores from this many files on, in chunks of SCAN_CHUNK_SIZE; one
+#: thread below (see advisor.dataset._probe_all for the measurements).
+SCAN_PROCESS_MIN_FILES = 5000
+SCAN_CHUNK_SIZE = 1024
 
 # --- Measurement (advisor.measure) ---------------------------------------------
 #: Images embedded to profile a dataset (stratified; all images when fewer). The

@@ -45,6 +45,7 @@ import numpy as np
 from advisor import config
 from advisor.cache import atomic_path, atomic_write_text, cache_dir
 from advisor.dataset import SPLITS, Dataset
+from advisor.environment import usable_cores
 from advisor.images import ImageReadError, load_image
 from advisor.progress import progress_bar
 
@@ -167,7 +168,7 @@ def decode_images(
         logger.debug("Decoded-image cache hit: %s", npy_file)
         return cached
 
-    workers = workers or _usable_cores()
+    workers = workers or usable_cores()
     logger.info("Decoding %d image(s) at %dx%d into %s.", n, size, size, npy_file)
     with atomic_path(npy_file, suffix=".npy") as tmp:
         header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
@@ -239,12 +240,6 @@ def decode_dataset(
 # --------------------------------------------------------------------------- #
 # Internals
 # --------------------------------------------------------------------------- #
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def _cache_key(paths: Sequence[Path], size: int) -> tuple[str, str]:
     """(key over paths, inodes, sizes, mtimes, size, version; id of the path set and size)."""
     key = hashlib.sha256()

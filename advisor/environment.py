@@ -1,4 +1,5 @@
-"""What a run ran on: backend, devices, versions. Reported, never decided on here."""
+"""What a run runs on: backend, devices, cores, versions. Reported, never decided on here
+(worker pools size themselves with :func:`usable_cores`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def usable_cores() -> int:
+    """Return the CPU cores this process may run on (its affinity mask where known).
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def accelerators() -> list[str]:

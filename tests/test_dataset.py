@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from advisor import config
+from advisor import dataset as dataset_module
 from advisor.dataset import (
     SPLITS,
     Dataset,
@@ -195,6 +197,15 @@ def test_corpus_bad_files_are_skipped_and_listed(corpus):
     exif_record = next(r for s in SPLITS for r in ds.records(s) if r.path.endswith("exif_rotated.jpg"))
     assert (exif_record.width, exif_record.height) == (30, 20)
     assert tree_state(corpus) == before
+
+
+def test_scanning_in_a_process_pool_finds_what_one_thread_finds(corpus, monkeypatch):
+    serial = scan_dataset(corpus, seed=0)
+    monkeypatch.setattr(config, "SCAN_PROCESS_MIN_FILES", 2)
+    monkeypatch.setattr(config, "SCAN_CHUNK_SIZE", 3)  # several chunks, results kept in order
+    monkeypatch.setattr(dataset_module, "usable_cores", lambda: 2)
+    pooled = scan_dataset(corpus, seed=0)
+    assert pooled.to_dict() == serial.to_dict()
 
 
 def test_corpus_decode_drops_truncated_and_pixels_are_right(corpus):
