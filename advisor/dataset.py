@@ -961,10 +961,18 @@ def _probe_all(candidates: list[tuple[str | None, str, str, str]]) -> Iterator[_
         return
     step = config.SCAN_CHUNK_SIZE
     chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
-    context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        for results in pool.map(_probe_chunk, chunks):
-            yield from results
+    done = 0
+    try:
+        context = multiprocessing.get_context("spawn")
+        with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for results in pool.map(_probe_chunk, chunks):
+                yield from results
+                done += 1
+    except futures.process.BrokenProcessPool as exc:
+        # e.g. a main script read from stdin, which spawned workers cannot import.
+        logger.warning("The scan's worker processes failed (%s); scanning in this process.", exc)
+        for chunk in chunks[done:]:
+            yield from _probe_chunk(chunk)
 
 
 def _probe_chunk(paths: list[str]) -> list[_Probe]:

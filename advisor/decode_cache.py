@@ -338,16 +338,26 @@ def _decode_into(
             )
         else:
             pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="decode")
-        with pool:
-            jobs = {pool.submit(_decode_chunk, str(npy_path), offset, size, part): len(part) for part in chunks}
-            try:
-                for job in futures.as_completed(jobs):
-                    failures.extend(job.result())
-                    bar.advance(jobs[job])
-            except BaseException:
-                for job in jobs:
-                    job.cancel()
-                raise
+        done: set[int] = set()
+        try:
+            with pool:
+                jobs = {pool.submit(_decode_chunk, str(npy_path), offset, size, part): i
+                        for i, part in enumerate(chunks)}
+                try:
+                    for job in futures.as_completed(jobs):
+                        failures.extend(job.result())
+                        bar.advance(len(chunks[jobs[job]]))
+                        done.add(jobs[job])
+                except BaseException:
+                    for job in jobs:
+                        job.cancel()
+                    raise
+        except futures.process.BrokenProcessPool as exc:
+            # e.g. a main script read from stdin, which spawned workers cannot import.
+            logger.warning("The decoder processes failed (%s); decoding in this process.", exc)
+            for part in (part for i, part in enumerate(chunks) if i not in done):
+                failures.extend(_decode_chunk(str(npy_path), offset, size, part))
+                bar.advance(len(part))
     return failures
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import os
 from pathlib import Path
@@ -140,6 +141,45 @@ def test_process_pool_gives_the_same_pixels(digits, tmp_path, monkeypatch):
     procs = decode_images(paths, SIZE, executor="process", workers=2)
     assert not procs.from_cache
     np.testing.assert_array_equal(np.asarray(procs.images), threads)
+
+
+class _BrokenPool:
+    """A process pool whose workers die at once (as when the main script cannot be imported)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        job = concurrent.futures.Future()
+        job.set_exception(concurrent.futures.process.BrokenProcessPool("a worker died"))
+        return job
+
+    def map(self, fn, *iterables):
+        raise concurrent.futures.process.BrokenProcessPool("a worker died")
+
+
+def test_a_broken_process_pool_falls_back_to_this_process(digits, tmp_path, monkeypatch, caplog):
+    from advisor import config
+    from advisor import dataset as dataset_module
+
+    paths = digits.files("test")
+    expected = np.asarray(decode_images(paths, SIZE, executor="thread", workers=2).images)
+    scanned = scan_dataset(digits.root, seed=0)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _BrokenPool)
+    monkeypatch.setenv("FINETUNE_ADVISOR_CACHE", str(tmp_path / "other-cache"))
+    decoded = decode_images(paths, SIZE, executor="process", workers=2)
+    np.testing.assert_array_equal(np.asarray(decoded.images), expected)
+    assert decoded.ok.all() and "decoding in this process" in caplog.text
+    monkeypatch.setattr(config, "SCAN_PROCESS_MIN_FILES", 2)
+    monkeypatch.setattr(dataset_module, "usable_cores", lambda: 2)
+    assert scan_dataset(digits.root, seed=0).to_dict() == scanned.to_dict()
+    assert "scanning in this process" in caplog.text
 
 
 def test_progress_is_quiet_by_default_and_never_on_stdout(digits, capsys):
