@@ -80,6 +80,11 @@ DIVERGENCE_MIN_BATCHES = 3
 #: On divergence the backbone rate (or, with no backbone variables, the rate) is
 #: multiplied by this for the single retry.
 RETRY_RATE_FACTOR = 0.1
+#: Training steps per compiled call when a phase trains on in-memory arrays (the
+#: head on cached embeddings). Identical weights; on 7,000 Fashion-MNIST
+#: embeddings (219 steps an epoch, TF CPU) the head phase took 3.4 s instead of
+#: 5.5 s. The divergence guard then sees the running loss every this many steps.
+ARRAY_STEPS_PER_EXECUTION = 32
 #: A phase with at most this many training steps runs eagerly: tracing a large
 #: network's training step costs about as much as ten eager steps (MobileNetV2, CPU).
 EAGER_MAX_STEPS = 8
@@ -688,6 +693,15 @@ def _fit_kwargs(data: Any, batch_size: int, *, shuffle: bool) -> tuple[dict[str,
     return kwargs, max(1, math.ceil(len(x) / batch_size))
 
 
+def _steps_per_execution(train_kwargs: Mapping[str, Any], steps: int, eager: bool) -> int:
+    """Steps per compiled call: several for in-memory arrays (a head on cached
+    embeddings, where each step is tiny and the per-call overhead dominates),
+    one for image batches and on the torch backend (which supports only one)."""
+    if eager or "y" not in train_kwargs or keras.backend.backend() == "torch":
+        return 1
+    return max(1, min(steps, ARRAY_STEPS_PER_EXECUTION))
+
+
 def _callbacks(guard: TrainingGuard, work_dir: Path | None, name: str) -> list:
     callbacks: list[keras.callbacks.Callback] = [guard]
     if work_dir is not None:
@@ -766,8 +780,9 @@ def train(
         optimizer = make_optimizer(plan, schedule, scaled_variables=scaled_variables,
                                    rate_factor=rate_factor)
         loss, metrics = loss_and_metrics(plan)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                      run_eagerly=steps * epochs <= EAGER_MAX_STEPS)
+        eager = steps * epochs <= EAGER_MAX_STEPS
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, run_eagerly=eager,
+                      steps_per_execution=_steps_per_execution(train_kwargs, steps, eager))
         start = model.evaluate(**val_kwargs, verbose=0, return_dict=True)
         if attempt == 0:
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}

@@ -415,6 +415,23 @@ def test_scaled_variables_learn_at_the_backbone_rate():
     assert not np.array_equal(model.get_layer(OUTPUT_LAYER).get_weights()[0], head_before[0])
 
 
+def test_several_steps_per_call_on_arrays_train_the_same_weights(monkeypatch):
+    import strategies.base as base
+
+    trained = []
+    for steps in (1, 4):
+        monkeypatch.setattr(base, "ARRAY_STEPS_PER_EXECUTION", steps)
+        keras.utils.set_random_seed(0)
+        x, y = blobs()
+        model = two_layer_model()
+        train(model, fake_plan(batch_size=10), (x, y), blobs(1), phase="head",
+              learning_rate=0.1, epochs=3)
+        assert model.steps_per_execution == steps
+        trained.append(model.get_weights())
+    for a, b in zip(*trained):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_warmup_then_cosine_decay():
     schedule = learning_rate_schedule(1e-3, steps_per_epoch=10, epochs=5, warmup_epochs=1)
     rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
