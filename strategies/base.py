@@ -450,9 +450,11 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
             f"Known: {', '.join(b.name for b in backbone.blocks)}.")
     features = model.get_layer(FEATURES_MODEL)
     present = {layer.name: layer for layer in features.layers}
+    # The container first: Keras' setter passes the flag down to every layer it
+    # tracks (on the JAX backend that is all of them), so it must not come last.
+    features.trainable = True
     for layer in features.layers:
         layer.trainable = False
-    features.trainable = True
     for block in backbone.blocks:
         if block.name in frozen_blocks:
             continue

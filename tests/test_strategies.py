@@ -9,6 +9,8 @@ the training loop's guards are tested on small fakes, as Keras'
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -288,6 +290,26 @@ def test_hidden_head_from_the_plan_trains_exports_and_reloads(split, tmp_path):
 
     loaded, _ = load_model(tmp_path / "mlp.keras")  # safe mode: built-in layers only
     np.testing.assert_allclose(loaded.predict(split.test_images, verbose=0), expected, atol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_freeze_blocks_freezes_the_cut_under_jax_too():
+    # Keras passes a container's trainable flag down to its layers on JAX, not on
+    # TensorFlow: freezing must set the container first (a bug found under JAX).
+    script = textwrap.dedent("""
+        from advisor.backbones import get_backbone
+        from strategies.base import FEATURES_MODEL, build_classifier, freeze_blocks
+        bb = get_backbone("mobilenet_v2", image_size=32, weights=None)
+        model = build_classifier(bb, feature_layer=bb.feature_layer, n_classes=3)
+        freeze_blocks(model, bb, [b.name for b in bb.blocks[:-2]])
+        features = model.get_layer(FEATURES_MODEL)
+        assert not features.get_layer("Conv1").trainable
+        assert not any(l.trainable for l in features.layers if "BatchNormalization" in type(l).__name__)
+        assert any(l.trainable for l in features.layers)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_build_head_layers_match_the_classifier_head():
