@@ -31,7 +31,7 @@ with the machine's description.
     KERAS_BACKEND=jax python -m benchmarks.advice_quality       # full suite, GPU
     python -m benchmarks.advice_quality --tasks digits-60,photos --regimes svm,last-layer \\
         --epochs 1 --head-epochs 2 --no-corruptions             # a tiny smoke run
-    python -m benchmarks.advice_quality --calibrate-from benchmarks/results/X.json  # re-fit only
+    python -m benchmarks.advice_quality --calibrate-from A.json B.json   # merge runs, re-fit only
 
 ``--quick`` caps fine-tuning at ``QUICK_EPOCHS`` epochs and inputs at
 ``QUICK_IMAGE_SIZE`` px for *every* plan, the advisor's included (the plans ask
@@ -244,7 +244,8 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
     own_runs = [runner.run(advice, seeded(own, s)) for s in args.seeds]
     row = {
         "task": spec, "data_dir": str(folder), "n": profile.n_images, "classes": profile.n_classes,
-        "n_train": profile.n_train, "image_size": own.image_size,
+        "n_train": profile.n_train, "n_test": len(advice.dataset.files("test")),
+        "image_size": own.image_size,
         "similarity": profile.similarity.score,
         "similarity_components": dict(profile.similarity.components),
         "shift_peak_block": _peak_block(profile), "first_departing_block":
@@ -296,7 +297,21 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "time_vs_fastest_good": pick_s / max(row["regimes"][fastest]["fit_s"], 1e-9),
         # cheap when cheap is enough: never full when last-layer is within HIT_PP
         "too_expensive": bool(pick == "full" and "last-layer" in good),
+        "test_se_pp": test_standard_error_pp(best, row.get("n_test")),
     }
+
+
+def test_standard_error_pp(accuracy: float, n_test: int | None) -> float | None:
+    """Binomial standard error (pp) of an `accuracy` measured on `n_test` images.
+
+    The hit margin ``HIT_PP`` is below one test image on every split under 200
+    images; a regret smaller than about twice this error (the error of a
+    difference of two accuracies on the same images is at most sqrt(2) times
+    it) is within what the test split can resolve.
+    """
+    if not n_test:
+        return None
+    return 100 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n_test)
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -309,6 +324,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "max_regret_pp": float(np.max(regrets)) if rows else math.nan,
         "total_s": float(sum(r["wall_s"] for r in rows)),
         "full_when_last_layer_enough": [r["task"] for r in rows if r["too_expensive"]],
+        # regret beyond two standard errors of the best: a miss the test split resolves
+        "resolved_misses": [r["task"] for r in rows if r.get("test_se_pp") is not None
+                            and r["regret_pp"] > 2 * r["test_se_pp"]],
     }
     summary["targets_met"] = {
         "hit_rate>=0.8": summary["hit_rate"] >= 0.8,
@@ -505,11 +523,16 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Return the printed table: one line per task, then the summary lines."""
     header = (f"{'task':<24}{'n':>7}{'cls':>4}{'sim':>6} {'peak block':<11}{'probe':>6}"
               + "".join(f"{r:>11}" for r in REGIMES)
-              + f"{'oracle':>8} {'pick':<11}{'plan acc':>9}{'regret pp':>10}{'time x':>8}")
+              + f"{'oracle':>8} {'pick':<11}{'plan acc':>9}{'regret pp':>10}{'time x':>8}"
+              + f"{'test n':>7}{'se pp':>6}")
     lines = [header, "-" * len(header)]
     for row in rows:
         accs = "".join(f"{_pct(row['regimes'][r]['test_accuracy']) if r in row['regimes'] else '-':>11}"
@@ -519,11 +542,15 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
             f"{row['task']:<24}{row['n']:>7}{row['classes']:>4}{row['similarity']:>6.2f} "
             f"{str(row['shift_peak_block']):<11}{probe:>6}{accs}{_pct(row['oracle_best']):>8} "
             f"{row['pick'] + ('' if row['hit'] else '*'):<11}{_pct(row['plan']['test_accuracy']):>9}"
-            f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}")
+            f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}"
+            f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}")
     lines.append("")
     lines.append(f"hit rate {summary['hit_rate']:.0%} ({summary['tasks']} tasks; * = miss, "
                  f"pick > {HIT_PP} pp below the oracle best)")
     lines.append(f"regret: mean {summary['mean_regret_pp']:.2f} pp, max {summary['max_regret_pp']:.2f} pp")
+    if "resolved_misses" in summary:
+        lines.append(f"regret > 2 se of the best (a miss the test split resolves): "
+                     f"{', '.join(summary['resolved_misses']) or 'none'}")
     lines.append(f"total time {summary['total_s']:.0f} s")
     lines.append("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in summary["targets_met"].items()))
     return "\n".join(lines)
@@ -578,7 +605,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corruptions-only", action="store_true",
                         help="Skip the suite; run only the corruption-severity correlation.")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="Folder of the JSON results.")
-    parser.add_argument("--calibrate-from", type=Path, help="Only re-fit the thresholds from a results JSON.")
+    parser.add_argument("--calibrate-from", type=Path, nargs="+", metavar="JSON",
+                        help="Run nothing: merge earlier results JSONs (a later file wins per task), "
+                             "print their table and re-fit the thresholds on the union.")
     args = parser.parse_args(argv)
     for name in args.regimes:
         if name not in REGIMES:
@@ -607,12 +636,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if args.calibrate_from is not None:
-        saved = json.loads(args.calibrate_from.read_text())
-        results = {"calibration": calibrate(saved["rows"]), "gap_correlation": gap_correlation(saved["rows"]),
-                   "source": str(args.calibrate_from)}
-        print(json.dumps(results, indent=2, sort_keys=True))
-        return results
+    if args.calibrate_from:
+        return merge_results(args.calibrate_from, out=args.out)
 
     from advisor import config
 
@@ -651,6 +676,62 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _print_extras(results)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"advice_quality-{mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+    print(f"results: {path}")
+    results["path"] = str(path)
+    return results
+
+
+def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the task rows of several results, a later source winning per task, re-scored.
+
+    Rows from runs before ``n_test`` was recorded get it by re-scanning the
+    task's folder with the fixed split seed (the split is deterministic).
+    """
+    by_task: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for row in source["rows"]:
+            by_task[row["task"]] = dict(row)
+    rows = []
+    for row in by_task.values():
+        if row.get("n_test") is None:
+            row["n_test"] = _count_test_images(row["task"])
+        row.update(score_row(row))
+        rows.append(row)
+    return rows
+
+
+def _count_test_images(spec: str) -> int:
+    from advisor.dataset import scan_dataset
+    from benchmarks.datasets import write_dataset
+
+    name, n = parse_task(spec)
+    return len(scan_dataset(write_dataset(name, n=n), seed=SPLIT_SEED).files("test"))
+
+
+def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
+    """Merge results JSONs, print their table, calibrate on the union and write the merged JSON."""
+    sources = [json.loads(Path(p).read_text()) for p in paths]
+    rows = merge_rows(sources)
+    described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
+                  "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
+                 for p, src in zip(paths, sources)]
+    differing = sorted({k for d in described for k, v in (d["settings"] or {}).items()
+                        if k != "tasks" and v != (described[0]["settings"] or {}).get(k)})
+    if differing:
+        print(f"warning: the merged runs differ in {', '.join(differing)}", file=sys.stderr)
+    summary = summarise(rows)
+    print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks)")
+    print(format_table(rows, summary))
+    results: dict[str, Any] = {
+        "mode": "merged", "sources": described, "settings_differ": differing,
+        "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": rows, "summary": summary,
+        "calibration": calibrate(rows), "gap_correlation": gap_correlation(rows), "wall_s": 0.0,
+    }
+    _print_extras(results)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"advice_quality-merged-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
     print(f"results: {path}")
     results["path"] = str(path)

@@ -119,3 +119,42 @@ def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys
         assert 0.0 <= row["oracle_best"] <= 1.0 and 0.0 <= row["similarity"] <= 1.0
         assert row["regret_pp"] >= -100.0 and isinstance(row["hit"], bool)
     assert set(saved["summary"]) >= {"hit_rate", "mean_regret_pp", "max_regret_pp", "total_s"}
+
+
+def test_standard_error_of_a_test_accuracy():
+    assert advice_quality.test_standard_error_pp(0.9, 100) == pytest.approx(3.0)
+    assert advice_quality.test_standard_error_pp(1.0, 50) == 0.0
+    assert advice_quality.test_standard_error_pp(0.9, None) is None
+
+
+def test_a_miss_counts_as_resolved_only_beyond_two_standard_errors():
+    accs = {"svm": 0.90, "last-layer": 0.80, "partial": 0.85, "full": 0.80}
+    small = _row("small", accs, pick="partial") | {"n_test": 50}
+    large = _row("large", accs, pick="partial") | {"n_test": 5000}
+    rows = [r | score_row(r) for r in (small, large)]
+    assert [r["hit"] for r in rows] == [False, False]
+    assert summarise(rows)["resolved_misses"] == ["large"]  # 5 pp > 2 x 0.42 pp; not > 2 x 4.2 pp
+
+
+def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(advice_quality, "_count_test_images", lambda spec: 40)
+    accs = {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}
+    shown = {"n": 300, "classes": 3, "similarity": 0.4, "shift_peak_block": "stem", "probe_accuracy": 0.8}
+    first = {"rows": [_row("a", accs, pick="svm") | shown, _row("b", accs, pick="svm") | shown],
+             "settings": {"tasks": ["a", "b"], "seeds": [0]}}
+    later = {"rows": [_row("b", accs, pick="partial") | shown | {"n_test": 90}],
+             "settings": {"tasks": ["b"], "seeds": [0, 1]}}
+    paths = []
+    for i, source in enumerate((first, later)):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(source))
+    monkeypatch.setattr(advice_quality, "calibrate", lambda rows: {"note": "stub"})
+    results = advice_quality.main(["--calibrate-from", *map(str, paths), "--out", str(tmp_path / "out")])
+    by_task = {r["task"]: r for r in results["rows"]}
+    assert set(by_task) == {"a", "b"}
+    assert by_task["b"]["pick"] == "partial" and by_task["b"]["n_test"] == 90
+    assert not by_task["b"]["hit"] and by_task["a"]["n_test"] == 40
+    assert results["settings_differ"] == ["seeds"]
+    saved = json.loads((tmp_path / "out" / results["path"].rsplit("/", 1)[-1]).read_text())
+    assert saved["mode"] == "merged" and len(saved["sources"]) == 2
+    assert "test n" in capsys.readouterr().out
