@@ -674,8 +674,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             args.corruption_tasks, backbone=args.backbone, log=log)
     results["wall_s"] = time.perf_counter() - started
     _print_extras(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"advice_quality-{mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    return _write_results(results, args.out)
+
+
+def _write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write `results` to ``out/advice_quality-<mode>-<time>.json``; return them with ``path`` added."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"advice_quality-{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
     print(f"results: {path}")
     results["path"] = str(path)
@@ -730,12 +735,7 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
         "calibration": calibrate(rows), "gap_correlation": gap_correlation(rows), "wall_s": 0.0,
     }
     _print_extras(results)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"advice_quality-merged-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
-    print(f"results: {path}")
-    results["path"] = str(path)
-    return results
+    return _write_results(results, out)
 
 
 def _print_extras(results: dict[str, Any]) -> None:
