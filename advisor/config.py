@@ -158,6 +158,11 @@ LARGE_DATASET_IMAGES = 10_000
 #: 0.62 lie above; emoji 0.41, Fashion-MNIST 0.39, CIFAR at 224 px 0.38, MNIST 0.36,
 #: scikit-learn digits 0.30 below.
 SIMILARITY_THRESHOLD = 0.5
+#: Similarity at or above which the regime table treats data as near ImageNet:
+#: frozen features (``last-layer``) for small sets, a partial fine-tune for large
+#: ones; below it, ``partial`` and ``full``. Calibrated by the advice-quality
+#: benchmark (see SVM_MAX_IMAGES).
+REGIME_SIMILARITY_THRESHOLD = 0.5
 #: Small & different data: freeze at least this fraction of the blocks (the generic
 #: early filters; Yosinski et al. 2014: the first layers transfer to any images)...
 PARTIAL_MIN_FROZEN_FRACTION = 1 / 3

@@ -4,12 +4,17 @@ The regime follows CS231n's transfer-learning rules, with thresholds from
 :mod:`advisor.config`:
 
 ====================  ===========================  ==================================
-images                similar (score >= threshold)  different
+images                near (score >= REGIME_        far
+                      SIMILARITY_THRESHOLD)
 ====================  ===========================  ==================================
 < SVM_MAX_IMAGES      ``svm`` (bottleneck + linear SVM)
 small                 ``last-layer``                ``partial`` (freeze early blocks)
 >= LARGE_DATASET      ``partial`` (later blocks)    ``full``
 ====================  ===========================  ==================================
+
+The regime's similarity threshold is calibrated on the advice-quality
+benchmark and is separate from ``SIMILARITY_THRESHOLD``, which says whether the
+data is photo-like (and so whether mirroring is a safe augmentation).
 
 Every other field follows from the regime and the profile, and every decided
 field gets one sentence in ``Plan.reasons`` citing the measured number and the
@@ -33,7 +38,13 @@ from advisor.profile import DatasetProfile, reference_data
 
 
 def _is_similar(profile: DatasetProfile) -> bool:
+    """Whether the data is photo-like (mirroring is safe)."""
     return profile.similarity.score >= config.SIMILARITY_THRESHOLD
+
+
+def _is_near(profile: DatasetProfile) -> bool:
+    """Whether the data is near enough to the reference data for the regime table's left column."""
+    return profile.similarity.score >= config.REGIME_SIMILARITY_THRESHOLD
 
 
 def choose_regime(profile: DatasetProfile) -> tuple[Regime, str]:
@@ -51,10 +62,10 @@ def choose_regime(profile: DatasetProfile) -> tuple[Regime, str]:
     """
     n = profile.n_images
     score = profile.similarity.score
-    threshold = config.SIMILARITY_THRESHOLD
-    look = (f"similarity {score:.2f} {'>=' if _is_similar(profile) else '<'} {threshold:.2f} "
-            f"({'looks like' if _is_similar(profile) else 'differs from'} "
-            f"{reference_data(profile.backbone)})")
+    threshold = config.REGIME_SIMILARITY_THRESHOLD
+    near = _is_near(profile)
+    look = (f"similarity {score:.2f} {'>=' if near else '<'} {threshold:.2f} "
+            f"({'near' if near else 'far from'} {reference_data(profile.backbone)})")
     if n < config.SVM_MAX_IMAGES:
         return Regime.SVM, (
             f"{n:,} images < {config.SVM_MAX_IMAGES:,}: too few to fine-tune, so a linear SVM "
@@ -63,13 +74,13 @@ def choose_regime(profile: DatasetProfile) -> tuple[Regime, str]:
     large = n >= config.LARGE_DATASET_IMAGES
     size = (f"{n:,} images {'>=' if large else '<'} {config.LARGE_DATASET_IMAGES:,} "
             f"({'large' if large else 'small'})")
-    if not large and _is_similar(profile):
+    if not large and near:
         return Regime.LAST_LAYER, f"{size} and {look}: retrain only the last layer (CS231n)."
     if not large:
         return Regime.PARTIAL, (
             f"{size} and {look}: freeze the early blocks, fine-tune the later ones (CS231n)."
         )
-    if _is_similar(profile):
+    if near:
         return Regime.PARTIAL, f"{size} and {look}: fine-tune the later blocks (CS231n)."
     return Regime.FULL, f"{size} and {look}: fine-tune every layer (CS231n)."
 

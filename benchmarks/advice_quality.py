@@ -15,7 +15,7 @@ its regret and its time against the fastest regime within ``HIT_PP`` of the best
   (its own rates and epochs), so it counts bad hyperparameters as well as a bad
   regime.
 * **calibration**: the regime thresholds of :mod:`advisor.config`
-  (``SVM_MAX_IMAGES``, ``LARGE_DATASET_IMAGES``, ``SIMILARITY_THRESHOLD``) are
+  (``SVM_MAX_IMAGES``, ``LARGE_DATASET_IMAGES``, ``REGIME_SIMILARITY_THRESHOLD``) are
   fitted on the suite, leave one task out; the held-out hit rate and regret are
   the honest figures. Each candidate is scored through the real
   :func:`advisor.decide.choose_regime`, with the constants patched.
@@ -98,7 +98,7 @@ CONTRAST_FACTOR = (0.4, 0.3, 0.2, 0.1, 0.05)
 CALIBRATION_GRID = {
     "SVM_MAX_IMAGES": (0, 250, 500, 1_000, 2_000, 5_000, 10**9),
     "LARGE_DATASET_IMAGES": (2_000, 5_000, 10_000, 20_000, 50_000, 10**9),
-    "SIMILARITY_THRESHOLD": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7),
+    "REGIME_SIMILARITY_THRESHOLD": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7),
 }
 REGIMES = ("svm", "last-layer", "partial", "full")
 

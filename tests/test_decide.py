@@ -70,22 +70,26 @@ def make_profile(
 BLOCKS = ["stem"] + [f"block_{i}" for i in range(17)] + ["head"]
 ALL = tuple(BLOCKS)
 
+# Sizes are placed relative to the calibrated thresholds, so the table checks the rule.
+SVM_MAX, LARGE = config.SVM_MAX_IMAGES, config.LARGE_DATASET_IMAGES
+SMALL = (SVM_MAX + LARGE) // 2
+
 # (id, n_images, similarity, first departing block, regime, frozen blocks)
 TABLE = [
-    ("tiny-similar", 500, 0.8, None, Regime.SVM, ALL),
-    ("tiny-different", 500, 0.2, "stem", Regime.SVM, ALL),
-    ("just-under-1000", 999, 0.8, None, Regime.SVM, ALL),
-    ("small-similar", 1_000, 0.8, None, Regime.LAST_LAYER, ALL),
-    ("small-similar-at-threshold", 5_000, config.SIMILARITY_THRESHOLD, None, Regime.LAST_LAYER, ALL),
+    ("tiny-similar", SVM_MAX // 2, 0.8, None, Regime.SVM, ALL),
+    ("tiny-different", SVM_MAX // 2, 0.2, "stem", Regime.SVM, ALL),
+    ("just-under-svm-max", SVM_MAX - 1, 0.8, None, Regime.SVM, ALL),
+    ("small-similar", SVM_MAX, 0.8, None, Regime.LAST_LAYER, ALL),
+    ("small-similar-at-threshold", SMALL, config.REGIME_SIMILARITY_THRESHOLD, None, Regime.LAST_LAYER, ALL),
     # Departure at block_3 (index 4) is below the 1/3 floor: 7 of 19 blocks stay frozen.
-    ("small-different-early-shift", 5_000, 0.3, "block_3", Regime.PARTIAL, tuple(BLOCKS[:7])),
+    ("small-different-early-shift", SMALL, 0.3, "block_3", Regime.PARTIAL, tuple(BLOCKS[:7])),
     # Departure at block_10 (index 11): blocks before it stay frozen.
-    ("small-different-late-shift", 5_000, 0.3, "block_10", Regime.PARTIAL, tuple(BLOCKS[:11])),
+    ("small-different-late-shift", SMALL, 0.3, "block_10", Regime.PARTIAL, tuple(BLOCKS[:11])),
     # No departure: freeze up to the 80% ceiling (15 of 19 blocks).
-    ("small-different-no-shift", 9_999, 0.3, None, Regime.PARTIAL, tuple(BLOCKS[:15])),
+    ("small-different-no-shift", LARGE - 1, 0.3, None, Regime.PARTIAL, tuple(BLOCKS[:15])),
     # Large & similar: the first 2/3 (13 of 19 blocks) stay frozen.
-    ("large-similar", 10_000, 0.8, None, Regime.PARTIAL, tuple(BLOCKS[:13])),
-    ("large-different", 50_000, 0.2, "stem", Regime.FULL, ()),
+    ("large-similar", LARGE, 0.8, None, Regime.PARTIAL, tuple(BLOCKS[:13])),
+    ("large-different", 5 * LARGE, 0.2, "stem", Regime.FULL, ()),
 ]
 
 
@@ -132,8 +136,8 @@ def test_unknown_forced_regime_lists_the_known_ones(backbone):
 
 def test_reasons_cite_measured_numbers_and_thresholds(backbone):
     plan = decide(make_profile(500, 0.8), backbone=backbone)
-    assert "500 images < 1,000" in plan.reasons["regime"]
-    assert f"{config.SIMILARITY_THRESHOLD:.2f}" in plan.reasons["regime"]
+    assert f"500 images < {config.SVM_MAX_IMAGES:,}" in plan.reasons["regime"]
+    assert f"{config.REGIME_SIMILARITY_THRESHOLD:.2f}" in plan.reasons["regime"]
     plan = decide(make_profile(5_000, 0.3, departing="block_10"), backbone=backbone)
     assert "block_10" in plan.reasons["frozen_blocks"] and "0.200 > 0.100" in plan.reasons["frozen_blocks"]
 
