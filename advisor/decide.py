@@ -58,7 +58,7 @@ def choose_regime(profile: DatasetProfile) -> tuple[Regime, str]:
 
     Example:
         >>> choose_regime(profile)  # doctest: +SKIP
-        (<Regime.SVM: 'svm'>, '500 images < 1,000: ...')
+        (<Regime.SVM: 'svm'>, '500 images < 2,000: ...')
     """
     n = profile.n_images
     score = profile.similarity.score

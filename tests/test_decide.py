@@ -138,7 +138,7 @@ def test_reasons_cite_measured_numbers_and_thresholds(backbone):
     plan = decide(make_profile(500, 0.8), backbone=backbone)
     assert f"500 images < {config.SVM_MAX_IMAGES:,}" in plan.reasons["regime"]
     assert f"{config.REGIME_SIMILARITY_THRESHOLD:.2f}" in plan.reasons["regime"]
-    plan = decide(make_profile(5_000, 0.3, departing="block_10"), backbone=backbone)
+    plan = decide(make_profile(SMALL, 0.3, departing="block_10"), backbone=backbone)
     assert "block_10" in plan.reasons["frozen_blocks"] and "0.200 > 0.100" in plan.reasons["frozen_blocks"]
 
 
@@ -218,7 +218,7 @@ def test_profile_from_newer_schema_is_refused():
 
 @pytest.mark.parametrize("n_images, regime, hidden", [
     (500, Regime.SVM, False),  # svm: always linear
-    (5_000, Regime.PARTIAL, False),  # 3,500 training images < HIDDEN_HEAD_MIN_TRAIN
+    (SMALL, Regime.PARTIAL, False),  # 70% of SMALL (< 5,000) training images < HIDDEN_HEAD_MIN_TRAIN
     (50_000, Regime.FULL, True),
 ])
 def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, n_images, regime, hidden):
@@ -250,8 +250,8 @@ def test_plans_written_before_the_head_fields_still_load(backbone):
 
 @pytest.mark.parametrize("n_images, score, expected", [
     (500, 0.9, config.DEFAULT_BACKBONE),  # svm: frozen features, keep the cheap backbone
-    (5_000, 0.8, config.DEFAULT_BACKBONE),  # last-layer: frozen
-    (5_000, 0.2, config.DEFAULT_BACKBONE),  # partial, but too few images to pay a second pass
+    (SMALL, 0.8, config.DEFAULT_BACKBONE),  # last-layer: frozen
+    (SMALL, 0.2, config.DEFAULT_BACKBONE),  # partial, but too few images to pay a second pass
     (50_000, 0.2, config.STRONGER_BACKBONE),  # full on 50k images
     (20_000, 0.8, config.STRONGER_BACKBONE),  # partial on 20k images
 ])
