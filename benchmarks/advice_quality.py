@@ -691,7 +691,8 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the task rows of several results, a later source winning per task, re-scored.
 
     Rows from runs before ``n_test`` was recorded get it by re-scanning the
-    task's folder with the fixed split seed (the split is deterministic).
+    task's folder with the fixed split seed (the split is deterministic), or
+    ``None`` when the set cannot be written on this machine.
     """
     by_task: dict[str, dict[str, Any]] = {}
     for source in sources:
@@ -706,12 +707,17 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _count_test_images(spec: str) -> int:
+def _count_test_images(spec: str) -> int | None:
     from advisor.dataset import scan_dataset
+    from advisor.errors import DatasetError
     from benchmarks.datasets import write_dataset
 
     name, n = parse_task(spec)
-    return len(scan_dataset(write_dataset(name, n=n), seed=SPLIT_SEED).files("test"))
+    try:
+        return len(scan_dataset(write_dataset(name, n=n), seed=SPLIT_SEED).files("test"))
+    except DatasetError as exc:  # e.g. the set's package is not installed here
+        print(f"warning: no test size for {spec}: {exc}", file=sys.stderr)
+        return None
 
 
 def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:

@@ -158,3 +158,15 @@ def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monke
     saved = json.loads((tmp_path / "out" / results["path"].rsplit("/", 1)[-1]).read_text())
     assert saved["mode"] == "merged" and len(saved["sources"]) == 2
     assert "test n" in capsys.readouterr().out
+
+
+def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, capsys):
+    from advisor.errors import DatasetError
+    from benchmarks import datasets
+
+    def missing(name, n=None):
+        raise DatasetError(f"{name} is not installed")
+
+    monkeypatch.setattr(datasets, "write_dataset", missing)
+    assert advice_quality._count_test_images("emoji-1000") is None
+    assert "no test size for emoji-1000" in capsys.readouterr().err
