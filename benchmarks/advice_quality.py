@@ -654,10 +654,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for spec in args.tasks:
         log(f"task {spec}")
         rows.append(evaluate_task(spec, runner, args, log))
-    summary = summarise(rows)
-    if rows:
-        print(format_table(rows, summary))
-
     results: dict[str, Any] = {
         "mode": mode, "machine": info, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"tasks": list(args.tasks), "regimes": list(args.regimes), "seeds": list(args.seeds),
@@ -665,8 +661,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      "epochs_cap": args.epochs, "head_epochs_cap": args.head_epochs,
                      "image_size_cap": args.image_size, "backbone": args.backbone,
                      "split_seed": SPLIT_SEED, "hit_pp": HIT_PP},
-        "rows": rows, "summary": summary,
-        "calibration": calibrate(rows), "gap_correlation": gap_correlation(rows),
+        **suite_results(rows),
     }
     if args.corruptions:
         log("corruption study")
@@ -675,6 +670,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["wall_s"] = time.perf_counter() - started
     _print_extras(results)
     return _write_results(results, args.out)
+
+
+def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Print the table of `rows`; return them with their summary, calibration and gap correlation."""
+    summary = summarise(rows)
+    if rows:
+        print(format_table(rows, summary))
+    return {"rows": list(rows), "summary": summary,
+            "calibration": calibrate(rows), "gap_correlation": gap_correlation(rows)}
 
 
 def _write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -727,18 +731,16 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
     described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
                   "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
                  for p, src in zip(paths, sources)]
-    differing = sorted({k for d in described for k, v in (d["settings"] or {}).items()
-                        if k != "tasks" and v != (described[0]["settings"] or {}).get(k)})
+    settings = [d["settings"] or {} for d in described]
+    differing = sorted({k for one in settings for k in one
+                        if k != "tasks" and len({json.dumps(s.get(k)) for s in settings}) > 1})
     if differing:
         print(f"warning: the merged runs differ in {', '.join(differing)}", file=sys.stderr)
-    summary = summarise(rows)
     print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks)")
-    print(format_table(rows, summary))
     results: dict[str, Any] = {
         "mode": "merged", "sources": described, "settings_differ": differing,
         "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "rows": rows, "summary": summary,
-        "calibration": calibrate(rows), "gap_correlation": gap_correlation(rows), "wall_s": 0.0,
+        **suite_results(rows), "wall_s": 0.0,
     }
     _print_extras(results)
     return _write_results(results, out)
