@@ -100,6 +100,12 @@ CALIBRATION_GRID = {
     "LARGE_DATASET_IMAGES": (2_000, 5_000, 10_000, 20_000, 50_000, 10**9),
     "REGIME_SIMILARITY_THRESHOLD": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7),
 }
+#: Ties in the fit go to the grid point nearest these: CS231n's seed rules. They are
+#: fixed, not read from advisor.config: once the fitted constants are written there,
+#: anchoring on them would let each leave-one-task-out fold lean on a fit that saw
+#: its held-out task.
+SEED_THRESHOLDS = {"SVM_MAX_IMAGES": 1_000, "LARGE_DATASET_IMAGES": 10_000,
+                   "REGIME_SIMILARITY_THRESHOLD": 0.5}
 REGIMES = ("svm", "last-layer", "partial", "full")
 
 
@@ -373,12 +379,12 @@ def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> tu
 
 
 def fit_thresholds(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]],
-                   current: dict[str, float]) -> dict[str, float]:
-    """Return the grid point with the lowest mean regret on `rows` (ties: most hits, then nearest `current`)."""
+                   anchor: dict[str, float]) -> dict[str, float]:
+    """Return the grid point with the lowest mean regret on `rows` (ties: most hits, then nearest `anchor`)."""
     names = list(grid)
 
     def distance(values: dict[str, float]) -> float:
-        return sum(abs(math.log(max(values[k], 1e-9) / max(current[k], 1e-9))) for k in names)
+        return sum(abs(math.log(max(values[k], 1e-9) / max(anchor[k], 1e-9))) for k in names)
 
     best_key, best = None, None
     for combo in itertools.product(*(grid[k] for k in names)):
@@ -404,13 +410,14 @@ def calibrate(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]] |
         result["note"] = "Needs at least 2 tasks run with all four regimes."
         return result
     result["current_in_sample"] = dict(zip(("hit_rate", "mean_regret_pp"), _outcome(usable, current)))
-    fitted = fit_thresholds(usable, grid, current)
+    anchor = {k: SEED_THRESHOLDS.get(k, current[k]) for k in grid}
+    fitted = fit_thresholds(usable, grid, anchor)
     result["fitted_all_tasks"] = fitted
     result["fitted_in_sample"] = dict(zip(("hit_rate", "mean_regret_pp"), _outcome(usable, fitted)))
     folds = []
     for i, held in enumerate(usable):
         train = [r for j, r in enumerate(usable) if j != i]
-        values = fit_thresholds(train, grid, current)
+        values = fit_thresholds(train, grid, anchor)
         hit, regret = _outcome([held], values)
         folds.append({"held_out": held["task"], "thresholds": values,
                       "pick": picked_regime(held["profile"], values), "hit": bool(hit),

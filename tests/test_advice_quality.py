@@ -96,6 +96,17 @@ def test_calibration_reports_leave_one_task_out(monkeypatch):
     assert loto["hit_rate"] == 1.0 and loto["mean_regret_pp"] == 0.0
     assert result["fitted_in_sample"]["hit_rate"] == 1.0
 
+    # SVM_MAX_IMAGES 500, 1,000 and 2,000 tie on these rows: the fit must not lean
+    # on whatever advisor.config holds (e.g. constants it fitted itself).
+    from advisor import config
+
+    for written in (250, 5_000):
+        monkeypatch.setattr(config, "SVM_MAX_IMAGES", written)
+        again = advice_quality.calibrate(rows)
+        assert again["fitted_all_tasks"] == result["fitted_all_tasks"]
+        assert again["leave_one_task_out"]["folds"] == loto["folds"]
+    assert result["fitted_all_tasks"]["SVM_MAX_IMAGES"] == advice_quality.SEED_THRESHOLDS["SVM_MAX_IMAGES"]
+
 
 @pytest.mark.slow
 def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys):
