@@ -823,15 +823,80 @@ def write_dataset(
         ['0', '1', '2']
     """
     canonical = _resolve(name)
-    source = DATASETS[canonical]
     root = Path(root) if root is not None else cache_dir(DATASETS_CACHE_FOLDER)
-    target = root / folder_name(canonical, n, seed=seed)
+
+    def draw(labels: Sequence[str]) -> np.ndarray:
+        return (np.arange(len(labels)) if n is None
+                else stratified_indices(labels, n, seed=seed))
+
+    marker = {"name": canonical, "n": n, "seed": seed}
+    return _write_drawn(canonical, root / folder_name(canonical, n, seed=seed), draw, marker)
+
+
+def write_heldout(
+    name: str, n: int, size: int, root: Path | None = None, *, seed: int = 0
+) -> Path | None:
+    """Write images of a set that its `n`-image subsample left out, as class folders.
+
+    The images are those of the source not drawn by ``write_dataset(name, n=n,
+    seed=seed)``, subsampled (stratified, seed ``seed + 1``) to at most `size`.
+    They come from the same source and classes as the subsample, and the advisor
+    never sees them: a benchmark can score a small task on many more test images
+    than its own split holds. Written like `write_dataset` (marker last, renamed
+    into place), under ``<folder_name(name, n, seed=seed)>-heldout<size>``.
+
+    Args:
+        name: A key of `DATASETS` (or an alias).
+        n: Size of the subsample the images are held out from.
+        size: Most images to write.
+        root: Folder that holds the sets. Defaults to `None`: ``cache_dir("datasets")``.
+        seed: Seed of the subsample. Defaults to `0`.
+
+    Returns:
+        The folder, or `None` when the subsample left no image out.
+
+    Raises:
+        DatasetRequestError: If `name` is unknown or `n` cannot be drawn.
+        SourceMissingError: If the set's source is not installed.
+
+    Example:
+        >>> folder = write_heldout("digits", n=300, size=500)
+        >>> sum(1 for _ in folder.glob("*/*.png"))
+        500
+    """
+    canonical = _resolve(name)
+    root = Path(root) if root is not None else cache_dir(DATASETS_CACHE_FOLDER)
+    if size < 1:
+        return None
+
+    def draw(labels: Sequence[str]) -> np.ndarray:
+        rest = np.setdiff1d(np.arange(len(labels)), stratified_indices(labels, n, seed=seed))
+        if rest.size <= size:
+            return rest
+        rest_labels = [labels[i] for i in rest]
+        return rest[stratified_indices(rest_labels, size, seed=seed + 1, min_per_class=0)]
+
+    marker = {"name": canonical, "n": n, "seed": seed, "heldout_from": n, "size": size}
+    target = root / f"{folder_name(canonical, n, seed=seed)}-heldout{size}"
+    return _write_drawn(canonical, target, draw, marker, empty_ok=True)
+
+
+def _write_drawn(
+    canonical: str,
+    target: Path,
+    draw: Callable[[Sequence[str]], np.ndarray],
+    marker: dict[str, Any],
+    *,
+    empty_ok: bool = False,
+) -> Path | None:
+    """Write the images `draw` picks from a set's collection to `target` (atomically)."""
     if _is_complete(target):
         return target
     if target.exists():
         raise DatasetError(
             f"Folder {target} exists but has no {MARKER_NAME}; it was not written by "
             "write_dataset. Delete it or pass another --root.")
+    source = DATASETS[canonical]
     located = source.locate()
     if located is None:
         raise SourceMissingError(
@@ -839,8 +904,10 @@ def write_dataset(
             f"Install it with: {install_hint(canonical)}")
     started = time.perf_counter()
     collection = source.collect(located)
-    indices = (np.arange(len(collection.labels)) if n is None
-               else stratified_indices(collection.labels, n, seed=seed))
+    indices = draw(collection.labels)
+    if empty_ok and len(indices) == 0:
+        return None
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
     try:
@@ -848,11 +915,8 @@ def write_dataset(
         counts = {c: 0 for c in sorted(set(collection.labels[i] for i in indices))}
         for i in indices:
             counts[collection.labels[i]] += 1
-        marker = {
-            "name": canonical, "n": n, "seed": seed, "images": int(len(indices)),
-            "classes": counts, "source": str(located),
-            "schema_version": MARKER_SCHEMA_VERSION,
-        }
+        marker = {**marker, "images": int(len(indices)), "classes": counts,
+                  "source": str(located), "schema_version": MARKER_SCHEMA_VERSION}
         (building / MARKER_NAME).write_text(json.dumps(marker, indent=1, sort_keys=True))
         try:
             os.rename(building, target)

@@ -112,7 +112,7 @@ def test_calibration_reports_leave_one_task_out(monkeypatch):
 def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys):
     results = advice_quality.main([
         "--quick", "--tasks", "digits-60,photos", "--regimes", "svm,last-layer",
-        "--head-epochs", "2", "--image-size", "96", "--out", str(tmp_path)])
+        "--head-epochs", "2", "--image-size", "96", "--heldout", "200", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if line.startswith("task"))
     for column in ("sim", "peak block", "probe", *REGIMES, "oracle", "pick", "regret pp", "time x"):
@@ -130,6 +130,18 @@ def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys
         assert 0.0 <= row["oracle_best"] <= 1.0 and 0.0 <= row["similarity"] <= 1.0
         assert row["regret_pp"] >= -100.0 and isinstance(row["hit"], bool)
     assert set(saved["summary"]) >= {"hit_rate", "mean_regret_pp", "max_regret_pp", "total_s"}
+    assert saved["settings"]["heldout"] == 200
+
+    # digits-60 is also tested on 200 digits its subsample left out; photos is a whole set.
+    digits, photos = saved["rows"]
+    assert (digits["n_heldout"], photos["n_heldout"]) == (200, 0)
+    split_n = digits["n_test"] - 200
+    for entry in digits["regimes"].values():
+        best = next(r for r in entry["search"] if r["rate"] == entry["chosen_rate"])
+        pooled = (entry["split_test_accuracy"] * split_n + best["heldout_accuracy"] * 200) / (split_n + 200)
+        assert entry["test_accuracy"] == pytest.approx(pooled)
+    for entry in photos["regimes"].values():
+        assert entry["test_accuracy"] == entry["split_test_accuracy"]
 
 
 def test_standard_error_of_a_test_accuracy():

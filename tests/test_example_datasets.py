@@ -28,6 +28,7 @@ from benchmarks.datasets import (
     load_array_pickle,
     stratified_indices,
     write_dataset,
+    write_heldout,
 )
 
 
@@ -111,6 +112,22 @@ def test_seed_names_a_different_folder_and_draw():
     b = write_dataset("digits", n=40, seed=1)
     assert (a.name, b.name) == ("digits-40", "digits-40-seed1")
     assert {p.name for p in a.rglob("*.png")} != {p.name for p in b.rglob("*.png")}
+
+
+@needs("digits")
+def test_heldout_images_are_those_the_subsample_left_out(cache):
+    subsample = write_dataset("digits", n=300)
+    heldout = write_heldout("digits", 300, 500)
+    assert heldout.name == "digits-300-heldout500"
+    counts = class_counts(heldout)
+    assert sum(counts.values()) == 500 and sorted(counts) == [str(d) for d in range(10)]
+    assert min(counts.values()) >= 40  # stratified: ~50 per class
+    inside = {p.relative_to(subsample).as_posix() for p in subsample.glob("*/*.png")}
+    outside = {p.relative_to(heldout).as_posix() for p in heldout.glob("*/*.png")}
+    assert not inside & outside
+    # Capped by what is left; nothing left when the subsample is the whole set.
+    assert sum(class_counts(write_heldout("digits", 300, 10_000)).values()) == 1797 - 300
+    assert write_heldout("digits", 1797, 100) is None
 
 
 def test_explicit_root(tmp_path):
