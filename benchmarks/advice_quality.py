@@ -767,10 +767,17 @@ def _write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
 def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the task rows of several results, a later source winning per task, re-scored.
 
+    Each row is re-picked under the regime thresholds in :mod:`advisor.config`
+    now (the runs may predate them; ``pick_at_run`` keeps a pick that changed),
+    and the advisor's plan is then scored at the picked regime's default rate:
+    the run fitted that plan already, as part of the regime's rate search.
     Rows from runs before ``n_test`` was recorded get it by re-scanning the
     task's folder with the fixed split seed (the split is deterministic), or
     ``None`` when the set cannot be written on this machine.
     """
+    from advisor import config
+
+    current = {k: getattr(config, k) for k in CALIBRATION_GRID}
     by_task: dict[str, dict[str, Any]] = {}
     for source in sources:
         for row in source["rows"]:
@@ -779,9 +786,24 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in by_task.values():
         if row.get("n_test") is None:
             row["n_test"] = _count_test_images(row["task"])
+        pick = picked_regime(row["profile"], current)
+        entry = _default_entry(row, pick)
+        if pick != row["pick"] and entry is not None:
+            row["pick_at_run"] = row.get("pick_at_run", row["pick"])
+            row["pick"] = pick
+            row["plan"] = {"regime": pick, "test_accuracy": entry["test_accuracy"],
+                           "fit_s": entry["fit_s"], "from_search": True}
         row.update(score_row(row))
         rows.append(row)
     return rows
+
+
+def _default_entry(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
+    """The searched run of `regime` at the plan's default rate (the SVM's only run), or `None`."""
+    entry = row["regimes"].get(regime)
+    if entry is None:
+        return None
+    return next((r for r in entry.get("search", ()) if r.get("default")), None)
 
 
 def _count_test_images(spec: str) -> int | None:
@@ -809,7 +831,9 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
                         if k != "tasks" and len({json.dumps(s.get(k)) for s in settings}) > 1})
     if differing:
         print(f"warning: the merged runs differ in {', '.join(differing)}", file=sys.stderr)
-    print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks)")
+    repicked = [r["task"] for r in rows if r.get("pick_at_run", r["pick"]) != r["pick"]]
+    print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks; picks under the "
+          f"thresholds in advisor.config now, changed on {', '.join(repicked) or 'none'})")
     results: dict[str, Any] = {
         "mode": "merged", "sources": described, "settings_differ": differing,
         "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -161,11 +161,14 @@ def test_a_miss_counts_as_resolved_only_beyond_two_standard_errors():
 
 def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(advice_quality, "_count_test_images", lambda spec: 40)
+    # Today's thresholds pick what each run picked: nothing to re-pick here.
+    monkeypatch.setattr(advice_quality, "picked_regime", lambda profile, thresholds: profile["pick"])
     accs = {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}
     shown = {"n": 300, "classes": 3, "similarity": 0.4, "shift_peak_block": "stem", "probe_accuracy": 0.8}
-    first = {"rows": [_row("a", accs, pick="svm") | shown, _row("b", accs, pick="svm") | shown],
+    svm, partial = {"profile": {"pick": "svm"}}, {"profile": {"pick": "partial"}}
+    first = {"rows": [_row("a", accs, pick="svm") | shown | svm, _row("b", accs, pick="svm") | shown | svm],
              "settings": {"tasks": ["a", "b"], "seeds": [0]}}
-    later = {"rows": [_row("b", accs, pick="partial") | shown | {"n_test": 90}],
+    later = {"rows": [_row("b", accs, pick="partial") | shown | partial | {"n_test": 90}],
              "settings": {"tasks": ["b"], "seeds": [0, 1]}}
     paths = []
     for i, source in enumerate((first, later)):
@@ -181,6 +184,31 @@ def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monke
     saved = json.loads((tmp_path / "out" / results["path"].rsplit("/", 1)[-1]).read_text())
     assert saved["mode"] == "merged" and len(saved["sources"]) == 2
     assert "test n" in capsys.readouterr().out
+
+
+def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
+    # Run under old thresholds: the advisor picked partial, which missed the SVM's 0.9.
+    row = _row("t", {"svm": 0.9, "last-layer": 0.8, "partial": 0.85, "full": 0.8}, pick="partial")
+    for regime, entry in row["regimes"].items():
+        # The plan's default rate reached 1 pp less than the rate the search chose.
+        entry["search"] = [{"rate": None, "default": True, "test_accuracy": entry["test_accuracy"] - 0.01,
+                            "fit_s": entry["fit_s"]}]
+    row |= {"n_test": 100, "profile": {"n": 300}}
+    assert not row["hit"]
+    seen = {}
+
+    def pick(profile, thresholds):
+        seen.update(thresholds)
+        return "svm"
+
+    monkeypatch.setattr(advice_quality, "picked_regime", pick)
+    (merged,) = advice_quality.merge_rows([{"rows": [row]}])
+    from advisor import config
+
+    assert seen == {k: getattr(config, k) for k in advice_quality.CALIBRATION_GRID}
+    assert (merged["pick"], merged["pick_at_run"]) == ("svm", "partial")
+    assert merged["plan"]["test_accuracy"] == pytest.approx(0.89)  # the SVM's default run
+    assert merged["hit"] and merged["regret_pp"] == pytest.approx(1.0)
 
 
 def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, capsys):

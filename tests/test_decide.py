@@ -176,8 +176,8 @@ def test_flip_only_for_photo_like_data(backbone):
 
 
 def test_epochs_scale_with_dataset_size(backbone):
-    small = decide(make_profile(2_000, 0.3), backbone=backbone)
-    large = decide(make_profile(200_000, 0.3), backbone=backbone)
+    small = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial")
+    large = decide(make_profile(200_000, 0.3), backbone=backbone, regime="partial")
     assert small.epochs > large.epochs
     assert small.head_epochs >= large.head_epochs
 
@@ -216,12 +216,15 @@ def test_profile_from_newer_schema_is_refused():
         DatasetProfile.from_dict(data)
 
 
-@pytest.mark.parametrize("n_images, regime, hidden", [
-    (500, Regime.SVM, False),  # svm: always linear
-    (SMALL, Regime.PARTIAL, False),  # 70% of SMALL (< 5,000) training images < HIDDEN_HEAD_MIN_TRAIN
-    (50_000, Regime.FULL, True),
+@pytest.mark.parametrize("n_images, regime, min_train, hidden", [
+    (SVM_MAX // 2, Regime.SVM, 1, False),  # svm: always linear, whatever the split
+    (SMALL, Regime.PARTIAL, int(SMALL * 0.7) + 1, False),  # one training image short
+    (SMALL, Regime.PARTIAL, int(SMALL * 0.7), True),
+    (5 * LARGE, Regime.FULL, config.HIDDEN_HEAD_MIN_TRAIN, True),
 ])
-def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, n_images, regime, hidden):
+def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, monkeypatch, n_images,
+                                                                  regime, min_train, hidden):
+    monkeypatch.setattr(config, "HIDDEN_HEAD_MIN_TRAIN", min_train)
     plan = decide(make_profile(n_images, 0.2), backbone=backbone)
     assert plan.regime is regime
     assert bool(plan.head_units) is hidden
@@ -232,7 +235,7 @@ def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, n_ima
 
 
 def test_head_can_be_forced_and_unknown_heads_fail(backbone):
-    profile = make_profile(2_000, 0.8)
+    profile = make_profile(SMALL, 0.8)  # last-layer
     assert decide(profile, backbone=backbone, head="mlp").head_units == config.HIDDEN_HEAD_UNITS
     assert decide(make_profile(50_000, 0.2), backbone=backbone, head="linear").head_units == ()
     assert "forced" in decide(profile, backbone=backbone, head="mlp").reasons["head_units"]
@@ -241,7 +244,7 @@ def test_head_can_be_forced_and_unknown_heads_fail(backbone):
 
 
 def test_plans_written_before_the_head_fields_still_load(backbone):
-    data = decide(make_profile(2_000, 0.8), backbone=backbone).to_dict()
+    data = decide(make_profile(SMALL, 0.8), backbone=backbone).to_dict()
     for name in ("head_units", "head_dropout", "head_batchnorm"):
         del data[name]
     plan = Plan.from_dict(data)
