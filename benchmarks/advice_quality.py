@@ -229,7 +229,7 @@ def heldout_for(spec: str, size: int, class_names: Sequence[str]) -> HeldOut | N
     from benchmarks.datasets import write_heldout
 
     name, n = parse_task(spec)
-    folder = None if n is None or size < 1 else write_heldout(name, n, size)
+    folder = None if n is None else write_heldout(name, n, size)
     return None if folder is None else HeldOut.from_folder(folder, class_names)
 
 
@@ -419,12 +419,15 @@ def picked_regime(profile_dict: dict[str, Any], thresholds: dict[str, float]) ->
 
 
 def _regime_accuracy(row: dict[str, Any], regime: str) -> float | None:
-    """Test accuracy of `regime` at the plan's default rate (what the advisor would run)."""
+    """Test accuracy of `regime` at the plan's default rate (what the advisor would run).
+
+    Falls back to the rate the search chose when no searched run was at the default.
+    """
     entry = row["regimes"].get(regime)
     if entry is None:
         return None
-    value = entry["default_rate_test_accuracy"]
-    return entry["test_accuracy"] if value is None else value
+    default = _default_entry(row, regime)
+    return entry["test_accuracy"] if default is None else default["test_accuracy"]
 
 
 def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> tuple[float, float]:
