@@ -23,11 +23,12 @@ install: $(STAMP)
 
 demo: install
 	@echo "== What the ImageNet network sees in a few packaged photos"
-	$(VENV)/bin/advise imagenet "$$($(PY) -m benchmarks.datasets photos)/animal" --limit 4
+	$(VENV)/bin/advise imagenet "$$($(PY) -m advisor.examples photos)/animal" --limit 4
 	@echo "== advise: measure, plan and run on scikit-learn's 1,797 digit scans"
-	$(VENV)/bin/advise "$$($(PY) -m benchmarks.datasets digits)" --out advise-runs/digits-demo --overwrite --epochs 5
+	$(VENV)/bin/advise "$$($(PY) -m advisor.examples digits)" --out advise-runs/digits-demo --overwrite --epochs 5
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 clean:

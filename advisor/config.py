@@ -75,11 +75,11 @@ DECODE_PROCESS_MIN_IMAGES = 5000
 PROGRESS_DELAY_S = 2.0
 #: The scan probes files (header + hash) in a spawned process pool over the
 #: usable cores from this many files on, in chunks of SCAN_CHUNK_SIZE; one
-#: thread below (see advisor.dataset._probe_all for the measurements).
+#: thread below (see advisor.data.dataset._probe_all for the measurements).
 SCAN_PROCESS_MIN_FILES = 5000
 SCAN_CHUNK_SIZE = 1024
 
-# --- Measurement (advisor.measure) ---------------------------------------------
+# --- Measurement (advisor.measure.forward) ---------------------------------------------
 #: Images embedded to profile a dataset (stratified; all images when fewer). The
 #: issue's figure: ~2,000 keeps the one forward pass to minutes on 2 CPU cores
 #: while the probes' cross-validated accuracy is already stable to ~1 point.
@@ -101,7 +101,7 @@ EMBED_BATCH_SIZE = 32
 #: from earlier activations).
 PROBE_BLOCK_FRACTIONS = (0.5, 0.7, 0.85)
 
-# --- Profile: layer-wise shift map (advisor.profile) -----------------------------
+# --- Profile: layer-wise shift map (advisor.measure.profile) -----------------------------
 #: Added to both variances in the per-channel Gaussian KL; torchvision's BN epsilon.
 SHIFT_KL_EPSILON = 1e-5
 #: A block "departs" from ImageNet when the mean KL of its BN inputs exceeds this.
@@ -144,7 +144,7 @@ PROBE_BLOCK_TOLERANCE = 0.01
 #: most weight: it separated photos from non-photos best in the issue's study.
 SIMILARITY_WEIGHTS = {"shift": 0.5, "head": 0.3, "probe": 0.2}
 
-# --- Decision (advisor.decide) -----------------------------------------------------
+# --- Decision (advisor.decide.choices) -----------------------------------------------------
 # The regime thresholds (SVM_MAX_IMAGES, LARGE_DATASET_IMAGES,
 # REGIME_SIMILARITY_THRESHOLD) are fitted by the advice-quality benchmark:
 #   benchmarks/results/advice_quality-merged-20261123-203634.json

@@ -2,7 +2,7 @@
 
 For each task (a packaged image set, fixed split and seed) the script runs
 
-1. the advisor (:func:`advisor.pipeline.advise`) and its own plan, and
+1. the advisor (:func:`advisor.app.pipeline.advise`) and its own plan, and
 2. the oracle: all four regimes, each with a small learning-rate search chosen
    on validation accuracy (the SVM chooses C by cross-validation itself),
 
@@ -20,7 +20,7 @@ Test accuracy is over the task's test split and, for a subsampled task, up to
   (``SVM_MAX_IMAGES``, ``LARGE_DATASET_IMAGES``, ``REGIME_SIMILARITY_THRESHOLD``) are
   fitted on the suite, leave one task out; the held-out hit rate and regret are
   the honest figures. Each candidate is scored through the real
-  :func:`advisor.decide.choose_regime`, with the constants patched.
+  :func:`advisor.decide.choices.choose_regime`, with the constants patched.
 * **correlations**: Spearman's rho of the similarity score with the
   frozen-vs-fine-tuned gap across tasks, and (``--corruptions``) with the
   severity of ImageNet-C style corruptions (Gaussian noise, Gaussian blur,
@@ -67,13 +67,13 @@ HIT_PP = 0.5
 #: Seed of every task's split and sample (the tasks are fixed).
 SPLIT_SEED = 0
 #: A subsampled task (``<set>-<n>``) is also tested on up to this many images of
-#: its set that the subsample left out (``benchmarks.datasets.write_heldout``):
+#: its set that the subsample left out (``advisor.examples.datasets.write_heldout``):
 #: a 300-image task's own test split holds ~50 images, whose standard error
 #: (~5 pp) hides any regime difference worth reporting.
 HELDOUT_IMAGES = 2_000
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-#: ``name[-n]`` of the packaged sets (``benchmarks.datasets``), near to far.
+#: ``name[-n]`` of the packaged sets (``advisor.examples.datasets``), near to far.
 FULL_TASKS = ("tuxpaint", "emoji", "digits", "mnist-5k", "fashion-mnist-300",
               "fashion-mnist-1000", "fashion-mnist-10000", "fashion-mnist",
               "animal-silhouettes-1000", "animal-silhouettes")
@@ -123,9 +123,9 @@ def parse_task(spec: str) -> tuple[str, int | None]:
     """Split ``"fashion-mnist-300"`` into ``("fashion-mnist", 300)``; ``"digits"`` -> ``("digits", None)``.
 
     Raises:
-        ValueError: The set is not one of ``benchmarks.datasets.DATASETS``.
+        ValueError: The set is not one of ``advisor.examples.datasets.DATASETS``.
     """
-    from benchmarks.datasets import DATASETS
+    from advisor.examples.datasets import DATASETS
 
     head, _, tail = spec.rpartition("-")
     if head and tail.isdigit() and head in DATASETS:
@@ -139,7 +139,7 @@ def parse_task(spec: str) -> tuple[str, int | None]:
 class Runner:
     """Fits plans on one advice's split and scores them on validation and test.
 
-    Mirrors :func:`advisor.pipeline.execute` (decode cache, ``get_strategy``,
+    Mirrors :func:`advisor.app.pipeline.execute` (decode cache, ``get_strategy``,
     ``fit``) without writing a run folder, and also reports validation accuracy,
     which the oracle's learning-rate choice needs. Backbones are built once per
     image size; results are memoised per plan, so a plan the oracle also runs
@@ -165,7 +165,7 @@ class Runner:
         ``test_accuracy`` is over the test split and the `heldout` images
         together; ``split_test_accuracy`` and ``heldout_accuracy`` are each alone.
         """
-        from advisor.decode_cache import decode_dataset, decode_images
+        from advisor.data.decode_cache import decode_dataset, decode_images
         from strategies import get_strategy
         from strategies.base import LabelledImages
 
@@ -206,7 +206,7 @@ class HeldOut:
     """Images of a task's set that its subsample left out, labelled like the task.
 
     Attributes:
-        folder: The class folders (``benchmarks.datasets.write_heldout``).
+        folder: The class folders (``advisor.examples.datasets.write_heldout``).
         paths: The images, sorted.
         labels: Index of each image's class in the task's ``class_names``.
     """
@@ -226,7 +226,7 @@ class HeldOut:
 
 def heldout_for(spec: str, size: int, class_names: Sequence[str]) -> HeldOut | None:
     """The held-out test images of task `spec` (at most `size`), or `None` for a whole set."""
-    from benchmarks.datasets import write_heldout
+    from advisor.examples.datasets import write_heldout
 
     name, n = parse_task(spec)
     folder = None if n is None else write_heldout(name, n, size)
@@ -262,9 +262,9 @@ def _mean(runs: list[dict[str, float]], key: str) -> float:
 
 def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> dict[str, Any]:
     """Run the advisor and the oracle on one task; return its table row (JSON-ready)."""
-    from advisor.decide import decide
-    from advisor.pipeline import advise
-    from benchmarks.datasets import write_dataset
+    from advisor.app.pipeline import advise
+    from advisor.decide.choices import decide
+    from advisor.examples.datasets import write_dataset
 
     name, n = parse_task(spec)
     folder = write_dataset(name, n=n)
@@ -408,10 +408,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # Calibration and correlations
 # --------------------------------------------------------------------------- #
 def picked_regime(profile_dict: dict[str, Any], thresholds: dict[str, float]) -> str:
-    """Return the regime :func:`advisor.decide.choose_regime` picks under `thresholds`."""
+    """Return the regime :func:`advisor.decide.choices.choose_regime` picks under `thresholds`."""
     from advisor import config
-    from advisor.decide import choose_regime
-    from advisor.profile import DatasetProfile
+    from advisor.decide.choices import choose_regime
+    from advisor.measure.profile import DatasetProfile
 
     profile = DatasetProfile.from_dict(profile_dict)
     with mock.patch.multiple(config, **thresholds):
@@ -563,8 +563,8 @@ def corruption_correlation(tasks: Sequence[str], *, backbone: str, log) -> dict[
     """Similarity score at severities 0-5 of each corruption of each task, and Spearman's rho."""
     from scipy.stats import spearmanr
 
-    from advisor.pipeline import advise
-    from benchmarks.datasets import write_dataset
+    from advisor.app.pipeline import advise
+    from advisor.examples.datasets import write_dataset
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="advice-quality-corrupt-") as tmp:
@@ -810,9 +810,9 @@ def _default_entry(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
 
 
 def _count_test_images(spec: str) -> int | None:
-    from advisor.dataset import scan_dataset
+    from advisor.data.dataset import scan_dataset
     from advisor.errors import DatasetError
-    from benchmarks.datasets import write_dataset
+    from advisor.examples.datasets import write_dataset
 
     name, n = parse_task(spec)
     try:

@@ -3,11 +3,11 @@
 For each data set (Fashion-MNIST written as PNG class folders at several sizes,
 Tux Paint photos) this measures, at the same output size:
 
-- first pass: scanning + decoding into the cache (``advisor.dataset`` +
-  ``advisor.decode_cache``, run in a fresh child process so its peak RSS is
+- first pass: scanning + decoding into the cache (``advisor.data.dataset`` +
+  ``advisor.data.decode_cache``, run in a fresh child process so its peak RSS is
   the cost of building the cache alone) vs. iterating Keras' directory
   dataset once;
-- one epoch once cached: iterating ``advisor.batches.ImageBatches`` over the
+- one epoch once cached: iterating ``strategies.batches.ImageBatches`` over the
   memory-mapped cache vs. a second pass over the Keras dataset (it decodes
   again every epoch).
 
@@ -43,8 +43,8 @@ BATCH_SIZE = 64
 
 def _child(args: argparse.Namespace) -> None:
     """Scan + decode into a fresh cache; print timings and peak RSS as JSON."""
-    from advisor.dataset import SPLITS, scan_dataset
-    from advisor.decode_cache import decode_images
+    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data.decode_cache import decode_images
 
     rss_start = _vm_hwm_kb()
     cpu_start = time.process_time()
@@ -116,9 +116,9 @@ def _ours_cached_epoch(root: Path, args: argparse.Namespace, cache: Path) -> dic
 
 
 def _time_cached_epoch(root: Path, args: argparse.Namespace) -> dict:
-    from advisor.batches import ImageBatches
-    from advisor.dataset import SPLITS, scan_dataset
-    from advisor.decode_cache import decode_images
+    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data.decode_cache import decode_images
+    from strategies.batches import ImageBatches
 
     ds = scan_dataset(root, seed=args.seed)
     paths = [p for split in SPLITS for p in ds.files(split)]
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     import PIL
 
-    from benchmarks.datasets import write_dataset
+    from advisor.examples.datasets import write_dataset
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(

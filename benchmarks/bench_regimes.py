@@ -105,8 +105,8 @@ def _cpu_s() -> float:
 
 def _load(args: argparse.Namespace):
     """Plan, dataset and {split: LabelledImages} from the decode cache (already filled)."""
-    from advisor.dataset import SPLITS, scan_dataset
-    from advisor.decode_cache import decode_dataset
+    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data.decode_cache import decode_dataset
     from advisor.plan import Plan
     from strategies.base import LabelledImages
 
@@ -167,8 +167,8 @@ def _child_naive(args: argparse.Namespace) -> dict:
 
     from advisor.backbones import get_backbone
     from advisor.backbones.preprocessing import image_input
-    from advisor.embeddings import feature_output, predict_batches
     from strategies.base import class_weight_dict, learning_rate_schedule, make_optimizer
+    from strategies.embeddings import feature_output, predict_batches
 
     plan, dataset, data = _load(args)
     backbone = get_backbone(plan.backbone, image_size=plan.image_size)
@@ -214,10 +214,10 @@ def _child_torch(args: argparse.Namespace) -> dict:
     import torch
     import torchvision
 
+    from advisor.backbones.checkpoint import load_state_dict
     from advisor.backbones.mobilenet_v2 import WEIGHTS_SHA256, checkpoint_path
-    from advisor.errors import AdvisorError
-    from advisor.torch_checkpoint import load_state_dict
     from advisor.config import IMAGENET_MEAN, IMAGENET_STD
+    from advisor.errors import AdvisorError
     from strategies.base import augmentation_for, class_weight_dict
 
     plan, dataset, data = _load(args)
@@ -313,7 +313,7 @@ def _child_torch(args: argparse.Namespace) -> dict:
 def _fresh_embedding_cache(tmp: Path) -> Path:
     """A cache root whose sub-folders link to the real ones, except an empty ``embeddings``."""
     from advisor.cache import cache_dir
-    from advisor.embeddings import CACHE_SUBDIR
+    from strategies.embeddings import CACHE_SUBDIR
 
     real = cache_dir()
     root = tmp / "cache"
@@ -447,12 +447,12 @@ def main(argv: list[str] | None = None) -> None:
     args.n = args.n or 10_000
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+    from advisor.app.pipeline import advise
     from advisor.backbones import get_backbone
-    from advisor.decide import decide
-    from advisor.decode_cache import decode_dataset
-    from advisor.pipeline import advise
+    from advisor.data.decode_cache import decode_dataset
+    from advisor.decide.choices import decide
+    from advisor.examples.datasets import write_dataset
     from advisor.plan import Regime
-    from benchmarks.datasets import write_dataset
 
     started = time.perf_counter()
     print(_machine_line(args))

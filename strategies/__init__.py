@@ -4,7 +4,7 @@ Importing the package fills the registry with the four regimes::
 
     strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
     strategy.fit(train, val, class_names=names)
-    model = strategy.export_model()  # saved with advisor.model_file.save_model
+    model = strategy.export_model()  # saved with advisor.backbones.model_file.save_model
 """
 
 from strategies import full, last_layer, partial, svm  # noqa: F401  (fill the registry)

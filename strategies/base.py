@@ -46,11 +46,11 @@ import numpy as np
 
 from advisor.backbones import Backbone
 from advisor.backbones.preprocessing import image_input
-from advisor.batches import ImageBatches, build_augmentation
 from advisor.environment import accelerators
-from advisor.embeddings import POOL_LAYER, Embedder, feature_output, predict_batches
 from advisor.errors import DatasetError, PlanError
 from advisor.plan import Loss, Optimizer, Plan, Task
+from strategies.batches import ImageBatches, build_augmentation
+from strategies.embeddings import POOL_LAYER, Embedder, feature_output, predict_batches
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class LabelledImages:
                 augmentation: Any | None = None,
                 class_weight: Mapping[int, float] | None = None,
                 outputs: np.ndarray | None = None) -> ImageBatches:
-        """Return a :class:`~advisor.batches.ImageBatches` over these images.
+        """Return a :class:`~strategies.batches.ImageBatches` over these images.
 
         Args:
             batch_size: Images per batch.

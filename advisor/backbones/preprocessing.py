@@ -1,7 +1,7 @@
 """In-model preprocessing: every exported model takes raw uint8 RGB.
 
 The geometry (resize the short side, centre-crop) happens when the image is
-decoded (:mod:`advisor.images`); the model itself scales and normalises, so a
+decoded (:mod:`advisor.data.images`); the model itself scales and normalises, so a
 saved ``model.keras`` needs nothing but pixels.
 """
 

@@ -20,9 +20,9 @@ import keras
 import numpy as np
 
 from advisor import config
+from advisor.backbones.checkpoint import load_state_dict
 from advisor.cache import atomic_path, cache_dir
 from advisor.errors import BackboneError
-from advisor.torch_checkpoint import load_state_dict
 
 logger = logging.getLogger(__name__)
 

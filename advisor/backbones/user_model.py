@@ -44,8 +44,8 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones.base import Backbone, Block
+from advisor.backbones.checkpoint import sha256_of
 from advisor.errors import BackboneError
-from advisor.torch_checkpoint import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _refuse_h5_lambda(path: Path) -> None:
 
 def _load(path: Path) -> tuple[keras.Model, tuple[str, ...] | None]:
     """Load the model in safe mode, with the class names of an advise ``model.keras``."""
-    from advisor.model_file import ModelFileError, load_class_names
+    from advisor.backbones.model_file import ModelFileError, load_class_names
 
     if path.suffix in (".h5", ".hdf5"):
         _refuse_h5_lambda(path)

@@ -1,7 +1,7 @@
 """Produce PyTorch reference logits for the EfficientNet-Lite0 port (run once; output is committed).
 
 torch is NOT a dependency of the project. To regenerate
-``tests/data/efficientnet_lite0_reference_logits.npy``:
+``tests/reference/efficientnet_lite0_reference_logits.npy``:
 
     python3 -m venv /tmp/torchenv
     /tmp/torchenv/bin/pip install torch==2.13.0 numpy pillow scikit-image
@@ -21,9 +21,9 @@ which is how they were ruled out: on foolbox's 20 labelled ImageNet samples
 ImageNet mean/std input 0.80 / 0.92, and no other mix reaches 0.90.
 
 The checkpoint is read by torch's own restricted unpickler (``weights_only=True``)
-and compared with ``advisor.torch_checkpoint``'s arrays, so the reference does
+and compared with ``advisor.backbones.checkpoint``'s arrays, so the reference does
 not trust our reader. The inputs are the four scikit-image photos decoded by
-``advisor.images.load_image`` (the same uint8 arrays the Keras model sees);
+``advisor.data.images.load_image`` (the same uint8 arrays the Keras model sees);
 normalisation happens here in torch.
 """
 
@@ -42,13 +42,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from advisor import config
-from advisor.images import load_image
-from advisor.torch_checkpoint import load_state_dict
+from advisor.backbones.checkpoint import load_state_dict
+from advisor.data.images import load_image
 
 PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
 # As in advisor.backbones.efficientnet_lite (not imported: this environment has no Keras).
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-OUTPUT = Path(__file__).resolve().parents[1] / "data" / "efficientnet_lite0_reference_logits.npy"
+OUTPUT = Path(__file__).resolve().parents[1] / "reference" / "efficientnet_lite0_reference_logits.npy"
 
 #: EfficientNet-B0's stages: kernel, repeats, output channels, expansion, first stride.
 STAGES = ((3, 1, 16, 1, 1), (3, 2, 24, 6, 2), (5, 2, 40, 6, 2), (3, 3, 80, 6, 2),

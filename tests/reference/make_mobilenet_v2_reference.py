@@ -1,6 +1,6 @@
 """Produce PyTorch reference logits for the MobileNetV2 port (run once; output is committed).
 
-torch is NOT a dependency of the project. To regenerate ``tests/data/mobilenet_v2_reference_logits.npy``:
+torch is NOT a dependency of the project. To regenerate ``tests/reference/mobilenet_v2_reference_logits.npy``:
 
     python3 -m venv /tmp/torchenv
     /tmp/torchenv/bin/pip install torch==2.13.0 numpy pillow scikit-image
@@ -9,9 +9,9 @@ torch is NOT a dependency of the project. To regenerate ``tests/data/mobilenet_v
 torchvision has no CPU wheel here, so torchvision's MobileNetV2 module tree is
 declared below in plain torch with the same parameter names and loaded with
 ``strict=True``. The checkpoint is read by torch's own restricted unpickler
-(``weights_only=True``) and compared with ``advisor.torch_checkpoint``'s
+(``weights_only=True``) and compared with ``advisor.backbones.checkpoint``'s
 arrays, so the reference does not trust our reader. The input images are the
-four scikit-image photos decoded by ``advisor.images.load_image`` (the same
+four scikit-image photos decoded by ``advisor.data.images.load_image`` (the same
 uint8 arrays the Keras model sees); normalisation happens here in torch.
 """
 
@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 from advisor import config
-from advisor.images import load_image
-from advisor.torch_checkpoint import load_state_dict
+from advisor.backbones.checkpoint import load_state_dict
+from advisor.data.images import load_image
 
 PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
 # As in advisor.backbones.mobilenet_v2 (not imported: this environment has no Keras).
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-OUTPUT = Path(__file__).resolve().parents[1] / "data" / "mobilenet_v2_reference_logits.npy"
+OUTPUT = Path(__file__).resolve().parents[1] / "reference" / "mobilenet_v2_reference_logits.npy"
 
 
 class ConvBNReLU(nn.Sequential):

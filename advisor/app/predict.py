@@ -1,0 +1,121 @@
+"""Predict with a saved model: files in, top-k classes (or a regression model's values) out;
+bad files skipped and listed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advisor.backbones.model_file import load_model, load_task
+from advisor.data.images import ImageReadError, find_image_files, load_image
+from advisor.errors import DatasetError
+
+PREDICT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Top classes of one image, or its predicted value (regression models)."""
+
+    path: Path
+    classes: tuple[tuple[str, float], ...]
+    value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """Predictions of a batch of files, with the files that could not be read.
+
+    For a regression model `task` is ``"regression"``, `target_name` names
+    the target and each row's ``value`` holds the prediction.
+    """
+
+    rows: tuple[Prediction, ...]
+    skipped: tuple[tuple[Path, str], ...]
+    task: str = "classification"
+    target_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        if self.task == "regression":
+            return {
+                "task": "regression", "target": self.target_name,
+                "predictions": [{"path": str(r.path), "value": r.value} for r in self.rows],
+                "skipped": [{"path": str(p), "reason": reason} for p, reason in self.skipped],
+            }
+        return {
+            "predictions": [{"path": str(r.path), "classes": [
+                {"class": n, "probability": p} for n, p in r.classes]} for r in self.rows],
+            "skipped": [{"path": str(p), "reason": reason} for p, reason in self.skipped],
+        }
+
+    def to_csv(self) -> str:
+        """Return one CSV row per image and rank: path, rank, class, probability.
+
+        For a regression model: one row per image, path and the predicted value
+        (the column is named after the target).
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        if self.task == "regression":
+            writer.writerow(["path", self.target_name or "value"])
+            for row in self.rows:
+                writer.writerow([row.path, f"{row.value:.6g}"])
+            return buffer.getvalue()
+        writer.writerow(["path", "rank", "class", "probability"])
+        for row in self.rows:
+            for rank, (name, p) in enumerate(row.classes, start=1):
+                writer.writerow([row.path, rank, name, f"{p:.6f}"])
+        return buffer.getvalue()
+
+
+def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Predictions:
+    """Predict the top-`k` classes of image files with a saved model (or their values).
+
+    A regression model (``task.json`` says ``regression``) gives each image
+    its predicted value instead of classes. Files that cannot be read are
+    skipped and listed, never fatal.
+
+    Args:
+        model_path: A ``model.keras`` written by a run.
+        paths: Image files, or folders searched recursively.
+        k: Classes per image. Defaults to `3`.
+
+    Returns:
+        The :class:`Predictions`.
+
+    Raises:
+        ModelFileError: The model file cannot be used.
+        DatasetError: No path exists or no image could be read.
+
+    Example:
+        >>> predict_files(Path("run/model.keras"), [Path("cat.jpg")]).rows[0].classes[0]  # doctest: +SKIP
+        ('cat', 0.98)
+    """
+    model, class_names = load_model(model_path)
+    size = int(model.inputs[0].shape[1])
+    images, kept, skipped = [], [], []
+    for path in find_image_files(paths):
+        try:
+            images.append(load_image(path, size))
+            kept.append(path)
+        except ImageReadError as exc:
+            skipped.append((path, str(exc).removeprefix(f"{path}: ")))
+    if not images:
+        raise DatasetError(f"none of the {len(skipped)} file(s) could be read as an image")
+    probabilities = np.asarray(model.predict(np.stack(images), batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    if load_task(model_path) == "regression":
+        rows = tuple(Prediction(path, (), value=float(v[0])) for path, v in zip(kept, probabilities))
+        return Predictions(rows=rows, skipped=tuple(skipped), task="regression",
+                           target_name=class_names[0] if class_names else None)
+    k = min(k, len(class_names))
+    rows = tuple(
+        Prediction(path, tuple((class_names[i], float(p[i])) for i in np.argsort(-p)[:k]))
+        for path, p in zip(kept, probabilities))
+    return Predictions(rows=rows, skipped=tuple(skipped))

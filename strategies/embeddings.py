@@ -1,0 +1,219 @@
+"""Embed images through a frozen backbone once, and keep the result on disk.
+
+The SVM and the linear probe train on the output of one backbone layer (global
+average pooled when it is a 4-D feature map), not on images: the backbone runs
+once per image, in batches read from the decode cache's memory map, and the
+``(N, D)`` float32 result is cached under ``cache_dir("embeddings")``.
+
+An entry's key is a SHA-256 over: this module's cache version; the image
+source (the decode-cache ``.npy`` behind a memory map, with its size and
+modification time, or an explicit `key`); the rows used; the backbone's name,
+weights and input size; the layer; and, for augmented views, the augmentation
+key. Randomly initialised backbones (``weights="none"``) and in-memory arrays
+without a key are never cached. Entries are written atomically.
+
+API:
+    predict_batches(model, batches) -> np.ndarray
+    Embedder(backbone, layer=None, *, batch_size=64)
+        .model (images -> (N, D)), .dim
+        .embed(images, *, rows=None, key=None, augmentation=None,
+               augmentation_key=None) -> np.ndarray (len(rows), D) float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+import keras
+import numpy as np
+
+from advisor.backbones import Backbone
+from advisor.cache import atomic_path, cache_dir
+from advisor.errors import BackboneError
+from strategies.batches import ImageBatches
+
+logger = logging.getLogger(__name__)
+
+CACHE_SUBDIR = "embeddings"
+#: Bump when the embedding computation changes, to invalidate cached entries.
+EMBEDDINGS_CACHE_VERSION = 1
+#: Name of the pooling layer added on top of a 4-D feature layer.
+POOL_LAYER = "feature_pool"
+#: Images per forward pass.
+DEFAULT_EMBED_BATCH_SIZE = 64
+
+
+def feature_output(backbone: Backbone, layer: str | None = None) -> keras.KerasTensor:
+    """Return the output tensor of `layer` in the backbone's graph.
+
+    Args:
+        backbone: The backbone.
+        layer: Layer name. Defaults to `None` (the backbone's pooled feature layer).
+
+    Raises:
+        BackboneError: The backbone has no such layer.
+
+    Example:
+        >>> feature_output(backbone).shape  # doctest: +SKIP
+        (None, 1280)
+    """
+    name = layer or backbone.feature_layer
+    try:
+        return backbone.model.get_layer(name).output
+    except ValueError:
+        raise BackboneError(
+            f"Backbone {backbone.name} has no layer {name!r}; use a layer name of its model "
+            f"(e.g. {backbone.feature_layer!r}). Received: feature_layer={name!r}"
+        ) from None
+
+
+#: Inputs of at most this many batches run eagerly: tracing the forward pass of
+#: a large network costs more than a few eager batches.
+EAGER_MAX_BATCHES = 8
+
+
+def predict_batches(model: keras.Model, batches: keras.utils.PyDataset) -> np.ndarray:
+    """Run `model` over `batches` (inputs first in each batch) and return float32 outputs.
+
+    Few batches (``EAGER_MAX_BATCHES``) run eagerly, more through ``model.predict``.
+
+    Args:
+        model: The model.
+        batches: A PyDataset whose items are ``(x, ...)``.
+
+    Returns:
+        The outputs, concatenated in batch order.
+
+    Example:
+        >>> predict_batches(model, ImageBatches(images, labels)).shape  # doctest: +SKIP
+        (100, 10)
+    """
+    if len(batches) > EAGER_MAX_BATCHES:
+        return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
+    outputs = [keras.ops.convert_to_numpy(model(batches[i][0], training=False))
+               for i in range(len(batches))]
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class Embedder:
+    """Embed uint8 images with a frozen backbone layer, caching the result.
+
+    Args:
+        backbone: The (pretrained) backbone; its weights are only read.
+        layer: The layer to read; 4-D outputs are globally average pooled.
+            Defaults to `None` (``backbone.feature_layer``).
+        batch_size: Images per forward pass. Defaults to `64`.
+
+    Example:
+        >>> embedder = Embedder(get_backbone("mobilenet_v2", image_size=96))  # doctest: +SKIP
+        >>> embedder.embed(decoded.images, rows=decoded.rows).shape  # doctest: +SKIP
+        (1257, 1280)
+    """
+
+    def __init__(self, backbone: Backbone, layer: str | None = None, *,
+                 batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> None:
+        self.backbone = backbone
+        self.layer = layer or backbone.feature_layer
+        self.batch_size = batch_size
+        output = feature_output(backbone, self.layer)
+        if len(output.shape) == 4:
+            output = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(output)
+        elif len(output.shape) != 2:
+            raise BackboneError(
+                f"Layer {self.layer!r} of {backbone.name} gives a {len(output.shape)}-D output; "
+                "expected a 2-D (pooled) or 4-D (feature map) one. Choose another feature_layer."
+            )
+        self.model = keras.Model(backbone.model.inputs[0], output, name=f"{backbone.model_name}_embedder")
+
+    @property
+    def dim(self) -> int:
+        """Width of one embedding."""
+        return int(self.model.output.shape[-1])
+
+    def embed(
+        self,
+        images: np.ndarray,
+        *,
+        rows: np.ndarray | None = None,
+        key: str | None = None,
+        augmentation: Any | None = None,
+        augmentation_key: str | None = None,
+    ) -> np.ndarray:
+        """Return the embeddings of ``images[rows]``, from the cache when present.
+
+        Args:
+            images: ``(N, S, S, 3)`` uint8 array, usually a decode-cache memory map.
+            rows: Rows of `images` to embed, in order. Defaults to `None` (all).
+            key: Names the image source in the cache key, for arrays that are
+                not memory maps. Defaults to `None` (the memory map's file; an
+                in-memory array without a key is not cached).
+            augmentation: A Keras layer applied to each batch before embedding
+                (see :func:`strategies.batches.build_augmentation`). Defaults to
+                `None`.
+            augmentation_key: Describes `augmentation` (names, seed, view) in
+                the cache key; an augmented view without it is not cached.
+                Defaults to `None`.
+
+        Returns:
+            ``(len(rows), D)`` float32 array.
+
+        Example:
+            >>> x = embedder.embed(decoded.images, rows=decoded.rows)  # doctest: +SKIP
+        """
+        rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        target = self._cache_file(images, rows, key, augmentation, augmentation_key)
+        if target is not None and target.is_file():
+            try:
+                cached = np.load(target)
+            except (OSError, ValueError) as exc:
+                logger.warning("Ignoring an unreadable embedding cache entry %s (%s).", target, exc)
+            else:
+                if cached.shape == (len(rows), self.dim):
+                    logger.debug("Embedding cache hit: %s", target)
+                    return cached
+        if len(rows) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows,
+                               batch_size=self.batch_size, augmentation=augmentation)
+        out = predict_batches(self.model, batches)
+        # ImageBatches sorts the rows inside each batch; undo that per batch.
+        outputs = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = out[start:start + self.batch_size]
+            restored = np.empty_like(chunk)
+            restored[np.argsort(rows[start:start + self.batch_size], kind="stable")] = chunk
+            outputs.append(restored)
+        embeddings = np.concatenate(outputs)
+        if target is not None:
+            with atomic_path(target, suffix=".npy") as tmp:
+                np.save(tmp, embeddings)
+        return embeddings
+
+    def _cache_file(self, images, rows, key, augmentation, augmentation_key):
+        if self.backbone.weights == "none":
+            return None  # random weights differ at every build
+        if augmentation is not None and augmentation_key is None:
+            return None
+        if key is None:
+            filename = getattr(images, "filename", None)
+            if not isinstance(images, np.memmap) or filename is None:
+                return None
+            stat = os.stat(filename)
+            key = f"{os.path.abspath(filename)}|{stat.st_size}|{stat.st_mtime_ns}"
+        spec = {
+            "version": EMBEDDINGS_CACHE_VERSION,
+            "source": key,
+            "shape": list(images.shape),
+            "rows": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest(),
+            "backbone": self.backbone.name,
+            "weights": self.backbone.weights,
+            "image_size": self.backbone.image_size,
+            "layer": self.layer,
+            "augmentation": augmentation_key,
+        }
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        return cache_dir(CACHE_SUBDIR) / f"{digest}.npy"

@@ -1,0 +1,174 @@
+"""The ``advise`` command line end to end, on a small set of real digits scans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from advisor.app.cli import app, normalize_args
+from advisor.examples.datasets import write_dataset
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, normalize_args([str(a) for a in args]))
+
+
+def tree_fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_mtime_ns}|{stat.st_mode}".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def digits(session_cache) -> Path:
+    return write_dataset("digits", n=120, seed=3)
+
+
+class _ImageCounter(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.png_images = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img" and dict(attrs).get("src", "").startswith("data:image/png;base64,"):
+            self.png_images += 1
+
+
+def test_dry_run_writes_advice(digits, tmp_path):
+    before = tree_fingerprint(digits)
+    out = tmp_path / "advice"
+    result = invoke(digits, "--dry-run", "--out", out, "--sample-cap", "120")
+    assert result.exit_code == 0, result.output
+    assert "Plan:" in result.output and "Similarity to ImageNet" in result.output
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["plan"]["regime"] in ("svm", "last-layer", "partial", "full")
+    assert set(advice["plan"]["reasons"]) >= {"regime", "image_size", "frozen_blocks"}
+    parser = _ImageCounter()
+    parser.feed((out / "advice.html").read_text())
+    assert parser.png_images >= 3
+    assert tree_fingerprint(digits) == before
+
+
+def test_json_output_is_only_json(digits, tmp_path):
+    result = invoke(digits, "--dry-run", "--json", "--out", tmp_path / "a", "--sample-cap", "60")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["plan"]["regime"]
+
+
+def test_run_predict_and_refuse_overwrite(digits, tmp_path):
+    before = tree_fingerprint(digits)
+    out = tmp_path / "run"
+    args = (digits, "--regime", "svm", "--out", out, "--sample-cap", "60")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] > 0.5
+    assert {"model.keras", "report.json", "report.html", "advice.json", "split.json"} <= set(os.listdir(out))
+    again = invoke(*args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    predicted = invoke("predict", out / "model.keras", digits / "3", "--format", "json")
+    assert predicted.exit_code == 0, predicted.output
+    rows = json.loads(predicted.stdout)["predictions"]
+    assert rows and all(len(r["classes"]) == 3 for r in rows)
+    assert tree_fingerprint(digits) == before
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root / "missing", "does not exist"),
+    (lambda root: (root / "one" / "only").mkdir(parents=True) or root / "one", "class"),
+])
+def test_bad_folders_exit_2_with_one_line(tmp_path, make, message):
+    result = invoke(make(tmp_path), "--dry-run", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_regime_is_a_one_line_error(digits, tmp_path):
+    result = invoke(digits, "--regime", "everything", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "Known: svm" in result.output
+
+
+def test_compare_tabulates_regimes_and_marks_the_pick(digits, tmp_path):
+    out = tmp_path / "compare"
+    result = invoke("compare", digits, "--regimes", "svm,last-layer", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [row["regime"] for row in summary["rows"]] == ["svm", "last-layer"]
+    assert sum(row["picked"] for row in summary["rows"]) == (summary["advised"] in ("svm", "last-layer"))
+    assert all(0 <= row["test_accuracy"] <= 1 and row["model_bytes"] > 0 for row in summary["rows"])
+    assert {"compare.json", "compare.html", "svm", "last-layer"} <= set(os.listdir(out))
+    assert (out / "svm" / "model.keras").exists()
+
+
+def test_compare_backbones_side_by_side_on_one_split(digits, tmp_path):
+    out = tmp_path / "backbones"
+    result = invoke("compare", digits, "--backbones", "mobilenet_v2,efficientnet_lite0",
+                    "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    rows = summary["rows"]
+    # Without --regimes, each backbone runs the regime the advisor picked for it.
+    assert [row["backbone"] for row in rows] == ["mobilenet_v2", "efficientnet_lite0"]
+    assert all(row["picked"] for row in rows)
+    assert [row["regime"] for row in rows] == [summary["advised_by_backbone"][b]
+                                               for b in ("mobilenet_v2", "efficientnet_lite0")]
+    assert all(0 <= row["similarity"] <= 1 and row["predict_ms_per_image"] > 0 for row in rows)
+    for row in rows:
+        assert (out / row["backbone"] / row["regime"] / "model.keras").exists()
+    splits = {(out / row["backbone"] / row["regime"] / "split.json").read_text() for row in rows}
+    assert len(splits) == 1  # the same split for every backbone
+    assert "Backbones compared" in (out / "compare.html").read_text()
+    bad = invoke("compare", digits, "--backbones", "mobilenet_v2,mobilenet_v2", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "distinct" in bad.output
+
+
+def test_run_after_dry_run_reuses_the_measurements(digits, tmp_path, monkeypatch):
+    from advisor.app import pipeline
+
+    assert invoke(digits, "--dry-run", "--out", tmp_path / "a", "--sample-cap", "40").exit_code == 0
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again although nothing changed")
+
+    monkeypatch.setattr(pipeline, "measure_dataset", no_measuring)
+    result = invoke(digits, "--dry-run", "--out", tmp_path / "b", "--sample-cap", "40")
+    assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "a" / "advice.json").read_text())
+    second = json.loads((tmp_path / "b" / "advice.json").read_text())
+    assert first["profile"] == second["profile"] and first["plan"] == second["plan"]
+
+
+def test_advisor_switches_to_the_stronger_backbone_only_when_the_plan_fine_tunes(
+        digits, tmp_path, monkeypatch):
+    from advisor import config
+
+    monkeypatch.setattr(config, "STRONGER_BACKBONE_MIN_IMAGES", 100)  # 120 digits qualify
+    frozen = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--out", tmp_path / "a")
+    assert frozen.exit_code == 0, frozen.output
+    plan = json.loads(frozen.stdout)["plan"]
+    assert plan["regime"] == "svm" and plan["backbone"] == config.DEFAULT_BACKBONE
+    assert "frozen" in plan["reasons"]["backbone"]
+    tuned = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--regime", "partial",
+                   "--out", tmp_path / "b")
+    assert tuned.exit_code == 0, tuned.output
+    advice = json.loads(tuned.stdout)
+    assert advice["plan"]["backbone"] == config.STRONGER_BACKBONE
+    assert advice["profile"]["backbone"] == config.STRONGER_BACKBONE  # measured again with it
+    assert "Kornblith" in advice["plan"]["reasons"]["backbone"]
+    # Asking for a backbone turns the choice off.
+    forced = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--regime", "partial",
+                    "--backbone", "mobilenet_v2", "--out", tmp_path / "c")
+    assert json.loads(forced.stdout)["plan"]["backbone"] == "mobilenet_v2"

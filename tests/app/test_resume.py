@@ -1,0 +1,62 @@
+"""An interrupted run resumes: kill ``advise`` after its first fine-tuning epoch, run it again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advisor.examples.datasets import write_dataset
+
+#: Written by BackupAndRestore after each epoch of a fine-tuning attempt
+#: ("fine-tune", or "fine-tune-retry" when the divergence guard retried).
+BACKUP_GLOB = "work/backup/fine-tune*/training_metadata.json"
+START_TIMEOUT_S = 600
+
+
+def advise_command(data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "advisor.app.cli", "run", str(data), "--regime", "partial",
+            "--epochs", "3", "--sample-cap", "60", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_run_killed_after_first_epoch_resumes_and_finishes(session_cache, tmp_path):
+    data = write_dataset("digits", n=100, seed=5)
+    out = tmp_path / "run"
+    partial = out.with_name(out.name + ".partial")
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(advise_command(data, out), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (markers := sorted(partial.glob(BACKUP_GLOB))):
+        if process.poll() is not None:
+            pytest.fail(f"run ended before its first fine-tuning epoch: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no fine-tuning epoch within the time limit")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert not out.exists(), "an interrupted run must not leave a finished-looking folder"
+    backed_up = markers[0].parent.name
+    assert (partial / "advice.json").exists() and (partial / "work" / "backup" / backed_up).is_dir()
+
+    finished = subprocess.run(advise_command(data, out), env=env, capture_output=True, text=True,
+                              timeout=START_TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "Resuming" in finished.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed"] is True
+    assert report["plan"]["regime"] == "partial"
+    assert report["evaluation"]["accuracy"] > 0.5
+    attempt = 0 if backed_up == "fine-tune" else 1
+    resumed_epochs = [e["epoch"] for e in report["history"]["fine_tune"]["epochs"] if e["attempt"] == attempt]
+    if attempt == 0 or resumed_epochs:  # a retry only runs again if attempt 0 diverges again
+        assert min(resumed_epochs) >= 2, "resumed after the saved epoch, not from scratch"
+    assert not partial.exists() and not (out / "work").exists()

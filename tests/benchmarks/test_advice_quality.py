@@ -1,0 +1,223 @@
+"""Tests of `benchmarks.advice_quality`: the scoring, the calibration and a tiny --quick run.
+
+The tiny run claims nothing about accuracy: two small real sets, two cheap
+regimes, two head epochs; it checks that the machinery runs end to end and
+writes a well-formed table and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import advice_quality
+from benchmarks.advice_quality import (
+    HIT_PP,
+    REGIMES,
+    corrupt,
+    parse_task,
+    score_row,
+    summarise,
+)
+
+
+def _row(task: str, accs: dict[str, float], pick: str, plan_acc: float | None = None,
+         fit_s: dict[str, float] | None = None) -> dict:
+    fit_s = fit_s or {"svm": 1.0, "last-layer": 2.0, "partial": 10.0, "full": 20.0}
+    row = {"task": task, "pick": pick, "wall_s": 1.0,
+           "regimes": {r: {"test_accuracy": a, "fit_s": fit_s[r], "default_rate_test_accuracy": a}
+                       for r, a in accs.items()},
+           "plan": {"test_accuracy": accs[pick] if plan_acc is None else plan_acc,
+                    "fit_s": fit_s[pick]}}
+    row.update(score_row(row))
+    return row
+
+
+def test_parse_task_splits_the_size_off_known_sets():
+    assert parse_task("fashion-mnist-300") == ("fashion-mnist", 300)
+    assert parse_task("mnist-5k") == ("mnist-5k", None)
+    assert parse_task("mnist-5k-1000") == ("mnist-5k", 1000)
+    with pytest.raises(ValueError, match="Unknown task"):
+        parse_task("imagenet-1000")
+
+
+def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
+    # Right regime (partial is the best), but the plan's own rate reached 2 points less.
+    row = _row("t", {"svm": 0.80, "last-layer": 0.85, "partial": 0.90, "full": 0.897},
+               pick="partial", plan_acc=0.88)
+    assert row["hit"] and row["oracle_regime"] == "partial"
+    assert row["regret_pp"] == pytest.approx(2.0)
+    assert set(row["good_regimes"]) == {"partial", "full"}
+    assert row["fastest_good"] == "partial" and row["time_vs_fastest_good"] == pytest.approx(1.0)
+
+
+def test_full_is_flagged_when_last_layer_is_within_the_hit_margin():
+    almost = 0.9 - HIT_PP / 100 / 2
+    row = _row("t", {"svm": 0.5, "last-layer": almost, "partial": 0.88, "full": 0.9}, pick="full")
+    assert row["hit"] and row["too_expensive"]
+    assert row["time_vs_fastest_good"] == pytest.approx(10.0)  # full 20 s vs last-layer 2 s
+    summary = summarise([row, _row("u", {"svm": 0.9, "last-layer": 0.7, "partial": 0.7, "full": 0.7},
+                                   pick="full")])
+    assert summary["hit_rate"] == 0.5
+    assert summary["max_regret_pp"] == pytest.approx(20.0)
+    assert summary["full_when_last_layer_enough"] == ["t"]
+    assert not summary["targets_met"]["never_full_when_last_layer_enough"]
+
+
+@pytest.mark.parametrize("kind", advice_quality.CORRUPTIONS)
+def test_corruptions_degrade_monotonically_with_severity(kind):
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32, 3))
+    errors = [np.abs(corrupt(image, kind, s, np.random.default_rng(1)) - image).mean() for s in range(6)]
+    assert errors[0] == 0.0
+    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+    with pytest.raises(ValueError, match="Unknown corruption"):
+        corrupt(image, "fog", 1, rng)
+
+
+def test_calibration_reports_leave_one_task_out(monkeypatch):
+    # Regime picks depend only on the thresholds: stub the profile -> regime step.
+    def fake_pick(profile, thresholds):
+        return "svm" if profile["n"] < thresholds["SVM_MAX_IMAGES"] else "partial"
+
+    monkeypatch.setattr(advice_quality, "picked_regime", fake_pick)
+    rows = []
+    for i, n in enumerate((200, 400, 3000, 8000)):
+        svm_wins = n < 1000
+        row = _row(f"t{i}", {"svm": 0.9 if svm_wins else 0.7, "last-layer": 0.8,
+                             "partial": 0.7 if svm_wins else 0.9, "full": 0.6}, pick="svm")
+        row["profile"] = {"n": n}
+        rows.append(row)
+    result = advice_quality.calibrate(rows)
+    loto = result["leave_one_task_out"]
+    assert len(loto["folds"]) == 4
+    assert loto["hit_rate"] == 1.0 and loto["mean_regret_pp"] == 0.0
+    assert result["fitted_in_sample"]["hit_rate"] == 1.0
+
+    # SVM_MAX_IMAGES 500, 1,000 and 2,000 tie on these rows: the fit must not lean
+    # on whatever advisor.config holds (e.g. constants it fitted itself).
+    from advisor import config
+
+    for written in (250, 5_000):
+        monkeypatch.setattr(config, "SVM_MAX_IMAGES", written)
+        again = advice_quality.calibrate(rows)
+        assert again["fitted_all_tasks"] == result["fitted_all_tasks"]
+        assert again["leave_one_task_out"]["folds"] == loto["folds"]
+    assert result["fitted_all_tasks"]["SVM_MAX_IMAGES"] == advice_quality.SEED_THRESHOLDS["SVM_MAX_IMAGES"]
+
+
+@pytest.mark.slow
+def test_quick_run_on_two_tiny_tasks_writes_a_well_formed_table(tmp_path, capsys):
+    results = advice_quality.main([
+        "--quick", "--tasks", "digits-60,photos", "--regimes", "svm,last-layer",
+        "--head-epochs", "2", "--image-size", "96", "--heldout", "200", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("task"))
+    for column in ("sim", "peak block", "probe", *REGIMES, "oracle", "pick", "regret pp", "time x"):
+        assert column in header
+    assert [r["task"] for r in results["rows"]] == ["digits-60", "photos"]
+    assert any(line.startswith("digits-60") for line in printed.splitlines())
+    assert "hit rate" in printed and "regret: mean" in printed and "total time" in printed
+
+    saved = json.loads((tmp_path / results["path"].rsplit("/", 1)[-1]).read_text())
+    assert saved["mode"] == "quick"
+    assert {"backend", "device", "cpu_count", "versions"} <= set(saved["machine"])
+    for row in saved["rows"]:
+        assert row["pick"] in REGIMES
+        assert set(row["regimes"]) == {"svm", "last-layer"}
+        assert 0.0 <= row["oracle_best"] <= 1.0 and 0.0 <= row["similarity"] <= 1.0
+        assert row["regret_pp"] >= -100.0 and isinstance(row["hit"], bool)
+    assert set(saved["summary"]) >= {"hit_rate", "mean_regret_pp", "max_regret_pp", "total_s"}
+    assert saved["settings"]["heldout"] == 200
+
+    # digits-60 is also tested on 200 digits its subsample left out; photos is a whole set.
+    digits, photos = saved["rows"]
+    assert (digits["n_heldout"], photos["n_heldout"]) == (200, 0)
+    split_n = digits["n_test"] - 200
+    for entry in digits["regimes"].values():
+        best = next(r for r in entry["search"] if r["rate"] == entry["chosen_rate"])
+        pooled = (entry["split_test_accuracy"] * split_n + best["heldout_accuracy"] * 200) / (split_n + 200)
+        assert entry["test_accuracy"] == pytest.approx(pooled)
+    for entry in photos["regimes"].values():
+        assert entry["test_accuracy"] == entry["split_test_accuracy"]
+
+
+def test_standard_error_of_a_test_accuracy():
+    assert advice_quality.test_standard_error_pp(0.9, 100) == pytest.approx(3.0)
+    assert advice_quality.test_standard_error_pp(1.0, 50) == 0.0
+    assert advice_quality.test_standard_error_pp(0.9, None) is None
+
+
+def test_a_miss_counts_as_resolved_only_beyond_two_standard_errors():
+    accs = {"svm": 0.90, "last-layer": 0.80, "partial": 0.85, "full": 0.80}
+    small = _row("small", accs, pick="partial") | {"n_test": 50}
+    large = _row("large", accs, pick="partial") | {"n_test": 5000}
+    rows = [r | score_row(r) for r in (small, large)]
+    assert [r["hit"] for r in rows] == [False, False]
+    assert summarise(rows)["resolved_misses"] == ["large"]  # 5 pp > 2 x 0.42 pp; not > 2 x 4.2 pp
+
+
+def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(advice_quality, "_count_test_images", lambda spec: 40)
+    # Today's thresholds pick what each run picked: nothing to re-pick here.
+    monkeypatch.setattr(advice_quality, "picked_regime", lambda profile, thresholds: profile["pick"])
+    accs = {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}
+    shown = {"n": 300, "classes": 3, "similarity": 0.4, "shift_peak_block": "stem", "probe_accuracy": 0.8}
+    svm, partial = {"profile": {"pick": "svm"}}, {"profile": {"pick": "partial"}}
+    first = {"rows": [_row("a", accs, pick="svm") | shown | svm, _row("b", accs, pick="svm") | shown | svm],
+             "settings": {"tasks": ["a", "b"], "seeds": [0]}}
+    later = {"rows": [_row("b", accs, pick="partial") | shown | partial | {"n_test": 90}],
+             "settings": {"tasks": ["b"], "seeds": [0, 1]}}
+    paths = []
+    for i, source in enumerate((first, later)):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(source))
+    monkeypatch.setattr(advice_quality, "calibrate", lambda rows: {"note": "stub"})
+    results = advice_quality.main(["--calibrate-from", *map(str, paths), "--out", str(tmp_path / "out")])
+    by_task = {r["task"]: r for r in results["rows"]}
+    assert set(by_task) == {"a", "b"}
+    assert by_task["b"]["pick"] == "partial" and by_task["b"]["n_test"] == 90
+    assert not by_task["b"]["hit"] and by_task["a"]["n_test"] == 40
+    assert results["settings_differ"] == ["seeds"]
+    saved = json.loads((tmp_path / "out" / results["path"].rsplit("/", 1)[-1]).read_text())
+    assert saved["mode"] == "merged" and len(saved["sources"]) == 2
+    assert "test n" in capsys.readouterr().out
+
+
+def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
+    # Run under old thresholds: the advisor picked partial, which missed the SVM's 0.9.
+    row = _row("t", {"svm": 0.9, "last-layer": 0.8, "partial": 0.85, "full": 0.8}, pick="partial")
+    for regime, entry in row["regimes"].items():
+        # The plan's default rate reached 1 pp less than the rate the search chose.
+        entry["search"] = [{"rate": None, "default": True, "test_accuracy": entry["test_accuracy"] - 0.01,
+                            "fit_s": entry["fit_s"]}]
+    row |= {"n_test": 100, "profile": {"n": 300}}
+    assert not row["hit"]
+    seen = {}
+
+    def pick(profile, thresholds):
+        seen.update(thresholds)
+        return "svm"
+
+    monkeypatch.setattr(advice_quality, "picked_regime", pick)
+    (merged,) = advice_quality.merge_rows([{"rows": [row]}])
+    from advisor import config
+
+    assert seen == {k: getattr(config, k) for k in advice_quality.CALIBRATION_GRID}
+    assert (merged["pick"], merged["pick_at_run"]) == ("svm", "partial")
+    assert merged["plan"]["test_accuracy"] == pytest.approx(0.89)  # the SVM's default run
+    assert merged["hit"] and merged["regret_pp"] == pytest.approx(1.0)
+
+
+def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, capsys):
+    from advisor.errors import DatasetError
+    from advisor.examples import datasets
+
+    def missing(name, n=None):
+        raise DatasetError(f"{name} is not installed")
+
+    monkeypatch.setattr(datasets, "write_dataset", missing)
+    assert advice_quality._count_test_images("emoji-1000") is None
+    assert "no test size for emoji-1000" in capsys.readouterr().err

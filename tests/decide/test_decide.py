@@ -1,0 +1,275 @@
+"""decide(): hand-built profiles -> plans (regime, frozen blocks, reasons), and the plan's JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from advisor import config
+from advisor.decide.choices import choose_image_size, decide
+from advisor.errors import PlanError
+from advisor.measure.profile import DatasetProfile, HeadStats, ProbeStats, ShiftMap, Similarity
+from advisor.plan import Optimizer, Plan, Regime
+
+#: Plan fields that decide() must explain (everything but the bookkeeping).
+DECIDED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Plan) if f.name not in ("reasons", "schema_version")
+)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    """MobileNetV2's graph and block list; decide() reads no weights (plumbing only)."""
+    from advisor.backbones import get_backbone
+
+    return get_backbone("mobilenet_v2", image_size=224, weights=None)
+
+
+def make_profile(
+    n_images: int,
+    score: float,
+    *,
+    departing: str | None = "block_3",
+    native_side: float = 224.0,
+    imbalance: float = 1.0,
+    best_block: str | None = None,
+    with_probes: bool = True,
+    n_classes: int = 4,
+) -> DatasetProfile:
+    """A hand-built profile with the numbers decide() reads."""
+    blocks = ("stem",) + tuple(f"block_{i}" for i in range(17)) + ("head",)
+    block_kl = tuple(0.2 if departing and i >= blocks.index(departing) else 0.01 for i in range(len(blocks)))
+    shift = ShiftMap(
+        layers=tuple(f"{b}_bn" for b in blocks), layer_kl=block_kl, blocks=blocks, block_kl=block_kl,
+        mean_kl=sum(block_kl) / len(block_kl), score_kl=0.1, departure_kl=config.SHIFT_DEPARTURE_KL,
+        first_departing_block=departing,
+    )
+    head = HeadStats(mean_max_probability=score, mean_entropy=2.0,
+                     top_classes={"c0": (("tabby", 0.5), ("Egyptian cat", 0.25))})
+    probes = ProbeStats(
+        knn_accuracy=0.8, linear_accuracy=0.85, chance=1 / n_classes, n_splits=5,
+        learning_curve=((0.25, 0.7), (0.5, 0.8), (1.0, 0.85)),
+        block_accuracy={"block_8": 0.7, "block_12": 0.86 if best_block else 0.8, "block_14": 0.84},
+        best_block=best_block,
+    ) if with_probes else None
+    smallest = max(2, round(n_images / n_classes / imbalance))
+    counts = (smallest,) + (round(n_images / n_classes),) * (n_classes - 1)
+    return DatasetProfile(
+        backbone="mobilenet_v2", image_size=224,
+        class_names=tuple(f"c{i}" for i in range(n_classes)), class_counts=counts,
+        n_images=n_images, n_train=int(n_images * 0.7), imbalance_ratio=imbalance,
+        native_width=native_side, native_height=native_side, n_sampled=min(n_images, 2000), seed=0,
+        shift=shift, head=head, probes=probes,
+        similarity=Similarity(score=score, components={"shift": score, "head": score},
+                              weights={"shift": 0.5, "head": 0.3}),
+    )
+
+
+BLOCKS = ["stem"] + [f"block_{i}" for i in range(17)] + ["head"]
+ALL = tuple(BLOCKS)
+
+# Sizes are placed relative to the calibrated thresholds, so the table checks the rule.
+SVM_MAX, LARGE = config.SVM_MAX_IMAGES, config.LARGE_DATASET_IMAGES
+SMALL = (SVM_MAX + LARGE) // 2
+
+# (id, n_images, similarity, first departing block, regime, frozen blocks)
+TABLE = [
+    ("tiny-similar", SVM_MAX // 2, 0.8, None, Regime.SVM, ALL),
+    ("tiny-different", SVM_MAX // 2, 0.2, "stem", Regime.SVM, ALL),
+    ("just-under-svm-max", SVM_MAX - 1, 0.8, None, Regime.SVM, ALL),
+    ("small-similar", SVM_MAX, 0.8, None, Regime.LAST_LAYER, ALL),
+    ("small-similar-at-threshold", SMALL, config.REGIME_SIMILARITY_THRESHOLD, None, Regime.LAST_LAYER, ALL),
+    # Departure at block_3 (index 4) is below the 1/3 floor: 7 of 19 blocks stay frozen.
+    ("small-different-early-shift", SMALL, 0.3, "block_3", Regime.PARTIAL, tuple(BLOCKS[:7])),
+    # Departure at block_10 (index 11): blocks before it stay frozen.
+    ("small-different-late-shift", SMALL, 0.3, "block_10", Regime.PARTIAL, tuple(BLOCKS[:11])),
+    # No departure: freeze up to the 80% ceiling (15 of 19 blocks).
+    ("small-different-no-shift", LARGE - 1, 0.3, None, Regime.PARTIAL, tuple(BLOCKS[:15])),
+    # Large & similar: the first 2/3 (13 of 19 blocks) stay frozen.
+    ("large-similar", LARGE, 0.8, None, Regime.PARTIAL, tuple(BLOCKS[:13])),
+    ("large-different", 5 * LARGE, 0.2, "stem", Regime.FULL, ()),
+]
+
+
+@pytest.mark.parametrize(
+    "n_images, score, departing, regime, frozen",
+    [row[1:] for row in TABLE], ids=[row[0] for row in TABLE],
+)
+def test_decide_table(backbone, n_images, score, departing, regime, frozen):
+    plan = decide(make_profile(n_images, score, departing=departing), backbone=backbone, seed=7)
+    assert plan.regime is regime
+    assert plan.frozen_blocks == frozen
+    assert plan.seed == 7
+    assert set(plan.reasons) == set(DECIDED_FIELDS)
+    assert all(isinstance(r, str) and r for r in plan.reasons.values())
+    if regime.fine_tunes_backbone:
+        assert plan.optimizer is Optimizer.SGD
+        assert plan.backbone_learning_rate == pytest.approx(plan.head_learning_rate / 10)
+        assert plan.epochs >= config.FINE_TUNE_EPOCH_RANGE[0] and plan.warmup_epochs >= 1
+    else:
+        assert plan.backbone_learning_rate == 0.0 and plan.epochs == 0 and plan.augmentation == ()
+    assert (plan.svm_c_grid != ()) == (regime is Regime.SVM)
+
+
+@pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
+@pytest.mark.parametrize("n_images", [300, 5_000, 50_000])
+def test_every_plan_has_a_reason_for_every_field(backbone, regime, n_images):
+    for score in (0.2, 0.8):
+        plan = decide(make_profile(n_images, score, imbalance=4.0), backbone=backbone, regime=regime)
+        assert plan.regime is regime
+        assert set(plan.reasons) == set(DECIDED_FIELDS)
+        assert all(plan.reasons[name].strip() for name in DECIDED_FIELDS)
+
+
+def test_forced_regime_says_so(backbone):
+    plan = decide(make_profile(500, 0.8), backbone=backbone, regime="full")
+    assert plan.regime is Regime.FULL and plan.frozen_blocks == ()
+    assert "Forced" in plan.reasons["regime"] and "'svm'" in plan.reasons["regime"]
+
+
+def test_unknown_forced_regime_lists_the_known_ones(backbone):
+    with pytest.raises(PlanError, match="Known: svm, last-layer, partial, full"):
+        decide(make_profile(500, 0.8), backbone=backbone, regime="everything")
+
+
+def test_reasons_cite_measured_numbers_and_thresholds(backbone):
+    plan = decide(make_profile(500, 0.8), backbone=backbone)
+    assert f"500 images < {config.SVM_MAX_IMAGES:,}" in plan.reasons["regime"]
+    assert f"{config.REGIME_SIMILARITY_THRESHOLD:.2f}" in plan.reasons["regime"]
+    plan = decide(make_profile(SMALL, 0.3, departing="block_10"), backbone=backbone)
+    assert "block_10" in plan.reasons["frozen_blocks"] and "0.200 > 0.100" in plan.reasons["frozen_blocks"]
+
+
+def test_svm_reads_an_earlier_block_when_the_probe_says_it_is_as_good(backbone):
+    plan = decide(make_profile(500, 0.3, best_block="block_12"), backbone=backbone)
+    assert plan.feature_layer == backbone.blocks[backbone.block_index("block_12")].output
+    assert "block_12" in plan.reasons["feature_layer"]
+    plan = decide(make_profile(500, 0.3), backbone=backbone)
+    assert plan.feature_layer == backbone.feature_layer
+    plan = decide(make_profile(500, 0.3, with_probes=False), backbone=backbone)
+    assert plan.feature_layer == backbone.feature_layer
+
+
+@pytest.mark.parametrize("native, expected", [(8, 96), (28, 128), (32, 128), (48, 192), (64, 224), (500, 224)])
+def test_image_size_follows_native_resolution(backbone, native, expected):
+    assert choose_image_size(native, 224) == expected
+    plan = decide(make_profile(5_000, 0.3, native_side=native), backbone=backbone)
+    assert plan.image_size == expected
+    assert f"{native} px" in plan.reasons["image_size"]
+
+
+def test_class_weights_only_when_imbalanced(backbone):
+    balanced = decide(make_profile(5_000, 0.8, imbalance=1.5), backbone=backbone)
+    assert balanced.class_weights is None
+    skewed = decide(make_profile(5_000, 0.8, imbalance=5.0), backbone=backbone)
+    assert skewed.class_weights is not None and len(skewed.class_weights) == 4
+    assert skewed.class_weights[0] > skewed.class_weights[1]  # the small class weighs more
+
+
+def test_flip_only_for_photo_like_data(backbone):
+    photos = decide(make_profile(50_000, 0.8), backbone=backbone)
+    digits = decide(make_profile(50_000, 0.2), backbone=backbone)
+    assert "flip" in photos.augmentation and "flip" not in digits.augmentation
+    assert digits.augmentation
+
+
+def test_epochs_scale_with_dataset_size(backbone):
+    small = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial")
+    large = decide(make_profile(200_000, 0.3), backbone=backbone, regime="partial")
+    assert small.epochs > large.epochs
+    assert small.head_epochs >= large.head_epochs
+
+
+def test_forced_epochs_carry_warmup_and_patience_with_them(backbone):
+    plan = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial", epochs=5)
+    assert (plan.epochs, plan.warmup_epochs) == (5, 1)
+    assert plan.patience <= 5 and "forced" in plan.reasons["epochs"]
+    assert "5 epochs" in plan.reasons["warmup_epochs"]
+    frozen = decide(make_profile(2_000, 0.3), backbone=backbone, regime="last-layer", epochs=5)
+    assert frozen.epochs == 0 and frozen.warmup_epochs == 0
+
+
+def test_profile_from_another_backbone_is_refused(backbone):
+    profile = dataclasses.replace(make_profile(500, 0.8), backbone="keras:EfficientNetB0")
+    with pytest.raises(PlanError, match="measured with backbone"):
+        decide(profile, backbone=backbone)
+
+
+@pytest.mark.parametrize("row", TABLE, ids=[row[0] for row in TABLE])
+def test_plan_json_round_trip(backbone, row):
+    _, n_images, score, departing, *_ = row
+    plan = decide(make_profile(n_images, score, departing=departing, imbalance=3.0), backbone=backbone)
+    assert Plan.from_json(plan.to_json()) == plan
+    assert Plan.from_dict(json.loads(json.dumps(plan.to_dict(), sort_keys=True))) == plan
+
+
+def test_hand_built_profile_json_round_trip():
+    for profile in (make_profile(500, 0.8), make_profile(5_000, 0.3, with_probes=False, departing=None)):
+        assert DatasetProfile.from_json(profile.to_json()) == profile
+
+
+def test_profile_from_newer_schema_is_refused():
+    data = make_profile(500, 0.8).to_dict() | {"schema_version": 99}
+    with pytest.raises(PlanError, match="newer"):
+        DatasetProfile.from_dict(data)
+
+
+@pytest.mark.parametrize("n_images, regime, min_train, hidden", [
+    (SVM_MAX // 2, Regime.SVM, 1, False),  # svm: always linear, whatever the split
+    (SMALL, Regime.PARTIAL, int(SMALL * 0.7) + 1, False),  # one training image short
+    (SMALL, Regime.PARTIAL, int(SMALL * 0.7), True),
+    (5 * LARGE, Regime.FULL, config.HIDDEN_HEAD_MIN_TRAIN, True),
+])
+def test_head_is_hidden_only_when_the_training_split_supports_it(backbone, monkeypatch, n_images,
+                                                                  regime, min_train, hidden):
+    monkeypatch.setattr(config, "HIDDEN_HEAD_MIN_TRAIN", min_train)
+    plan = decide(make_profile(n_images, 0.2), backbone=backbone)
+    assert plan.regime is regime
+    assert bool(plan.head_units) is hidden
+    assert (plan.head_dropout > 0) is hidden and plan.head_batchnorm is hidden
+    if regime is not Regime.SVM:
+        assert f"{config.HIDDEN_HEAD_MIN_TRAIN:,}" in plan.reasons["head_units"]
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_head_can_be_forced_and_unknown_heads_fail(backbone):
+    profile = make_profile(SMALL, 0.8)  # last-layer
+    assert decide(profile, backbone=backbone, head="mlp").head_units == config.HIDDEN_HEAD_UNITS
+    assert decide(make_profile(50_000, 0.2), backbone=backbone, head="linear").head_units == ()
+    assert "forced" in decide(profile, backbone=backbone, head="mlp").reasons["head_units"]
+    with pytest.raises(PlanError, match="Known: linear, mlp"):
+        decide(profile, backbone=backbone, head="resnet")
+
+
+def test_plans_written_before_the_head_fields_still_load(backbone):
+    data = decide(make_profile(SMALL, 0.8), backbone=backbone).to_dict()
+    for name in ("head_units", "head_dropout", "head_batchnorm"):
+        del data[name]
+    plan = Plan.from_dict(data)
+    assert plan.head_units == () and plan.head_dropout == 0.0 and plan.head_batchnorm is False
+
+
+@pytest.mark.parametrize("n_images, score, expected", [
+    (500, 0.9, config.DEFAULT_BACKBONE),  # svm: frozen features, keep the cheap backbone
+    (SMALL, 0.8, config.DEFAULT_BACKBONE),  # last-layer: frozen
+    (SMALL, 0.2, config.DEFAULT_BACKBONE),  # partial, but too few images to pay a second pass
+    (50_000, 0.2, config.STRONGER_BACKBONE),  # full on 50k images
+    (20_000, 0.8, config.STRONGER_BACKBONE),  # partial on 20k images
+])
+def test_stronger_backbone_only_when_fine_tuning_many_images(backbone, n_images, score, expected):
+    from advisor.decide.choices import choose_backbone
+
+    profile = make_profile(n_images, score)
+    name, why = choose_backbone(profile, decide(profile, backbone=backbone))
+    assert name == expected
+    assert f"{n_images:,}" in why or "frozen" in why
+
+
+def test_a_backbone_asked_for_is_kept(backbone):
+    from advisor.decide.choices import choose_backbone
+
+    profile = dataclasses.replace(make_profile(50_000, 0.2), backbone="keras:ResNet50")
+    plan = decide(make_profile(50_000, 0.2), backbone=backbone)
+    assert choose_backbone(profile, plan)[0] == "keras:ResNet50"
