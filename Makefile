@@ -29,7 +29,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests
+	$(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) advise-runs .pytest_cache

@@ -75,7 +75,7 @@ DECODE_PROCESS_MIN_IMAGES = 5000
 PROGRESS_DELAY_S = 2.0
 #: The scan probes files (header + hash) in a spawned process pool over the
 #: usable cores from this many files on, in chunks of SCAN_CHUNK_SIZE; one
-#: thread below (see advisor.data.dataset._probe_all for the measurements).
+#: thread below (see advisor.data.probe.probe_files for the measurements).
 SCAN_PROCESS_MIN_FILES = 5000
 SCAN_CHUNK_SIZE = 1024
 
@@ -144,9 +144,11 @@ PROBE_BLOCK_TOLERANCE = 0.01
 #: most weight: it separated photos from non-photos best in the issue's study.
 SIMILARITY_WEIGHTS = {"shift": 0.5, "head": 0.3, "probe": 0.2}
 
-# --- Decision (advisor.decide.choices) -----------------------------------------------------
+# --- Decision (advisor.decide) -------------------------------------------------------------
 # The regime thresholds (SVM_MAX_IMAGES, LARGE_DATASET_IMAGES,
-# REGIME_SIMILARITY_THRESHOLD) are fitted by the advice-quality benchmark:
+# REGIME_SIMILARITY_THRESHOLD) are the defaults of advisor.decide.RegimeRules; the
+# benchmark scores other values by passing RegimeRules(...) to choose_regime, never
+# by patching these. They are fitted by the advice-quality benchmark:
 #   benchmarks/results/advice_quality-merged-20261123-203634.json
 #   (python -m benchmarks.advice_quality --calibrate-from on the five
 #   advice_quality-full-20261123-*.json runs: 15 tasks, TF-CPU, one seed,
@@ -255,7 +257,7 @@ REGRESSION_FINE_TUNE_LEARNING_RATE = 1e-4
 #: overfit and a linear head is the better bet. Chollet's Keras fine-tuning
 #: recipe (Deep Learning with Python, ch. 8) puts Dense(256) + Dropout(0.5) on
 #: top of a frozen base; this is that head, kept for data large enough to fit it.
-#: Not yet calibrated by benchmarks/advice_quality.py.
+#: Not yet calibrated by benchmarks/advice_quality.
 HIDDEN_HEAD_MIN_TRAIN = 5_000
 HIDDEN_HEAD_UNITS = (256,)
 HIDDEN_HEAD_DROPOUT = 0.5
@@ -271,6 +273,29 @@ HIDDEN_HEAD_BATCHNORM = True
 #: (407M vs 300M) and 1.3x the parameters; on this many images the fine-tuning
 #: epochs dwarf the second measuring pass. Frozen-feature regimes keep the cheaper
 #: backbone: there the gain is smaller and the measuring pass is a large share of
-#: the run. Not yet validated by benchmarks/advice_quality.py (needs a GPU run).
+#: the run. Not yet validated by benchmarks/advice_quality (needs a GPU run).
 STRONGER_BACKBONE = "efficientnet_lite0"
 STRONGER_BACKBONE_MIN_IMAGES = 10_000
+
+# --- Execution defaults (strategies) -----------------------------------------
+# Every Plan copies these into its fields (Plan.momentum, Plan.weight_decay, ...),
+# so a saved plan replays its run; the strategies read the Plan, never these.
+#: SGD momentum (``Optimizer.SGD`` is SGD with momentum; Kornblith et al. 2019 use 0.9).
+SGD_MOMENTUM = 0.9
+#: Decoupled weight decay of AdamW.
+ADAMW_WEIGHT_DECAY = 1e-4
+#: Largest shift of the ``translate`` augmentation, as a fraction of height and width.
+AUGMENTATION_TRANSLATE = 0.1
+#: Largest zoom in or out of the ``zoom`` augmentation, as a fraction.
+AUGMENTATION_ZOOM = 0.1
+#: Augmented views of the training images embedded (once) for the linear probe
+#: when the plan augments.
+AUGMENTED_VIEWS = 2
+#: Most cross-validation folds used to choose the linear SVM's C (fewer when the
+#: smallest class is smaller).
+SVM_CV_FOLDS = 5
+#: Precision of fine-tuning: "auto" is ACCELERATOR_POLICY when an accelerator is
+#: visible and "float32" on CPU; "float32" or "mixed_bfloat16" force one.
+PRECISION = "auto"
+#: The mixed precision "auto" uses on accelerators.
+ACCELERATOR_POLICY = "mixed_bfloat16"

@@ -8,18 +8,15 @@ setting from it. Its JSON form uses the enum values, sorted keys and a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from advisor import config
 from advisor.errors import PlanError
+from advisor.records import check_schema, record_from_dict, record_to_dict
 
 SCHEMA_VERSION = 1
-
-#: Fields added after schema 1 was first written; older plans load with their defaults.
-OPTIONAL_FIELDS = frozenset({"reasons", "schema_version", "head_units", "head_dropout",
-                             "head_batchnorm", "task", "loss"})
-
 
 class Regime(str, Enum):
     """The four CS231n transfer-learning regimes.
@@ -114,6 +111,16 @@ class Plan:
         task: ``classification`` (the default) or ``regression``.
         loss: ``crossentropy`` for classification; ``huber`` (the default
             for regression) or ``mse`` on standardised targets.
+        momentum: Momentum of ``sgd``.
+        weight_decay: Decoupled weight decay of ``adamw``.
+        augmentation_translate: Largest shift of the ``translate`` augmentation,
+            as a fraction of height and width.
+        augmentation_zoom: Largest zoom in or out of the ``zoom`` augmentation.
+        augmented_views: Augmented views of the training images the linear
+            probe also trains on, when the plan augments.
+        svm_cv_folds: Most stratified cross-validation folds choosing the SVM's C.
+        precision: ``auto`` (mixed bfloat16 on accelerators, float32 on CPU),
+            ``float32`` or ``mixed_bfloat16``: the dtype policy of fine-tuning.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -140,56 +147,39 @@ class Plan:
     head_batchnorm: bool = False
     task: Task = Task.CLASSIFICATION
     loss: Loss = Loss.CROSSENTROPY
+    momentum: float = config.SGD_MOMENTUM
+    weight_decay: float = config.ADAMW_WEIGHT_DECAY
+    augmentation_translate: float = config.AUGMENTATION_TRANSLATE
+    augmentation_zoom: float = config.AUGMENTATION_ZOOM
+    augmented_views: int = config.AUGMENTED_VIEWS
+    svm_cv_folds: int = config.SVM_CV_FOLDS
+    precision: str = config.PRECISION
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (enum values, lists for tuples).
+        """Return a JSON-ready dict (enum values, lists for tuples), one key per field.
 
         Example:
             >>> Plan.from_dict(plan.to_dict()) == plan  # doctest: +SKIP
             True
         """
-        data = asdict(self)
-        data["regime"] = self.regime.value
-        data["optimizer"] = self.optimizer.value
-        data["task"] = self.task.value
-        data["loss"] = self.loss.value
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        return data
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         """Build a plan from :meth:`to_dict`'s output.
 
+        Fields with a default may be absent (a plan written before they
+        existed loads with their defaults); each value is converted back to its
+        field's type (:func:`advisor.records.record_from_dict`).
+
         Raises:
             PlanError: Missing or unknown fields, or a newer schema version.
         """
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION:
-            raise PlanError(
-                f"Plan schema_version {version} is newer than this advisor's "
-                f"({SCHEMA_VERSION}); upgrade finetune-advisor"
-            )
-        names = {f.name for f in fields(cls)}
-        missing = names - set(data) - OPTIONAL_FIELDS
-        unknown = set(data) - names
-        if missing or unknown:
-            raise PlanError(f"Malformed plan: missing {sorted(missing)}, unknown {sorted(unknown)}")
-        values = dict(data)
-        values["regime"] = Regime.parse(values["regime"])
-        values["optimizer"] = Optimizer(values["optimizer"])
-        values["task"] = Task(values.get("task", Task.CLASSIFICATION))
-        values["loss"] = Loss(values.get("loss", Loss.CROSSENTROPY))
-        for key in ("frozen_blocks", "augmentation", "svm_c_grid"):
-            values[key] = tuple(values[key])
-        values["head_units"] = tuple(int(units) for units in values.get("head_units", ()))
-        if values.get("class_weights") is not None:
-            values["class_weights"] = tuple(float(w) for w in values["class_weights"])
-        values["reasons"] = dict(values.get("reasons", {}))
-        return cls(**values)
+        check_schema(data, record="Plan", version=SCHEMA_VERSION, error=PlanError)
+        return record_from_dict(cls, data, record="plan", error=PlanError,
+                                converters={"regime": Regime.parse})
 
     def to_json(self) -> str:
         """Return the plan as sorted-key JSON text."""

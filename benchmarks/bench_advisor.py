@@ -1,6 +1,6 @@
 """Advisor wall time and peak memory by dataset size, split into its phases.
 
-For Fashion-MNIST folders of several sizes (written by ``advisor.examples.datasets``),
+For Fashion-MNIST folders of several sizes (written by ``advisor.examples``),
 time the advisor's phases (scan, sample + decode, the one forward pass with the
 in-graph BN moments, the measures/probes, decide) and compare the forward
 pass's throughput with bare ``backbone.model.predict_on_batch`` calls on the
@@ -37,10 +37,10 @@ def _child(dataset: str, n: int | None, sample_cap: int, moment_images: int) -> 
 
     from advisor import config
     from advisor.backbones import get_backbone
-    from advisor.data.dataset import scan_dataset
+    from advisor.data import scan_dataset
     from advisor.data.decode_cache import decode_images
-    from advisor.decide.choices import decide
-    from advisor.examples.datasets import write_dataset
+    from advisor.decide import decide
+    from advisor.examples import write_dataset
     from advisor.measure.forward import ADVICE_SPLITS, embed, profile_activations, stratified_sample
 
     root = write_dataset(dataset, n=n)

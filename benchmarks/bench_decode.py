@@ -3,7 +3,7 @@
 For each data set (Fashion-MNIST written as PNG class folders at several sizes,
 Tux Paint photos) this measures, at the same output size:
 
-- first pass: scanning + decoding into the cache (``advisor.data.dataset`` +
+- first pass: scanning + decoding into the cache (``advisor.data.scan`` +
   ``advisor.data.decode_cache``, run in a fresh child process so its peak RSS is
   the cost of building the cache alone) vs. iterating Keras' directory
   dataset once;
@@ -43,7 +43,7 @@ BATCH_SIZE = 64
 
 def _child(args: argparse.Namespace) -> None:
     """Scan + decode into a fresh cache; print timings and peak RSS as JSON."""
-    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data import SPLITS, scan_dataset
     from advisor.data.decode_cache import decode_images
 
     rss_start = _vm_hwm_kb()
@@ -116,7 +116,7 @@ def _ours_cached_epoch(root: Path, args: argparse.Namespace, cache: Path) -> dic
 
 
 def _time_cached_epoch(root: Path, args: argparse.Namespace) -> dict:
-    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data import SPLITS, scan_dataset
     from advisor.data.decode_cache import decode_images
     from strategies.batches import ImageBatches
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     import PIL
 
-    from advisor.examples.datasets import write_dataset
+    from advisor.examples import write_dataset
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(

@@ -105,10 +105,10 @@ def _cpu_s() -> float:
 
 def _load(args: argparse.Namespace):
     """Plan, dataset and {split: LabelledImages} from the decode cache (already filled)."""
-    from advisor.data.dataset import SPLITS, scan_dataset
+    from advisor.data import SPLITS, scan_dataset
     from advisor.data.decode_cache import decode_dataset
     from advisor.plan import Plan
-    from strategies.base import LabelledImages
+    from strategies.inputs import LabelledImages
 
     plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
     dataset, decoded = decode_dataset(scan_dataset(Path(args.root), seed=args.seed), plan.image_size)
@@ -167,8 +167,9 @@ def _child_naive(args: argparse.Namespace) -> dict:
 
     from advisor.backbones import get_backbone
     from advisor.backbones.preprocessing import image_input
-    from strategies.base import class_weight_dict, learning_rate_schedule, make_optimizer
     from strategies.embeddings import feature_output, predict_batches
+    from strategies.optimizers import learning_rate_schedule, make_optimizer
+    from strategies.training import class_weight_dict
 
     plan, dataset, data = _load(args)
     backbone = get_backbone(plan.backbone, image_size=plan.image_size)
@@ -218,7 +219,7 @@ def _child_torch(args: argparse.Namespace) -> dict:
     from advisor.backbones.mobilenet_v2 import WEIGHTS_SHA256, checkpoint_path
     from advisor.config import IMAGENET_MEAN, IMAGENET_STD
     from advisor.errors import AdvisorError
-    from strategies.base import augmentation_for, class_weight_dict
+    from strategies.training import augmentation_for, class_weight_dict
 
     plan, dataset, data = _load(args)
     n_classes = len(dataset.class_names)
@@ -450,8 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     from advisor.app.pipeline import advise
     from advisor.backbones import get_backbone
     from advisor.data.decode_cache import decode_dataset
-    from advisor.decide.choices import decide
-    from advisor.examples.datasets import write_dataset
+    from advisor.decide import decide
+    from advisor.examples import write_dataset
     from advisor.plan import Regime
 
     started = time.perf_counter()

@@ -8,7 +8,8 @@ Importing the package fills the registry with the four regimes::
 """
 
 from strategies import full, last_layer, partial, svm  # noqa: F401  (fill the registry)
-from strategies.base import LabelledImages, NotFittedError, Strategy
+from strategies.base import Strategy
+from strategies.inputs import LabelledImages, NotFittedError
 from strategies.registry import get_strategy, list_strategies, register_strategy
 
 __all__ = [

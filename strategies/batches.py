@@ -30,8 +30,11 @@ from advisor import config
 class ImageBatches(keras.utils.PyDataset):
     """Batches of uint8 images and int32 labels (or float32 targets) read from a (memory-mapped) array.
 
-    Each batch gathers its rows from `images` (sorted, so reads from a memory
-    map stay mostly sequential), so only one batch is in memory at a time.
+    Each batch gathers its rows from `images`, so only one batch is in memory
+    at a time. Batches yield rows in the order asked: the order of `rows`, or
+    with `shuffle` an epoch's permutation whose batches each list their rows in
+    ascending order. A batch is read (and augmented) in ascending row order, so
+    reads from a memory map stay mostly sequential, then put back in that order.
 
     Args:
         images: ``(N, H, W, 3)`` uint8 array, typically ``DecodedImages.images``.
@@ -130,11 +133,14 @@ class ImageBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"Batch index {index} out of range [0, {len(self)}).")
         picks = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        picks = picks[np.argsort(self.rows[picks], kind="stable")]
-        x = np.asarray(self.images[self.rows[picks]])
-        y = self.labels[picks]
+        rows = self.rows[picks]
+        ascending = np.argsort(rows, kind="stable")
+        x_ascending = np.asarray(self.images[rows[ascending]])
         if self.augmentation is not None:
-            x = self._augment(x)
+            x_ascending = self._augment(x_ascending)  # random draws in row order
+        x = np.empty_like(x_ascending)
+        x[ascending] = x_ascending
+        y = self.labels[picks]
         if self.class_weight is None:
             return x, y
         weights = np.array([self.class_weight.get(int(label), 1.0) for label in y], dtype=np.float32)
@@ -147,10 +153,16 @@ class ImageBatches(keras.utils.PyDataset):
             self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
+        """Return the epoch's order of ``self.rows`` indices: as given, or a seeded
+        permutation whose batches each list their rows in ascending order."""
         n = len(self.rows)
         if not self.shuffle:
             return np.arange(n)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        for start in range(0, n, self.batch_size):
+            batch = order[start : start + self.batch_size]
+            order[start : start + self.batch_size] = batch[np.argsort(self.rows[batch], kind="stable")]
+        return order
 
     def _augment(self, x: np.ndarray) -> np.ndarray:
         out = self.augmentation(keras.ops.convert_to_tensor(x, dtype="float32"), training=True)

@@ -14,7 +14,7 @@ without a key are never cached. Entries are written atomically.
 
 API:
     predict_batches(model, batches) -> np.ndarray
-    Embedder(backbone, layer=None, *, batch_size=64)
+    Embedder(backbone, layer=None, *, batch_size=config.EMBED_BATCH_SIZE)
         .model (images -> (N, D)), .dim
         .embed(images, *, rows=None, key=None, augmentation=None,
                augmentation_key=None) -> np.ndarray (len(rows), D) float32
@@ -31,6 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from advisor import config
 from advisor.backbones import Backbone
 from advisor.cache import atomic_path, cache_dir
 from advisor.errors import BackboneError
@@ -43,8 +44,6 @@ CACHE_SUBDIR = "embeddings"
 EMBEDDINGS_CACHE_VERSION = 1
 #: Name of the pooling layer added on top of a 4-D feature layer.
 POOL_LAYER = "feature_pool"
-#: Images per forward pass.
-DEFAULT_EMBED_BATCH_SIZE = 64
 
 
 def feature_output(backbone: Backbone, layer: str | None = None) -> keras.KerasTensor:
@@ -106,7 +105,7 @@ class Embedder:
         backbone: The (pretrained) backbone; its weights are only read.
         layer: The layer to read; 4-D outputs are globally average pooled.
             Defaults to `None` (``backbone.feature_layer``).
-        batch_size: Images per forward pass. Defaults to `64`.
+        batch_size: Images per forward pass. Defaults to `config.EMBED_BATCH_SIZE`.
 
     Example:
         >>> embedder = Embedder(get_backbone("mobilenet_v2", image_size=96))  # doctest: +SKIP
@@ -115,7 +114,7 @@ class Embedder:
     """
 
     def __init__(self, backbone: Backbone, layer: str | None = None, *,
-                 batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> None:
+                 batch_size: int = config.EMBED_BATCH_SIZE) -> None:
         self.backbone = backbone
         self.layer = layer or backbone.feature_layer
         self.batch_size = batch_size
@@ -179,15 +178,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows,
                                batch_size=self.batch_size, augmentation=augmentation)
-        out = predict_batches(self.model, batches)
-        # ImageBatches sorts the rows inside each batch; undo that per batch.
-        outputs = []
-        for start in range(0, len(rows), self.batch_size):
-            chunk = out[start:start + self.batch_size]
-            restored = np.empty_like(chunk)
-            restored[np.argsort(rows[start:start + self.batch_size], kind="stable")] = chunk
-            outputs.append(restored)
-        embeddings = np.concatenate(outputs)
+        embeddings = predict_batches(self.model, batches)  # in the order of `rows`
         if target is not None:
             with atomic_path(target, suffix=".npy") as tmp:
                 np.save(tmp, embeddings)

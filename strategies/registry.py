@@ -2,8 +2,9 @@
 
 As timm's ``register_model`` or Keras' ``keras_export``: each strategy module
 decorates its class with :func:`register_strategy`; ``strategies/__init__.py``
-imports the four modules explicitly, so the registry is full once the package
-is imported and never written later.
+imports the four modules explicitly, so the registry (an
+:class:`advisor.registry.Registry` keyed by :class:`Regime`) is full once the
+package is imported and never written later.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 from advisor.errors import PlanError
 from advisor.plan import Regime
+from advisor.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from strategies.base import Strategy
 
-_STRATEGIES: dict[Regime, type[Strategy]] = {}
+_STRATEGIES: Registry[Regime, type[Strategy]] = Registry(
+    "regime", error=PlanError, parse=Regime, sort_key=list(Regime).index,
+    message="No strategy for {name} {key!r}. Known: {known}.",
+    empty="none (import the strategies package)",
+)
 
 StrategyClass = TypeVar("StrategyClass", bound=type)
 
@@ -39,15 +45,7 @@ def register_strategy(regime: Regime | str) -> Callable[[StrategyClass], Strateg
         >>> @register_strategy("svm")  # doctest: +SKIP
         ... class SVMStrategy(Strategy): ...
     """
-    regime = Regime.parse(regime)
-
-    def wrap(cls: StrategyClass) -> StrategyClass:
-        if regime in _STRATEGIES:
-            raise ValueError(f"Regime {regime.value!r} is registered twice.")
-        _STRATEGIES[regime] = cls
-        return cls
-
-    return wrap
+    return _STRATEGIES.register(Regime.parse(regime))
 
 
 def list_strategies() -> tuple[str, ...]:
@@ -58,7 +56,7 @@ def list_strategies() -> tuple[str, ...]:
         >>> strategies.list_strategies()
         ('svm', 'last-layer', 'partial', 'full')
     """
-    return tuple(regime.value for regime in Regime if regime in _STRATEGIES)
+    return _STRATEGIES.names()
 
 
 def get_strategy(regime: Regime | str) -> type[Strategy]:
@@ -79,10 +77,4 @@ def get_strategy(regime: Regime | str) -> type[Strategy]:
         >>> strategies.get_strategy("svm").__name__
         'SVMStrategy'
     """
-    known = ", ".join(list_strategies()) or "none (import the strategies package)"
-    try:
-        return _STRATEGIES[Regime(regime)]
-    except (ValueError, KeyError):
-        raise PlanError(
-            f"No strategy for regime {getattr(regime, 'value', regime)!r}. Known: {known}."
-        ) from None
+    return _STRATEGIES.get(regime)

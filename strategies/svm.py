@@ -31,20 +31,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from advisor.plan import Plan, Regime, Task
-from strategies.base import (
-    OUTPUT_LAYER,
-    REGRESSION_OUTPUT_LAYER,
-    LabelledImages,
-    Strategy,
-    build_classifier,
-    check_inputs,
-    class_weight_dict,
-)
+from strategies.base import Strategy
 from strategies.embeddings import Embedder
+from strategies.graph import OUTPUT_LAYER, REGRESSION_OUTPUT_LAYER, build_classifier
+from strategies.inputs import LabelledImages, check_inputs
 from strategies.registry import register_strategy
+from strategies.training import class_weight_dict
 
-#: Most cross-validation folds used to choose C.
-SVM_CV_FOLDS = 5
 #: Iteration cap of liblinear's primal solver.
 SVM_MAX_ITER = 2_000
 
@@ -53,14 +46,14 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
                    class_weight: dict[int, float] | None = None) -> tuple[LinearSVC, dict[str, Any]]:
     """Fit ``LinearSVC(dual=False)``, choosing C from ``plan.svm_c_grid`` by cross-validation.
 
-    Uses ``min(SVM_CV_FOLDS, smallest class count)`` stratified folds; with
+    Uses ``min(plan.svm_cv_folds, smallest class count)`` stratified folds; with
     fewer than 2 images in some class there is no cross-validation and the
     middle C of the grid is used.
 
     Args:
         x: ``(N, D)`` embeddings.
         y: ``(N,)`` integer labels.
-        plan: Gives ``svm_c_grid`` and ``seed``.
+        plan: Gives ``svm_c_grid``, ``svm_cv_folds`` and ``seed``.
         class_weight: ``{label: weight}``. Defaults to `None`.
 
     Returns:
@@ -73,7 +66,7 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
     grid = sorted(float(c) for c in plan.svm_c_grid)
     estimator = LinearSVC(dual=False, class_weight=class_weight, max_iter=SVM_MAX_ITER,
                           random_state=plan.seed)
-    folds = int(min(SVM_CV_FOLDS, np.bincount(y).min()))
+    folds = int(min(plan.svm_cv_folds, np.bincount(y).min()))
     record: dict[str, Any] = {"c_grid": grid, "cv_folds": folds, "cv_accuracy": None, "notes": []}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

@@ -1,40 +1,11 @@
-"""Shared fixtures: a hermetic cache, the real pretrained backbone loaded once.
+"""Test fixtures: the real pretrained backbone loaded once, real digit scans as class folders.
 
-As in Keras' own conftest, tests marked ``backend("jax")`` run only under that
-``KERAS_BACKEND``.
+The hermetic cache and the backend markers are in the root ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-from advisor.cache import CACHE_ENV_VAR
-
-
-def pytest_configure(config):
-    # Keep TensorFlow quiet; must be set before it is imported anywhere.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def pytest_collection_modifyitems(config, items):
-    import keras
-
-    backend = keras.backend.backend()
-    for item in items:
-        marker = item.get_closest_marker("backend")
-        if marker and backend not in marker.args:
-            item.add_marker(pytest.mark.skip(reason=f"needs KERAS_BACKEND in {marker.args}"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def session_cache(tmp_path_factory):
-    """Point the advisor's cache at a fresh folder for the whole session."""
-    with pytest.MonkeyPatch.context() as mp:
-        root = tmp_path_factory.mktemp("advisor-cache")
-        mp.setenv(CACHE_ENV_VAR, str(root))
-        yield root
 
 
 @pytest.fixture(scope="session")

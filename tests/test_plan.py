@@ -54,3 +54,14 @@ def test_malformed_plan_names_fields():
         Plan.from_dict(data)
     with pytest.raises(PlanError, match="malformed"):
         Plan.from_json("{not json")
+
+
+def test_execution_settings_round_trip_and_default_for_older_plans():
+    plan = make_plan(momentum=0.5, weight_decay=0.01, augmentation_translate=0.2,
+                     augmentation_zoom=0.3, augmented_views=1, svm_cv_folds=3,
+                     precision="float32")
+    assert Plan.from_json(plan.to_json()) == plan
+    older = {k: v for k, v in make_plan().to_dict().items()
+             if k not in ("momentum", "weight_decay", "augmentation_translate",
+                          "augmentation_zoom", "augmented_views", "svm_cv_folds", "precision")}
+    assert Plan.from_dict(older) == make_plan()

@@ -3,6 +3,10 @@
 ``advise DATA_DIR`` is the main job; other commands are sub-commands
 (``advise imagenet IMAGE...``). Only :class:`AdvisorError` is turned into a
 one-line message (exit code 2); anything else is a bug and keeps its traceback.
+
+The commands import the pipeline inside their bodies: not to dodge a cycle
+(the CLI sits on top of every layer) but so that ``--help`` and a mistyped
+argument answer without loading TensorFlow.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor import config
+from advisor.backbones import get_backbone
 from advisor.backbones.imagenet_labels import imagenet_class_names
 from advisor.data.images import find_image_files, load_image
 
@@ -32,8 +33,6 @@ def imagenet_top_k(paths: Sequence[Path], *, backbone_name: str = config.DEFAULT
         >>> imagenet_top_k([Path("cat.jpg")])[0][1][0]  # doctest: +SKIP
         ('Egyptian cat', 0.72)
     """
-    from advisor.backbones import get_backbone
-
     backbone = get_backbone(backbone_name)
     files = find_image_files(paths)[:limit]
     batch = np.stack([load_image(f, backbone.image_size) for f in files])

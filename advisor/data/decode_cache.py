@@ -44,8 +44,9 @@ import numpy as np
 
 from advisor import config
 from advisor.cache import atomic_path, atomic_write_text, cache_dir
-from advisor.data.dataset import SPLITS, Dataset
+from advisor.data.dataset import Dataset
 from advisor.data.images import ImageReadError, load_image
+from advisor.data.records import SPLITS
 from advisor.environment import usable_cores
 from advisor.progress import progress_bar
 
@@ -153,12 +154,8 @@ def decode_images(
         raise ValueError(
             f"Expected executor='auto', 'thread' or 'process'. Received: executor={executor!r}")
     paths = tuple(Path(p) for p in paths)
-    n = len(paths)
-    if n == 0:
-        empty = np.zeros((0, size, size, 3), dtype=np.uint8)
-        empty.flags.writeable = False
-        return DecodedImages(empty, np.zeros(0, dtype=bool), (), (), size, None, False)
-
+    if not paths:
+        return _empty(size)
     key, set_id = _cache_key(paths, size)
     folder = cache_dir(CACHE_SUBDIR)
     npy_file = folder / f"{key}.npy"
@@ -167,28 +164,13 @@ def decode_images(
     if cached is not None:
         logger.debug("Decoded-image cache hit: %s", npy_file)
         return cached
-
-    workers = workers or usable_cores()
-    logger.info("Decoding %d image(s) at %dx%d into %s.", n, size, size, npy_file)
-    with atomic_path(npy_file, suffix=".npy") as tmp:
-        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-        offset = header.offset
-        del header
-        failures = _decode_into(tmp, offset, paths, size, progress=progress, workers=workers, executor=executor)
-    ok = np.ones(n, dtype=bool)
-    ok[[index for index, _ in failures]] = False
-    failed = tuple(DecodeFailure(i, str(paths[i]), reason) for i, reason in sorted(failures))
-    meta = {
-        "version": config.DECODE_CACHE_VERSION,
-        "set_id": set_id,
-        "n": n,
-        "size": size,
-        "failures": [f.to_dict() for f in failed],
-    }
-    atomic_write_text(meta_file, json.dumps(meta, sort_keys=True))
+    failed = _build_entry(npy_file, meta_file, paths, size, set_id=set_id, progress=progress,
+                          workers=workers or usable_cores(), executor=executor)
     _remove_stale(folder, keep=key, set_id=set_id)
     if failed:
-        logger.info("%d of %d image(s) failed to decode.", len(failed), n)
+        logger.info("%d of %d image(s) failed to decode.", len(failed), len(paths))
+    ok = np.ones(len(paths), dtype=bool)
+    ok[[f.index for f in failed]] = False
     images = np.load(npy_file, mmap_mode="r")
     ok.flags.writeable = False
     return DecodedImages(images, ok, failed, paths, size, npy_file, False)
@@ -240,6 +222,44 @@ def decode_dataset(
 # --------------------------------------------------------------------------- #
 # Internals
 # --------------------------------------------------------------------------- #
+def _empty(size: int) -> DecodedImages:
+    """The decoded images of an empty file list (no cache entry)."""
+    empty = np.zeros((0, size, size, 3), dtype=np.uint8)
+    empty.flags.writeable = False
+    return DecodedImages(empty, np.zeros(0, dtype=bool), (), (), size, None, False)
+
+
+def _build_entry(
+    npy_file: Path,
+    meta_file: Path,
+    paths: tuple[Path, ...],
+    size: int,
+    *,
+    set_id: str,
+    progress: bool,
+    workers: int,
+    executor: str,
+) -> tuple[DecodeFailure, ...]:
+    """Decode `paths` into a new cache entry (the ``.npy`` then its ``.json``, each atomically)."""
+    n = len(paths)
+    logger.info("Decoding %d image(s) at %dx%d into %s.", n, size, size, npy_file)
+    with atomic_path(npy_file, suffix=".npy") as tmp:
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        offset = header.offset
+        del header
+        failures = _decode_into(tmp, offset, paths, size, progress=progress, workers=workers, executor=executor)
+    failed = tuple(DecodeFailure(i, str(paths[i]), reason) for i, reason in sorted(failures))
+    meta = {
+        "version": config.DECODE_CACHE_VERSION,
+        "set_id": set_id,
+        "n": n,
+        "size": size,
+        "failures": [f.to_dict() for f in failed],
+    }
+    atomic_write_text(meta_file, json.dumps(meta, sort_keys=True))
+    return failed
+
+
 def _cache_key(paths: Sequence[Path], size: int) -> tuple[str, str]:
     """(key over paths, inodes, sizes, mtimes, size, version; id of the path set and size)."""
     key = hashlib.sha256()

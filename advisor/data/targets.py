@@ -39,15 +39,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from advisor import config
-from advisor.data.dataset import (
-    SPLITS,
-    Dataset,
-    ImageRecord,
-    SkippedFile,
-    _probe_all,
-    _split_pool,
-    _summarize,
-)
+from advisor.data.dataset import Dataset
+from advisor.data.probe import Probe, probe_files
+from advisor.data.records import SPLITS, ImageRecord, SkippedFile
+from advisor.data.split import stratified_split
+from advisor.data.summary import summarize
 from advisor.errors import DatasetError
 from advisor.progress import progress_bar
 
@@ -240,7 +236,7 @@ def scan_targets(
     """Read a targets CSV, check its images, and split them (stratified on target quantiles).
 
     Every listed image is opened once (header and hash, as
-    :func:`advisor.data.dataset.scan_dataset` does); missing or unreadable ones are
+    :func:`advisor.data.scan.scan_dataset` does); missing or unreadable ones are
     skipped with a reason. The split depends only on `seed` and the usable
     paths and targets.
 
@@ -275,17 +271,41 @@ def scan_targets(
     csv_path = Path(csv_path)
     table = read_targets(csv_path, root)
     skipped = list(table.skipped)
+    records = _probe_rows(root, csv_path, table, skipped, progress=progress)
+    class_names, pool = _binned_pool(records, csv_path)
+    splits: dict[str, list[ImageRecord]] = {name: [] for name in SPLITS}
+    stratified_split(pool, splits, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    final = {name: tuple(sorted(splits[name], key=lambda r: r.path)) for name in SPLITS}
+    summary = summarize(root, class_names, final, skipped=skipped, ignored=(), presplit=False,
+                        given_splits=(), seed=seed)
+    if summary.skipped:
+        logger.info("Skipped %d unusable row(s) of %s.", len(summary.skipped), csv_path)
+    logger.info("Read %d targets (%s) for %s from %s, split %s (seed %d).", summary.n_images,
+                table.target_name, root, csv_path, summary.split_sizes, seed)
+    return Dataset(root=root, class_names=class_names, summary=summary, seed=seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction,
+                   target_name=table.target_name, targets_file=str(csv_path), **final)
+
+
+def _probe_rows(
+    root: Path, csv_path: Path, table: TargetTable, skipped: list[SkippedFile], *, progress: bool
+) -> list[tuple[str, float, Probe]]:
+    """Probe the image of every row: usable (path, target, probe) triples; the rest go to `skipped`.
+
+    Raises:
+        DatasetError: Fewer than ``config.MIN_TARGET_ROWS`` rows are usable.
+    """
     candidates = []
     for rel, value in table.rows:
         full = os.path.join(str(root), *rel.split("/"))
         if not os.path.lexists(full):
             skipped.append(SkippedFile(rel, f"listed in {csv_path.name} but not found in {root}"))
             continue
-        candidates.append((None, "", full, rel, value))
-    records: list[tuple[str, float, tuple]] = []
+        candidates.append((full, rel, value))
+    records: list[tuple[str, float, Probe]] = []
     with progress_bar(len(candidates), "Scanning images", enabled=progress) as bar:
-        probes = _probe_all([c[:4] for c in candidates])
-        for (_, _, _, rel, value), probe in zip(candidates, probes):
+        probes = probe_files([full for full, _, _ in candidates])
+        for (_, rel, value), probe in zip(candidates, probes):
             bar.advance()
             if isinstance(probe, str):
                 skipped.append(SkippedFile(rel, probe))
@@ -296,6 +316,17 @@ def scan_targets(
         raise DatasetError(
             f"Only {len(records)} usable row(s) in {csv_path} ({len(skipped)} skipped{first}); need "
             f"at least {config.MIN_TARGET_ROWS}. Fix the listed rows or add images.")
+    return records
+
+
+def _binned_pool(
+    records: list[tuple[str, float, Probe]], csv_path: Path
+) -> tuple[tuple[str, ...], dict[str, list[ImageRecord]]]:
+    """Cut the targets into quantile bins: (bin names, {bin name: its image records}).
+
+    Raises:
+        DatasetError: All targets are equal.
+    """
     values = np.array([value for _, value, _ in records])
     if np.ptp(values) == 0:
         raise DatasetError(
@@ -307,15 +338,4 @@ def scan_targets(
         width, height, mode, fmt, digest = probe
         pool[class_names[label]].append(
             ImageRecord(rel, int(label), width, height, mode, fmt, digest, target=float(value)))
-    splits: dict[str, list[ImageRecord]] = {name: [] for name in SPLITS}
-    _split_pool(pool, splits, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    final = {name: tuple(sorted(splits[name], key=lambda r: r.path)) for name in SPLITS}
-    summary = _summarize(root, class_names, final, skipped=skipped, ignored=(), presplit=False,
-                         given_splits=(), seed=seed)
-    if summary.skipped:
-        logger.info("Skipped %d unusable row(s) of %s.", len(summary.skipped), csv_path)
-    logger.info("Read %d targets (%s) for %s from %s, split %s (seed %d).", summary.n_images,
-                table.target_name, root, csv_path, summary.split_sizes, seed)
-    return Dataset(root=root, class_names=class_names, summary=summary, seed=seed,
-                   val_fraction=val_fraction, test_fraction=test_fraction,
-                   target_name=table.target_name, targets_file=str(csv_path), **final)
+    return class_names, pool

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from advisor import config
 from advisor.cache import atomic_write_text, cache_dir
-from advisor.data.dataset import SPLITS, Dataset
+from advisor.data import SPLITS, Dataset
 from advisor.errors import PlanError
 from advisor.measure.profile import PROFILE_SCHEMA_VERSION, DatasetProfile
 

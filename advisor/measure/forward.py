@@ -51,18 +51,14 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone, Block
-from advisor.data.dataset import Dataset, DatasetSummary
+from advisor.data import Dataset, DatasetSummary
 from advisor.data.decode_cache import decode_images
 from advisor.errors import DatasetError
-from advisor.measure.profile import (
-    NO_BATCHNORM_NO_PROBES_NOTE,
-    NO_BATCHNORM_NOTE,
-    DatasetProfile,
-    head_stats,
-    probe_accuracies,
-    shift_map,
-    similarity_score,
-)
+from advisor.measure.head import head_stats
+from advisor.measure.probes import probe_accuracies
+from advisor.measure.profile import NO_BATCHNORM_NO_PROBES_NOTE, NO_BATCHNORM_NOTE, DatasetProfile
+from advisor.measure.shift import shift_map
+from advisor.measure.similarity import similarity_score
 from advisor.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -268,42 +264,22 @@ def embed(
         >>> acts.features.shape  # doctest: +SKIP
         (1797, 1280)
     """
-    size = backbone.image_size
-    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise DatasetError(
-            f"Expected images of shape (N, {size}, {size}, 3) for {backbone.name}. "
-            f"Received: images.shape={images.shape}. Decode them at size {size}."
-        )
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = _check_embed_inputs(backbone, images, rows, moment_images)
     n = len(rows)
-    if n == 0:
-        raise DatasetError("Expected at least one image to embed. Received: 0 rows.")
-    if moment_images < 1:
-        raise ValueError(f"Expected moment_images >= 1. Received: moment_images={moment_images}")
     blocks = probe_blocks(backbone) if blocks is None else tuple(blocks)
     model = build_probe_model(backbone, blocks=blocks)
     with_moments = bool(backbone.bn_layers)
     batch_size = max(1, min(batch_size, n))
-    if n <= moment_images:
-        order = np.arange(n)
-        moment_batches = n
-    else:
-        order = np.random.default_rng(seed).permutation(n)
-        moment_batches = -(-moment_images // batch_size)
+    order, moment_batches = _batch_order(n, batch_size, moment_images, seed)
     flags = [np.full((batch_size, 1), value, dtype="float32") for value in (0.0, 1.0)]
     kept: dict[str, list[np.ndarray]] = {LOGITS: [], FEATURES: []}
     kept |= {BLOCK_PREFIX + b.name: [] for b in blocks}
-    sum_mean = sum_sq = None
-    n_moments = 0
+    moments = _MomentSums()
     with progress_bar(n, f"Embedding {n} images", enabled=progress) as bar:
         for index, start in enumerate(range(0, n, batch_size)):
             batch_rows = rows[order[start : start + batch_size]]
             used = len(batch_rows)
-            batch = np.asarray(images[np.sort(batch_rows)], dtype=np.uint8)
-            batch = batch[np.argsort(np.argsort(batch_rows))]  # undo the sort
-            if used < batch_size:
-                pad = np.zeros((batch_size - used, size, size, 3), dtype=np.uint8)
-                batch = np.concatenate([batch, pad])
+            batch = _padded(read_rows(images, batch_rows), batch_size)
             reduce_moments = with_moments and index < moment_batches
             if with_moments:
                 out = model.predict_on_batch([batch, flags[reduce_moments]])
@@ -313,17 +289,9 @@ def embed(
             for key in kept:
                 kept[key].append(out[key].astype(np.float32))
             if reduce_moments:
-                batch_mean = out[BN_MEAN].astype(np.float64).sum(axis=0)
-                batch_sq = out[BN_SQ].astype(np.float64).sum(axis=0)
-                sum_mean = batch_mean if sum_mean is None else sum_mean + batch_mean
-                sum_sq = batch_sq if sum_sq is None else sum_sq + batch_sq
-                n_moments += used
+                moments.add(out[BN_MEAN], out[BN_SQ], used)
             bar.advance(used)
-    if sum_mean is None:
-        mean = var = np.zeros(0, dtype=np.float64)
-    else:
-        mean = sum_mean / n_moments
-        var = np.maximum(sum_sq / n_moments - mean**2, 0.0)
+    mean, var = moments.mean_and_variance()
     restore = np.argsort(order)  # back to the order of `rows`
     gathered = {key: np.concatenate(parts)[restore] for key, parts in kept.items()}
     channels = tuple(int(model.get_layer(name).input.shape[-1]) for name in backbone.bn_layers)
@@ -336,8 +304,88 @@ def embed(
         bn_mean=mean,
         bn_var=var,
         n_images=n,
-        n_moment_images=n_moments,
+        n_moment_images=moments.count,
     )
+
+
+def _check_embed_inputs(backbone: Backbone, images: np.ndarray, rows: np.ndarray | None,
+                        moment_images: int) -> np.ndarray:
+    """Check :func:`embed`'s arguments; return the rows to embed as int64."""
+    size = backbone.image_size
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise DatasetError(
+            f"Expected images of shape (N, {size}, {size}, 3) for {backbone.name}. "
+            f"Received: images.shape={images.shape}. Decode them at size {size}."
+        )
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise DatasetError("Expected at least one image to embed. Received: 0 rows.")
+    if moment_images < 1:
+        raise ValueError(f"Expected moment_images >= 1. Received: moment_images={moment_images}")
+    return rows
+
+
+def _batch_order(n: int, batch_size: int, moment_images: int, seed: int) -> tuple[np.ndarray, int]:
+    """Return the order the rows are embedded in and how many leading batches reduce BN moments.
+
+    Up to `moment_images` rows every batch reduces them, in the rows' own
+    order; beyond, the batches run in a seeded random order and the first
+    ``ceil(moment_images / batch_size)`` of them reduce.
+    """
+    if n <= moment_images:
+        return np.arange(n), n
+    return np.random.default_rng(seed).permutation(n), -(-moment_images // batch_size)
+
+
+def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Return ``images[rows]`` as uint8, in the order of `rows`, read in ascending row order.
+
+    A memory map reads fastest front to back, so the rows are read sorted and
+    the result is put back in the asked order.
+
+    Example:
+        >>> images = np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1)
+        >>> read_rows(images, np.array([2, 0, 3])).ravel().tolist()
+        [2, 0, 3]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    ascending = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *images.shape[1:]), dtype=np.uint8)
+    out[ascending] = np.asarray(images[rows[ascending]], dtype=np.uint8)
+    return out
+
+
+def _padded(batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """Pad `batch` with black images to `batch_size`, so the compiled function is traced once."""
+    if len(batch) == batch_size:
+        return batch
+    pad = np.zeros((batch_size - len(batch), *batch.shape[1:]), dtype=np.uint8)
+    return np.concatenate([batch, pad])
+
+
+class _MomentSums:
+    """Per-channel sums of BN input means and squares over images, in float64 on the host."""
+
+    def __init__(self) -> None:
+        self.sum_mean: np.ndarray | None = None
+        self.sum_sq: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, batch_mean: np.ndarray, batch_sq: np.ndarray, used: int) -> None:
+        """Add one batch's per-image channel means and squares (``(used, C)`` each)."""
+        mean = batch_mean.astype(np.float64).sum(axis=0)
+        sq = batch_sq.astype(np.float64).sum(axis=0)
+        self.sum_mean = mean if self.sum_mean is None else self.sum_mean + mean
+        self.sum_sq = sq if self.sum_sq is None else self.sum_sq + sq
+        self.count += used
+
+    def mean_and_variance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the per-channel mean and variance (empty arrays when nothing was added)."""
+        if self.sum_mean is None:
+            empty = np.zeros(0, dtype=np.float64)
+            return empty, empty
+        mean = self.sum_mean / self.count
+        return mean, np.maximum(self.sum_sq / self.count - mean**2, 0.0)
 
 
 def bn_reference(backbone: Backbone) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -496,7 +544,7 @@ def measure_dataset(
     Files that fail to decode are left out of the sample.
 
     Args:
-        dataset: A scanned dataset (:func:`advisor.data.dataset.scan_dataset`).
+        dataset: A scanned dataset (:func:`advisor.data.scan_dataset`).
         backbone: The pretrained backbone.
         sample_cap: Most images to embed. Defaults to `config.SAMPLE_CAP`.
         seed: Seed of the sample and the probes. Defaults to `config.DEFAULT_SEED`.

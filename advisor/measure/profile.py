@@ -1,7 +1,8 @@
-"""Pure measures of how a dataset looks to a pretrained backbone, and the profile record.
+"""The profile record: what the measures found, as frozen dataclasses with a JSON form.
 
-Everything here takes NumPy arrays (from :mod:`advisor.measure.forward`'s one forward
-pass) and an explicit `seed`, and returns numbers or frozen records:
+The measures themselves are pure functions in their own modules; each takes
+NumPy arrays (from :mod:`advisor.measure.forward`'s one forward pass) and an
+explicit `seed`, and returns one of these records:
 
 1. **Shift map** (label-free): for each BatchNormalization layer, the
    per-channel Gaussian KL divergence ``KL(N(mu_s, var_s) || N(mu_r, var_r))``
@@ -32,12 +33,10 @@ alone (the head's when there are no labels either), and the profile's
 ``notes`` say so.
 
 API:
-    gaussian_kl(mean, var, ref_mean, ref_var, *, epsilon) -> np.ndarray
-    shift_map(moments, reference, blocks, *, epsilon, departure_kl) -> ShiftMap
-    head_stats(logits, labels=None, class_names=(), *, imagenet_names=None,
-               top_k) -> HeadStats
-    probe_accuracies(features, labels, *, block_features=None, seed) -> ProbeStats | None
-    similarity_score(shift, head, probes) -> Similarity
+    gaussian_kl, shift_map (advisor.measure.shift) -> ShiftMap
+    head_stats (advisor.measure.head) -> HeadStats
+    probe_accuracies (advisor.measure.probes) -> ProbeStats | None
+    similarity_score (advisor.measure.similarity) -> Similarity
     reference_data(backbone) -> str
     ShiftMap, HeadStats, ProbeStats, Similarity, DatasetProfile (frozen; to_dict/from_dict)
 """
@@ -46,7 +45,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +53,11 @@ import numpy as np
 
 from advisor import config
 from advisor.errors import PlanError
+from advisor.records import check_schema, record_from_dict, record_to_dict
 
 PROFILE_SCHEMA_VERSION = 1
+
+_NUM_IMAGENET_CLASSES = 1000
 #: The profile note of a network without BatchNormalization layers.
 NO_BATCHNORM_NOTE = ("this model has no BatchNormalization layers: shift map unavailable, "
                      "similarity from probes only")
@@ -116,33 +118,13 @@ class ShiftMap:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {
-            "layers": list(self.layers),
-            "layer_kl": list(self.layer_kl),
-            "blocks": list(self.blocks),
-            "block_kl": list(self.block_kl),
-            "mean_kl": self.mean_kl,
-            "score_kl": self.score_kl,
-            "departure_kl": self.departure_kl,
-            "first_departing_block": self.first_departing_block,
-            "n_images": self.n_images,
-        }
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShiftMap:
         """Rebuild from :meth:`to_dict` output."""
-        first = data["first_departing_block"]
-        return cls(
-            layers=tuple(str(x) for x in data["layers"]),
-            layer_kl=tuple(float(x) for x in data["layer_kl"]),
-            blocks=tuple(str(x) for x in data["blocks"]),
-            block_kl=tuple(float(x) for x in data["block_kl"]),
-            mean_kl=float(data["mean_kl"]),
-            score_kl=float(data["score_kl"]),
-            departure_kl=float(data["departure_kl"]),
-            first_departing_block=None if first is None else str(first),
-            n_images=int(data.get("n_images", 0)),
-        )
+        return record_from_dict(cls, data, record="profile shift map", error=PlanError,
+                                allow_unknown=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +149,13 @@ class HeadStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {
-            "mean_max_probability": self.mean_max_probability,
-            "mean_entropy": self.mean_entropy,
-            "top_classes": {k: [[n, s] for n, s in v] for k, v in self.top_classes.items()},
-        }
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HeadStats:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(
-            mean_max_probability=float(data["mean_max_probability"]),
-            mean_entropy=float(data["mean_entropy"]),
-            top_classes={
-                str(k): tuple((str(n), float(s)) for n, s in v)
-                for k, v in data["top_classes"].items()
-            },
-        )
+        return record_from_dict(cls, data, record="profile head stats", error=PlanError,
+                                allow_unknown=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,29 +190,13 @@ class ProbeStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {
-            "knn_accuracy": self.knn_accuracy,
-            "linear_accuracy": self.linear_accuracy,
-            "chance": self.chance,
-            "n_splits": self.n_splits,
-            "learning_curve": [[f, a] for f, a in self.learning_curve],
-            "block_accuracy": dict(self.block_accuracy),
-            "best_block": self.best_block,
-        }
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeStats:
         """Rebuild from :meth:`to_dict` output."""
-        best = data["best_block"]
-        return cls(
-            knn_accuracy=float(data["knn_accuracy"]),
-            linear_accuracy=float(data["linear_accuracy"]),
-            chance=float(data["chance"]),
-            n_splits=int(data["n_splits"]),
-            learning_curve=tuple((float(f), float(a)) for f, a in data["learning_curve"]),
-            block_accuracy={str(k): float(v) for k, v in data["block_accuracy"].items()},
-            best_block=None if best is None else str(best),
-        )
+        return record_from_dict(cls, data, record="profile probe stats", error=PlanError,
+                                allow_unknown=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,16 +215,13 @@ class Similarity:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {"score": self.score, "components": dict(self.components), "weights": dict(self.weights)}
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Similarity:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(
-            score=float(data["score"]),
-            components={str(k): float(v) for k, v in data["components"].items()},
-            weights={str(k): float(v) for k, v in data["weights"].items()},
-        )
+        return record_from_dict(cls, data, record="profile similarity", error=PlanError,
+                                allow_unknown=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,25 +285,7 @@ class DatasetProfile:
             >>> DatasetProfile.from_dict(profile.to_dict()) == profile  # doctest: +SKIP
             True
         """
-        return {
-            "backbone": self.backbone,
-            "image_size": self.image_size,
-            "class_names": list(self.class_names),
-            "class_counts": list(self.class_counts),
-            "n_images": self.n_images,
-            "n_train": self.n_train,
-            "imbalance_ratio": self.imbalance_ratio,
-            "native_width": self.native_width,
-            "native_height": self.native_height,
-            "n_sampled": self.n_sampled,
-            "seed": self.seed,
-            "shift": None if self.shift is None else self.shift.to_dict(),
-            "head": self.head.to_dict(),
-            "probes": None if self.probes is None else self.probes.to_dict(),
-            "similarity": self.similarity.to_dict(),
-            "schema_version": self.schema_version,
-            "notes": list(self.notes),
-        }
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetProfile:
@@ -359,34 +294,10 @@ class DatasetProfile:
         Raises:
             PlanError: A newer schema version, or missing fields.
         """
-        version = int(data.get("schema_version", PROFILE_SCHEMA_VERSION))
-        if version > PROFILE_SCHEMA_VERSION:
-            raise PlanError(
-                f"Profile schema_version {version} is newer than this advisor's "
-                f"({PROFILE_SCHEMA_VERSION}); upgrade finetune-advisor"
-            )
-        try:
-            return cls(
-                backbone=str(data["backbone"]),
-                image_size=int(data["image_size"]),
-                class_names=tuple(str(c) for c in data["class_names"]),
-                class_counts=tuple(int(c) for c in data["class_counts"]),
-                n_images=int(data["n_images"]),
-                n_train=int(data["n_train"]),
-                imbalance_ratio=float(data["imbalance_ratio"]),
-                native_width=float(data["native_width"]),
-                native_height=float(data["native_height"]),
-                n_sampled=int(data["n_sampled"]),
-                seed=int(data["seed"]),
-                shift=None if data["shift"] is None else ShiftMap.from_dict(data["shift"]),
-                head=HeadStats.from_dict(data["head"]),
-                probes=None if data["probes"] is None else ProbeStats.from_dict(data["probes"]),
-                similarity=Similarity.from_dict(data["similarity"]),
-                schema_version=version,
-                notes=tuple(str(note) for note in data.get("notes", ())),
-            )
-        except KeyError as exc:
-            raise PlanError(f"Malformed profile: missing field {exc.args[0]!r}") from None
+        check_schema(data, record="Profile", version=PROFILE_SCHEMA_VERSION, error=PlanError)
+        # Unknown fields are ignored, as profiles always have been read.
+        return record_from_dict(cls, data, record="profile", error=PlanError,
+                                allow_unknown=True)
 
     def to_json(self) -> str:
         """Return the profile as sorted-key JSON text."""
@@ -403,348 +314,3 @@ class DatasetProfile:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise PlanError(f"Profile JSON is malformed: {exc}") from None
-
-
-# --------------------------------------------------------------------------- #
-# 1. Shift map
-# --------------------------------------------------------------------------- #
-_NUM_IMAGENET_CLASSES = 1000
-
-
-def gaussian_kl(
-    mean: np.ndarray,
-    var: np.ndarray,
-    ref_mean: np.ndarray,
-    ref_var: np.ndarray,
-    *,
-    epsilon: float = config.SHIFT_KL_EPSILON,
-) -> np.ndarray:
-    """Return the per-channel KL divergence ``KL(N(mean, var) || N(ref_mean, ref_var))``.
-
-    Args:
-        mean: Sample channel means.
-        var: Sample channel variances.
-        ref_mean: Reference (ImageNet running) means.
-        ref_var: Reference running variances.
-        epsilon: Added to both variances (BatchNorm's own epsilon). Defaults to
-            `config.SHIFT_KL_EPSILON`.
-
-    Returns:
-        A float64 array of per-channel divergences (>= 0).
-
-    Example:
-        >>> float(gaussian_kl(np.zeros(1), np.ones(1), np.zeros(1), np.ones(1))[0])
-        0.0
-    """
-    var = np.asarray(var, dtype=np.float64) + epsilon
-    ref_var = np.asarray(ref_var, dtype=np.float64) + epsilon
-    diff = np.asarray(mean, dtype=np.float64) - np.asarray(ref_mean, dtype=np.float64)
-    return 0.5 * (np.log(ref_var / var) + (var + diff**2) / ref_var - 1.0)
-
-
-def shift_map(
-    moments: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    reference: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    blocks: Sequence[tuple[str, Sequence[str]]],
-    *,
-    epsilon: float = config.SHIFT_KL_EPSILON,
-    departure_kl: float = config.SHIFT_DEPARTURE_KL,
-    score_depth: tuple[float, float] = config.SHIFT_SCORE_DEPTH,
-) -> ShiftMap:
-    """Compare each BN layer's input moments with its stored ImageNet moments.
-
-    Args:
-        moments: BN layer -> ``(channel means, channel variances)`` of the sample,
-            in graph order.
-        reference: BN layer -> ``(running mean, running variance)`` from ImageNet.
-        blocks: ``(block name, layer names)`` of the backbone, in graph order.
-        epsilon: Variance epsilon of the KL. Defaults to `config.SHIFT_KL_EPSILON`.
-        departure_kl: A block departs above this KL. Defaults to
-            `config.SHIFT_DEPARTURE_KL`.
-        score_depth: Depth range of the blocks averaged into ``score_kl``.
-            Defaults to `config.SHIFT_SCORE_DEPTH`.
-
-    Returns:
-        The :class:`ShiftMap`.
-
-    Raises:
-        ValueError: `moments` is empty or names a layer missing from `reference`.
-
-    Example:
-        >>> m = {"bn": (np.zeros(2), np.ones(2))}
-        >>> shift_map(m, m, [("b", ["bn"])]).mean_kl
-        0.0
-    """
-    if not moments:
-        raise ValueError("Expected moments of at least one BatchNormalization layer. Received: none.")
-    missing = [name for name in moments if name not in reference]
-    if missing:
-        raise ValueError(f"Expected reference moments for every layer. Missing: {missing[:5]}")
-    layers = tuple(moments)
-    layer_kl = tuple(
-        float(gaussian_kl(*moments[name], *reference[name], epsilon=epsilon).mean()) for name in layers
-    )
-    by_layer = dict(zip(layers, layer_kl))
-    block_names, block_kl, depths = [], [], []
-    n_blocks = len(blocks)
-    for index, (name, block_layers) in enumerate(blocks):
-        values = [by_layer[layer] for layer in block_layers if layer in by_layer]
-        if values:
-            block_names.append(name)
-            block_kl.append(float(np.mean(values)))
-            depths.append(index / max(1, n_blocks - 1))
-    low, high = score_depth
-    in_range = [kl for kl, depth in zip(block_kl, depths) if low <= depth <= high]
-    score_kl = float(np.mean(in_range)) if in_range else float(np.mean(layer_kl))
-    first = next((name for name, kl in zip(block_names, block_kl) if kl > departure_kl), None)
-    return ShiftMap(
-        layers=layers,
-        layer_kl=layer_kl,
-        blocks=tuple(block_names),
-        block_kl=tuple(block_kl),
-        mean_kl=float(np.mean(layer_kl)),
-        score_kl=score_kl,
-        departure_kl=float(departure_kl),
-        first_departing_block=first,
-    )
-
-
-# --------------------------------------------------------------------------- #
-# 2. ImageNet head
-# --------------------------------------------------------------------------- #
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def head_stats(
-    logits: np.ndarray,
-    labels: np.ndarray | None = None,
-    class_names: Sequence[str] = (),
-    *,
-    imagenet_names: Sequence[str] | None = None,
-    top_k: int = config.HEAD_TOP_CLASSES,
-) -> HeadStats:
-    """Summarise the ImageNet head's predictions on the sample.
-
-    Args:
-        logits: ``(N, K)`` logits of the backbone's head (ImageNet: K = 1000).
-        labels: Integer labels indexing `class_names`, or `None` (all images
-            are summarised under ``"*"``). Defaults to `None`.
-        class_names: Class folder names. Defaults to `()`.
-        imagenet_names: Names of the head's classes (a base model's own).
-            Defaults to `None` (:func:`advisor.backbones.imagenet_labels.imagenet_class_names`);
-            when their number is not K, the classes are named ``"class <i>"``.
-        top_k: ImageNet classes listed per folder. Defaults to
-            `config.HEAD_TOP_CLASSES`.
-
-    Returns:
-        The :class:`HeadStats`.
-
-    Example:
-        >>> head_stats(np.zeros((2, 1000))).mean_max_probability
-        0.001
-    """
-    if imagenet_names is None:
-        from advisor.backbones.imagenet_labels import imagenet_class_names
-
-        imagenet_names = imagenet_class_names()
-    probs = _softmax(logits)
-    entropy = -(probs * np.log(np.clip(probs, 1e-300, 1.0))).sum(axis=1)
-    argmax = probs.argmax(axis=1)
-    groups: dict[str, np.ndarray] = {}
-    if labels is None:
-        groups["*"] = argmax
-    else:
-        labels = np.asarray(labels)
-        for index, name in enumerate(class_names):
-            groups[str(name)] = argmax[labels == index]
-    if len(imagenet_names) != probs.shape[1]:  # a head with other classes: number them
-        imagenet_names = [f"class {i}" for i in range(probs.shape[1])]
-    top: dict[str, tuple[tuple[str, float], ...]] = {}
-    for name, hits in groups.items():
-        if hits.size == 0:
-            top[name] = ()
-            continue
-        classes, counts = np.unique(hits, return_counts=True)
-        order = np.lexsort((classes, -counts))[:top_k]
-        top[name] = tuple(
-            (str(imagenet_names[classes[i]]), float(counts[i] / hits.size)) for i in order
-        )
-    return HeadStats(
-        mean_max_probability=float(probs.max(axis=1).mean()),
-        mean_entropy=float(entropy.mean()),
-        top_classes=top,
-    )
-
-
-# --------------------------------------------------------------------------- #
-# 3. Probes
-# --------------------------------------------------------------------------- #
-def _subsample(indices: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Keep `fraction` of each class's `indices` (at least one), drawn with `rng`."""
-    if fraction >= 1.0:
-        return indices
-    kept = []
-    for label in np.unique(labels[indices]):
-        members = indices[labels[indices] == label]
-        take = max(1, int(round(fraction * members.size)))
-        kept.append(rng.choice(members, size=take, replace=False))
-    return np.sort(np.concatenate(kept))
-
-
-def _linear_probe():
-    from sklearn.linear_model import RidgeClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), RidgeClassifier(alpha=config.PROBE_RIDGE_ALPHA))
-
-
-def _knn_probe(n_train: int):
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
-
-    # On L2-normalised rows, Euclidean neighbours are cosine neighbours.
-    k = max(1, min(config.PROBE_KNN_NEIGHBORS, n_train))
-    return make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=k))
-
-
-def probe_accuracies(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    block_features: Mapping[str, np.ndarray] | None = None,
-    seed: int = config.DEFAULT_SEED,
-) -> ProbeStats | None:
-    """Cross-validate cheap classifiers on frozen features.
-
-    Stratified k-fold with ``min(config.PROBE_MAX_FOLDS, smallest class count)``
-    folds, shuffled with `seed`. Per fold: a k-NN (cosine) and a ridge linear
-    classifier on standardised bottleneck features, the same linear probe
-    trained on ``config.PROBE_LEARNING_CURVE`` fractions of the fold's training
-    part (stratified, same test part), and on each block's pooled output.
-
-    Args:
-        features: ``(N, D)`` pooled bottleneck features.
-        labels: ``(N,)`` integer labels.
-        block_features: Intermediate block name -> ``(N, C)`` pooled outputs, in
-            graph order. Defaults to `None` (none).
-        seed: Seed of the folds and the learning-curve subsamples. Defaults to
-            `config.DEFAULT_SEED`.
-
-    Returns:
-        The :class:`ProbeStats`, or `None` when fewer than 2 classes have at
-        least 2 images each (nothing to cross-validate).
-
-    Example:
-        >>> x = np.r_[np.zeros((4, 3)), np.ones((4, 3))] + np.arange(8)[:, None] * 0.01
-        >>> probe_accuracies(x, np.array([0] * 4 + [1] * 4), seed=0).linear_accuracy
-        1.0
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    features = np.asarray(features, dtype=np.float32)
-    labels = np.asarray(labels)
-    _, labels = np.unique(labels, return_inverse=True)
-    counts = np.bincount(labels)
-    usable = counts >= 2
-    if usable.sum() < 2:
-        return None
-    keep = usable[labels]  # classes with a single image cannot be both trained and tested
-    features, labels = features[keep], np.unique(labels[keep], return_inverse=True)[1]
-    blocks = {name: np.asarray(x, dtype=np.float32)[keep] for name, x in (block_features or {}).items()}
-    counts = np.bincount(labels)
-    n_splits = int(min(config.PROBE_MAX_FOLDS, counts.min()))
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    rng = np.random.default_rng(seed)
-    fractions = tuple(f for f in config.PROBE_LEARNING_CURVE if f < 1.0)
-    correct = {"knn": 0, "linear": 0, **{f"curve:{f}": 0 for f in fractions}}
-    correct |= {f"block:{b}": 0 for b in blocks}
-
-    def hits(model, x, test) -> int:
-        return int((model.predict(x[test]) == labels[test]).sum())
-
-    for train, test in folds.split(features, labels):
-        correct["knn"] += hits(_knn_probe(train.size).fit(features[train], labels[train]), features, test)
-        correct["linear"] += hits(_linear_probe().fit(features[train], labels[train]), features, test)
-        for fraction in fractions:
-            part = _subsample(train, labels, fraction, rng)
-            if np.unique(labels[part]).size >= 2:  # one class cannot be fitted: counts as wrong
-                correct[f"curve:{fraction}"] += hits(_linear_probe().fit(features[part], labels[part]),
-                                                     features, test)
-        for name, x in blocks.items():
-            correct[f"block:{name}"] += hits(_linear_probe().fit(x[train], labels[train]), x, test)
-    n = labels.size
-    linear = correct["linear"] / n
-    curve = tuple((float(f), correct[f"curve:{f}"] / n) for f in fractions) + ((1.0, linear),)
-    block_accuracy = {name: correct[f"block:{name}"] / n for name in blocks}
-    best = next(
-        (name for name, acc in block_accuracy.items()
-         if acc >= linear - config.PROBE_BLOCK_TOLERANCE),
-        None,
-    )
-    return ProbeStats(
-        knn_accuracy=correct["knn"] / n,
-        linear_accuracy=float(linear),
-        chance=float(counts.max() / n),
-        n_splits=n_splits,
-        learning_curve=curve,
-        block_accuracy=block_accuracy,
-        best_block=best,
-    )
-
-
-# --------------------------------------------------------------------------- #
-# Combined score
-# --------------------------------------------------------------------------- #
-def similarity_score(
-    shift: ShiftMap | None,
-    head: HeadStats | None,
-    probes: ProbeStats | None = None,
-    *,
-    weights: Mapping[str, float] = config.SIMILARITY_WEIGHTS,
-    shift_scale: float = config.SHIFT_SCORE_SCALE,
-) -> Similarity:
-    """Combine the shift map, the head and the probes into one score in [0, 1].
-
-    ``shift = exp(-shift.score_kl / shift_scale)``, ``head = mean max-softmax
-    probability``, ``probe = linear accuracy rescaled from chance (0) to
-    perfect (1)``; the score is their weighted mean over the components present
-    (the probe is absent without labels, so the label-free part never depends
-    on labels; the shift is absent for a network without BatchNormalization).
-
-    Args:
-        shift: The shift map, or `None` (left out).
-        head: The head statistics, or `None` (left out).
-        probes: The probes, or `None`. Defaults to `None`.
-        weights: Weight of each component. Defaults to `config.SIMILARITY_WEIGHTS`.
-        shift_scale: KL scale of the shift component. Defaults to
-            `config.SHIFT_SCORE_SCALE`.
-
-    Returns:
-        The :class:`Similarity`.
-
-    Raises:
-        ValueError: No component is given.
-
-    Example:
-        >>> similarity_score(shift, head).score  # doctest: +SKIP
-        0.87
-    """
-    components = {}
-    if shift is not None:
-        components["shift"] = float(math.exp(-shift.score_kl / shift_scale))
-    if head is not None:
-        components["head"] = float(head.mean_max_probability)
-    if probes is not None:
-        components["probe"] = probes.above_chance
-    if not components:
-        raise ValueError("Expected at least one of shift, head or probes. Received: none.")
-    used = {name: float(weights[name]) for name in components}
-    total = sum(used.values())
-    score = sum(used[name] * value for name, value in components.items()) / total
-    return Similarity(score=float(np.clip(score, 0.0, 1.0)), components=components, weights=used)

@@ -14,6 +14,7 @@ import numpy as np
 
 from advisor.measure.profile import reference_data
 from advisor.reports import html as h
+from advisor.reports.profile_view import profile_figures, profile_rows
 
 
 def _dataset_section(dataset: Mapping[str, Any]) -> str:
@@ -50,8 +51,6 @@ def _plan_section(plan: Mapping[str, Any]) -> str:
 
 
 def _profile_section(profile: Mapping[str, Any]) -> str:
-    from advisor.reports.profile_view import profile_figures, profile_rows
-
     body = h.table_html(profile_rows(profile), header=["measure", "value"])
     for alt, png in profile_figures(profile):
         body += h.image_html(png, alt)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from advisor.app.cli import app, normalize_args
-from advisor.examples.datasets import write_dataset
+from advisor.examples import write_dataset
 
 runner = CliRunner()
 
@@ -136,14 +136,14 @@ def test_compare_backbones_side_by_side_on_one_split(digits, tmp_path):
 
 
 def test_run_after_dry_run_reuses_the_measurements(digits, tmp_path, monkeypatch):
-    from advisor.app import pipeline
+    from advisor.app import advice
 
     assert invoke(digits, "--dry-run", "--out", tmp_path / "a", "--sample-cap", "40").exit_code == 0
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again although nothing changed")
 
-    monkeypatch.setattr(pipeline, "measure_dataset", no_measuring)
+    monkeypatch.setattr(advice, "measure_dataset", no_measuring)
     result = invoke(digits, "--dry-run", "--out", tmp_path / "b", "--sample-cap", "40")
     assert result.exit_code == 0, result.output
     first = json.loads((tmp_path / "a" / "advice.json").read_text())

@@ -122,8 +122,8 @@ def test_evaluation_figures():
 def test_profile_key_changes_when_a_file_changes(tmp_path):
     import shutil
 
-    from advisor.data.dataset import scan_dataset
-    from advisor.examples.datasets import write_dataset
+    from advisor.data import scan_dataset
+    from advisor.examples import write_dataset
     from advisor.measure.cache import profile_key
 
     data = tmp_path / "digits"

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from advisor.app.cli import app, normalize_args
-from advisor.data.dataset import Dataset
+from advisor.data import Dataset
 from advisor.data.targets import quantile_bins, read_targets, scan_targets
 from advisor.errors import DatasetError
 
@@ -202,7 +202,7 @@ def test_regression_head_with_hidden_layer_folds_the_target_scale():
     import keras
 
     from advisor.plan import Task
-    from strategies.base import build_head, fold_target_scale
+    from strategies.graph import build_head, fold_target_scale
 
     keras.utils.set_random_seed(0)
     head = build_head(6, 5, head_units=(4,), head_dropout=0.5, head_batchnorm=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.examples.datasets import write_dataset
+from advisor.examples import write_dataset
 
 #: Written by BackupAndRestore after each epoch of a fine-tuning attempt
 #: ("fine-tune", or "fine-tune-retry" when the divergence guard retried).

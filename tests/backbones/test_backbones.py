@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import skimage
 
+from advisor.backbones import efficientnet_lite as lite
 from advisor.backbones import get_backbone, list_backbones
 from advisor.backbones import mobilenet_v2 as mnv2
 from advisor.backbones.checkpoint import RestrictedUnpickler, load_state_dict
+from advisor.backbones.torch_port import load_port
 from advisor.data.images import load_image
 from advisor.errors import BackboneError, CheckpointError
 
@@ -85,6 +87,20 @@ def test_layer_names_are_those_of_keras_applications():
     ours = get_backbone("mobilenet_v2", image_size=96, weights=None)
     weighted = lambda m: {layer.name for layer in m.layers if layer.weights}  # noqa: E731
     assert weighted(stock) == weighted(ours.model) - {"imagenet_normalize"}
+
+
+@pytest.mark.parametrize("spec", [mnv2.SPEC, lite.SPEC], ids=lambda spec: spec.name)
+def test_ports_are_declared_specs_read_by_one_loader(spec):
+    backbone = load_port(spec, image_size=96, weights=None)
+    assert (backbone.name, backbone.weights, backbone.preprocessing) == (spec.name, "none",
+                                                                         spec.preprocessing)
+    assert (backbone.feature_layer, backbone.classifier_layer) == (spec.feature_layer,
+                                                                   spec.classifier_layer)
+    # The key map names every layer with weights (but the fixed input normalisation).
+    weighted = {layer.name for layer in backbone.model.layers
+                if layer.weights and not isinstance(layer, keras.layers.Normalization)}
+    assert set(spec.state_dict_keys(spec)) == weighted
+    assert spec.name in list_backbones()
 
 
 def test_unknown_backbone_lists_known_ones():

@@ -23,9 +23,9 @@ from advisor.app import pipeline
 from advisor.backbones import get_backbone
 from advisor.backbones.model_file import load_model, save_model
 from advisor.backbones.user_model import base_model_name
-from advisor.data.dataset import scan_dataset
+from advisor.data import scan_dataset
 from advisor.data.decode_cache import decode_dataset, decode_images
-from advisor.decide.choices import decide
+from advisor.decide import decide
 from advisor.errors import BackboneError
 from advisor.measure.forward import measure_dataset
 from advisor.measure.profile import NO_BATCHNORM_NOTE, DatasetProfile
@@ -176,7 +176,7 @@ def test_a_base_models_size_is_its_own(base_model):
 @pytest.mark.parametrize("other", ["lfw-faces", "fashion-mnist"])
 def test_other_digits_shift_less_than_other_images(digit_sets, base_backbone, tmp_path_factory,
                                                    other):
-    from advisor.examples.datasets import available, write_dataset
+    from advisor.examples import available, write_dataset
 
     if not available(other):
         pytest.skip(f"{other} is not installed here")
@@ -239,6 +239,44 @@ def test_an_exported_model_is_a_base_in_turn(base_run):
     images = np.random.default_rng(SEED).integers(0, 256, (4, SIDE, SIDE, 3), dtype=np.uint8)
     np.testing.assert_allclose(np.exp(bb.model.predict(images, verbose=0)),
                                model.predict(images, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def _nested_model() -> keras.Model:
+    """float input -> Rescaling -> Conv -> [functional: Conv + BN + residual Add] -> [Sequential:
+    Conv + ReLU] -> GAP -> [functional head ending in the model's output]."""
+    keras.utils.set_random_seed(SEED)
+    inner_in = keras.Input((SIDE, SIDE, 8))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="inner_conv")(inner_in)
+    x = keras.layers.BatchNormalization(name="inner_bn")(x)
+    inner = keras.Model(inner_in, keras.layers.Add(name="inner_add")([x, inner_in]), name="inner")
+    seq = keras.Sequential([keras.layers.Conv2D(8, 1, name="seq_conv"),
+                            keras.layers.ReLU(name="seq_relu")], name="seq")
+    head_in = keras.Input((8,))
+    head = keras.Model(head_in, keras.layers.Dense(3, activation="softmax", name="head_dense")(head_in),
+                       name="head")
+    inputs = keras.Input((SIDE, SIDE, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(seq(inner(x)))
+    return keras.Model(inputs, head(x), name="nested")
+
+
+def test_nested_models_are_flattened_with_public_keras_api(tmp_path):
+    # Functional and Sequential parts, and an output that is a nested model's, are inlined
+    # (keras.models.clone_model with call_function; no private Functional API).
+    model = _nested_model()
+    model.save(tmp_path / "nested.keras")
+    bb = get_backbone(base_model_name(tmp_path / "nested.keras"))
+    names = [layer.name for layer in bb.model.layers]
+    assert names[:4] == ["image", "image_to_float", "rescale", "stem_conv"]
+    assert {"inner_conv", "inner_bn", "inner_add", "seq_conv", "seq_relu", "pool",
+            "head_dense"} <= set(names)
+    assert not any(isinstance(layer, keras.Model) for layer in bb.model.layers)
+    assert (bb.feature_layer, bb.classifier_layer, bb.bn_layers) == ("pool", "head_dense", ("inner_bn",))
+    images = np.random.default_rng(SEED).integers(0, 256, (4, SIDE, SIDE, 3), dtype=np.uint8)
+    np.testing.assert_allclose(np.exp(bb.model.predict(images, verbose=0)),
+                               model.predict(images.astype("float32"), verbose=0),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_a_model_without_batchnorm_gets_the_probes_only(digit_sets, tmp_path):

@@ -7,16 +7,20 @@ writes a well-formed table and JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
+from advisor.decide import RegimeRules
 from benchmarks import advice_quality
 from benchmarks.advice_quality import (
     HIT_PP,
     REGIMES,
+    calibration,
     corrupt,
+    merge,
     parse_task,
     score_row,
     summarise,
@@ -72,7 +76,7 @@ def test_corruptions_degrade_monotonically_with_severity(kind):
     image = rng.random((32, 32, 3))
     errors = [np.abs(corrupt(image, kind, s, np.random.default_rng(1)) - image).mean() for s in range(6)]
     assert errors[0] == 0.0
-    assert all(a < b for a, b in zip(errors, errors[1:])), errors
+    assert all(a < b for a, b in itertools.pairwise(errors)), errors
     with pytest.raises(ValueError, match="Unknown corruption"):
         corrupt(image, "fog", 1, rng)
 
@@ -82,7 +86,7 @@ def test_calibration_reports_leave_one_task_out(monkeypatch):
     def fake_pick(profile, thresholds):
         return "svm" if profile["n"] < thresholds["SVM_MAX_IMAGES"] else "partial"
 
-    monkeypatch.setattr(advice_quality, "picked_regime", fake_pick)
+    monkeypatch.setattr(calibration, "picked_regime", fake_pick)
     rows = []
     for i, n in enumerate((200, 400, 3000, 8000)):
         svm_wins = n < 1000
@@ -97,12 +101,10 @@ def test_calibration_reports_leave_one_task_out(monkeypatch):
     assert result["fitted_in_sample"]["hit_rate"] == 1.0
 
     # SVM_MAX_IMAGES 500, 1,000 and 2,000 tie on these rows: the fit must not lean
-    # on whatever advisor.config holds (e.g. constants it fitted itself).
-    from advisor import config
-
+    # on the advisor's current rules (e.g. constants it fitted itself and wrote to config).
     for written in (250, 5_000):
-        monkeypatch.setattr(config, "SVM_MAX_IMAGES", written)
-        again = advice_quality.calibrate(rows)
+        again = advice_quality.calibrate(rows, current=RegimeRules(svm_max_images=written))
+        assert again["current"]["SVM_MAX_IMAGES"] == written
         assert again["fitted_all_tasks"] == result["fitted_all_tasks"]
         assert again["leave_one_task_out"]["folds"] == loto["folds"]
     assert result["fitted_all_tasks"]["SVM_MAX_IMAGES"] == advice_quality.SEED_THRESHOLDS["SVM_MAX_IMAGES"]
@@ -160,9 +162,9 @@ def test_a_miss_counts_as_resolved_only_beyond_two_standard_errors():
 
 
 def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(advice_quality, "_count_test_images", lambda spec: 40)
+    monkeypatch.setattr(merge, "_count_test_images", lambda spec: 40)
     # Today's thresholds pick what each run picked: nothing to re-pick here.
-    monkeypatch.setattr(advice_quality, "picked_regime", lambda profile, thresholds: profile["pick"])
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: profile["pick"])
     accs = {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}
     shown = {"n": 300, "classes": 3, "similarity": 0.4, "shift_peak_block": "stem", "probe_accuracy": 0.8}
     svm, partial = {"profile": {"pick": "svm"}}, {"profile": {"pick": "partial"}}
@@ -174,7 +176,7 @@ def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monke
     for i, source in enumerate((first, later)):
         paths.append(tmp_path / f"run{i}.json")
         paths[-1].write_text(json.dumps(source))
-    monkeypatch.setattr(advice_quality, "calibrate", lambda rows: {"note": "stub"})
+    monkeypatch.setattr(calibration, "calibrate", lambda rows: {"note": "stub"})
     results = advice_quality.main(["--calibrate-from", *map(str, paths), "--out", str(tmp_path / "out")])
     by_task = {r["task"]: r for r in results["rows"]}
     assert set(by_task) == {"a", "b"}
@@ -189,7 +191,7 @@ def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monke
 def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
     # Run under old thresholds: the advisor picked partial, which missed the SVM's 0.9.
     row = _row("t", {"svm": 0.9, "last-layer": 0.8, "partial": 0.85, "full": 0.8}, pick="partial")
-    for regime, entry in row["regimes"].items():
+    for entry in row["regimes"].values():
         # The plan's default rate reached 1 pp less than the rate the search chose.
         entry["search"] = [{"rate": None, "default": True, "test_accuracy": entry["test_accuracy"] - 0.01,
                             "fit_s": entry["fit_s"]}]
@@ -201,7 +203,7 @@ def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
         seen.update(thresholds)
         return "svm"
 
-    monkeypatch.setattr(advice_quality, "picked_regime", pick)
+    monkeypatch.setattr(calibration, "picked_regime", pick)
     (merged,) = advice_quality.merge_rows([{"rows": [row]}])
     from advisor import config
 
@@ -212,12 +214,12 @@ def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
 
 
 def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, capsys):
+    from advisor import examples
     from advisor.errors import DatasetError
-    from advisor.examples import datasets
 
     def missing(name, n=None):
         raise DatasetError(f"{name} is not installed")
 
-    monkeypatch.setattr(datasets, "write_dataset", missing)
-    assert advice_quality._count_test_images("emoji-1000") is None
+    monkeypatch.setattr(examples, "write_dataset", missing)
+    assert merge._count_test_images("emoji-1000") is None
     assert "no test size for emoji-1000" in capsys.readouterr().err

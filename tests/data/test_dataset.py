@@ -1,4 +1,4 @@
-"""Scanning, validating and splitting dataset folders (advisor.data.dataset).
+"""Scanning, validating and splitting dataset folders (advisor.data.scan, .split, .dataset).
 
 Input-validation cases use a synthetic bad-input corpus; the real-data checks
 use scikit-learn's digits written as PNG class folders (``digits_dir``).
@@ -20,15 +20,9 @@ import pytest
 from PIL import Image
 
 from advisor import config
-from advisor.data import dataset as dataset_module
-from advisor.data.dataset import (
-    SPLITS,
-    Dataset,
-    DatasetSummary,
-    _split_counts,
-    scan_dataset,
-)
+from advisor.data import SPLITS, Dataset, DatasetSummary, probe, scan_dataset
 from advisor.data.decode_cache import decode_dataset
+from advisor.data.split import split_counts
 from advisor.errors import DatasetError
 
 SIZE = 32
@@ -203,7 +197,7 @@ def test_scanning_in_a_process_pool_finds_what_one_thread_finds(corpus, monkeypa
     serial = scan_dataset(corpus, seed=0)
     monkeypatch.setattr(config, "SCAN_PROCESS_MIN_FILES", 2)
     monkeypatch.setattr(config, "SCAN_CHUNK_SIZE", 3)  # several chunks, results kept in order
-    monkeypatch.setattr(dataset_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(probe, "usable_cores", lambda: 2)
     pooled = scan_dataset(corpus, seed=0)
     assert pooled.to_dict() == serial.to_dict()
 
@@ -374,7 +368,7 @@ def test_class_named_like_a_split_is_not_presplit(tmp_path):
     [(2, (1, 1, 0)), (3, (1, 1, 1)), (4, (2, 1, 1)), (10, (6, 2, 2)), (100, (70, 15, 15))],
 )
 def test_split_counts_give_small_classes_a_validation_image(n, expected):
-    assert _split_counts(n, 0.15, 0.15) == expected
+    assert split_counts(n, 0.15, 0.15) == expected
 
 
 def test_digits_real_data_split_is_stratified_and_seeded(digits_dir):

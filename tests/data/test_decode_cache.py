@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import advisor.data.decode_cache as decode_cache
-from advisor.data.dataset import SPLITS, scan_dataset
+from advisor.data import SPLITS, scan_dataset
 from advisor.data.decode_cache import decode_dataset, decode_images
 from advisor.data.images import load_image
 from strategies.batches import ImageBatches, build_augmentation
@@ -166,7 +166,7 @@ class _BrokenPool:
 
 def test_a_broken_process_pool_falls_back_to_this_process(digits, tmp_path, monkeypatch, caplog):
     from advisor import config
-    from advisor.data import dataset as dataset_module
+    from advisor.data import probe
 
     paths = digits.files("test")
     expected = np.asarray(decode_images(paths, SIZE, executor="thread", workers=2).images)
@@ -177,7 +177,7 @@ def test_a_broken_process_pool_falls_back_to_this_process(digits, tmp_path, monk
     np.testing.assert_array_equal(np.asarray(decoded.images), expected)
     assert decoded.ok.all() and "decoding in this process" in caplog.text
     monkeypatch.setattr(config, "SCAN_PROCESS_MIN_FILES", 2)
-    monkeypatch.setattr(dataset_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(probe, "usable_cores", lambda: 2)
     assert scan_dataset(digits.root, seed=0).to_dict() == scanned.to_dict()
     assert "scanning in this process" in caplog.text
 

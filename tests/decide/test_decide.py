@@ -8,15 +8,33 @@ import json
 import pytest
 
 from advisor import config
-from advisor.decide.choices import choose_image_size, decide
+from advisor.decide import (
+    RegimeRules,
+    choose_backbone,
+    choose_image_size,
+    choose_regime,
+    decide,
+)
 from advisor.errors import PlanError
-from advisor.measure.profile import DatasetProfile, HeadStats, ProbeStats, ShiftMap, Similarity
-from advisor.plan import Optimizer, Plan, Regime
+from advisor.measure.profile import (
+    DatasetProfile,
+    HeadStats,
+    ProbeStats,
+    ShiftMap,
+    Similarity,
+)
+from advisor.plan import Loss, Optimizer, Plan, Regime, Task
 
 #: Plan fields that decide() must explain (everything but the bookkeeping).
-DECIDED_FIELDS = tuple(
+PLAN_FIELDS = tuple(
     f.name for f in dataclasses.fields(Plan) if f.name not in ("reasons", "schema_version")
 )
+#: The fields decide() decides; the execution settings a Plan copies from config
+#: (momentum, weight decay, ...) may carry a reason but need not.
+DECIDED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Plan)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+) + ("head_units", "head_dropout", "head_batchnorm", "task", "loss")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +120,7 @@ def test_decide_table(backbone, n_images, score, departing, regime, frozen):
     assert plan.regime is regime
     assert plan.frozen_blocks == frozen
     assert plan.seed == 7
-    assert set(plan.reasons) == set(DECIDED_FIELDS)
+    assert set(DECIDED_FIELDS) <= set(plan.reasons) <= set(PLAN_FIELDS)
     assert all(isinstance(r, str) and r for r in plan.reasons.values())
     if regime.fine_tunes_backbone:
         assert plan.optimizer is Optimizer.SGD
@@ -119,7 +137,7 @@ def test_every_plan_has_a_reason_for_every_field(backbone, regime, n_images):
     for score in (0.2, 0.8):
         plan = decide(make_profile(n_images, score, imbalance=4.0), backbone=backbone, regime=regime)
         assert plan.regime is regime
-        assert set(plan.reasons) == set(DECIDED_FIELDS)
+        assert set(DECIDED_FIELDS) <= set(plan.reasons) <= set(PLAN_FIELDS)
         assert all(plan.reasons[name].strip() for name in DECIDED_FIELDS)
 
 
@@ -259,8 +277,6 @@ def test_plans_written_before_the_head_fields_still_load(backbone):
     (20_000, 0.8, config.STRONGER_BACKBONE),  # partial on 20k images
 ])
 def test_stronger_backbone_only_when_fine_tuning_many_images(backbone, n_images, score, expected):
-    from advisor.decide.choices import choose_backbone
-
     profile = make_profile(n_images, score)
     name, why = choose_backbone(profile, decide(profile, backbone=backbone))
     assert name == expected
@@ -268,8 +284,45 @@ def test_stronger_backbone_only_when_fine_tuning_many_images(backbone, n_images,
 
 
 def test_a_backbone_asked_for_is_kept(backbone):
-    from advisor.decide.choices import choose_backbone
-
     profile = dataclasses.replace(make_profile(50_000, 0.2), backbone="keras:ResNet50")
     plan = decide(make_profile(50_000, 0.2), backbone=backbone)
     assert choose_backbone(profile, plan)[0] == "keras:ResNet50"
+
+
+def test_regime_rules_are_passed_in_not_patched(backbone):
+    profile = make_profile(SMALL, 0.3)  # partial under the calibrated rules
+    assert RegimeRules() == RegimeRules(config.SVM_MAX_IMAGES, config.LARGE_DATASET_IMAGES,
+                                        config.REGIME_SIMILARITY_THRESHOLD)
+    assert decide(profile, backbone=backbone) == decide(profile, backbone=backbone, rules=RegimeRules())
+    assert choose_regime(profile)[0] is Regime.PARTIAL
+    assert choose_regime(profile, RegimeRules(svm_max_images=SMALL + 1))[0] is Regime.SVM
+    assert choose_regime(profile, RegimeRules(regime_similarity_threshold=0.25))[0] is Regime.LAST_LAYER
+    large = decide(profile, backbone=backbone, rules=RegimeRules(large_dataset_images=SMALL))
+    assert large.regime is Regime.FULL and f">= {SMALL:,} (large)" in large.reasons["regime"]
+    # The same "large" threshold places partial's cut: 2/3 of the blocks frozen.
+    near = decide(make_profile(SMALL, 0.8), backbone=backbone, rules=RegimeRules(large_dataset_images=SMALL))
+    assert near.regime is Regime.PARTIAL and near.frozen_blocks == tuple(BLOCKS[:13])
+    assert (config.SVM_MAX_IMAGES, config.LARGE_DATASET_IMAGES) == (SVM_MAX, LARGE)  # config untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RegimeRules().svm_max_images = 0
+
+
+@pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
+def test_regression_plans_are_decided_for_a_linear_output(backbone, regime):
+    profile = make_profile(20_000, 0.3, imbalance=4.0)
+    plan = decide(profile, backbone=backbone, regime=regime, task="regression")
+    classifier = decide(profile, backbone=backbone, regime=regime)
+    assert (plan.task, plan.loss) == (Task.REGRESSION, Loss.HUBER)
+    assert plan.class_weights is None and classifier.class_weights is not None
+    assert "softmax" not in plan.reasons["head_units"]
+    if regime is Regime.SVM:
+        assert plan.svm_c_grid == config.REGRESSION_C_GRID and "Ridge" in plan.reasons["svm_c_grid"]
+    if regime.fine_tunes_backbone:
+        assert (plan.optimizer, classifier.optimizer) == (Optimizer.ADAMW, Optimizer.SGD)
+        assert plan.head_learning_rate == config.REGRESSION_FINE_TUNE_LEARNING_RATE
+        assert plan.backbone_learning_rate == pytest.approx(plan.head_learning_rate / 10)
+    else:
+        assert plan.optimizer is classifier.optimizer is Optimizer.ADAMW
+        assert plan.head_learning_rate == classifier.head_learning_rate
+    same = ("regime", "frozen_blocks", "image_size", "batch_size", "epochs", "augmentation", "head_units")
+    assert all(getattr(plan, name) == getattr(classifier, name) for name in same)

@@ -1,12 +1,8 @@
-"""Tests of `advisor.examples.datasets` on the fast sets that pip installs (no apt, no npm)."""
+"""Tests of `advisor.examples` (sources, writer, CLI) on the fast sets that pip installs (no apt, no npm)."""
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
-import os
-import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -15,21 +11,19 @@ import pytest
 from PIL import Image
 
 from advisor.errors import DatasetError
-from advisor.examples import datasets
-from advisor.examples.datasets import (
-    CIFAR10_CLASSES,
+from advisor.examples import (
     DATASETS,
-    MARKER_NAME,
     DatasetRequestError,
-    NumpyArrayUnpickler,
     SourceMissingError,
     available,
     folder_name,
-    load_array_pickle,
     stratified_indices,
     write_dataset,
     write_heldout,
 )
+from advisor.examples.__main__ import main
+from advisor.examples.sources import CIFAR10_CLASSES
+from advisor.examples.writer import MARKER_NAME
 
 
 @pytest.fixture(autouse=True)
@@ -194,50 +188,9 @@ def test_folder_name_encodes_alias_n_and_seed():
     assert folder_name("fashion-mnist", 1000, seed=2) == "fashion-mnist-1000-seed2"
 
 
-class _RunsCommand:
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
-def test_restricted_unpickler_refuses_os_system(tmp_path):
-    flag = tmp_path / "pwned"
-    payload = pickle.dumps(_RunsCommand(f"touch {flag}"))
-    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system"):
-        NumpyArrayUnpickler(io.BytesIO(payload)).load()
-    bad = tmp_path / "bad.gz"
-    bad.write_bytes(gzip.compress(payload))
-    with pytest.raises(pickle.UnpicklingError):
-        load_array_pickle(bad)
-    assert not flag.exists()
-
-
-def test_restricted_unpickler_reads_plain_arrays(tmp_path):
-    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    path = tmp_path / "array.gz"
-    path.write_bytes(gzip.compress(pickle.dumps(array, protocol=4)))
-    np.testing.assert_array_equal(load_array_pickle(path), array)
-
-
-def test_restricted_unpickler_refuses_non_arrays(tmp_path):
-    path = tmp_path / "list.pkl"
-    path.write_bytes(pickle.dumps([1, 2, 3]))
-    with pytest.raises(DatasetError, match="expected a NumPy array"):
-        load_array_pickle(path)
-
-
-@needs("animal-silhouettes")
-def test_animal_silhouettes_read_safely():
-    folder = datasets._locate_animal_silhouettes()
-    labels = load_array_pickle(folder / "animal_label_version_3.gz")
-    assert np.bincount(labels).tolist() == [1000] * 10
-
-
 def test_cli_prints_folders_and_reports_errors(cache, capsys):
-    assert datasets.main(["digits", "--n", "30"]) == 0
+    assert main(["digits", "--n", "30"]) == 0
     assert capsys.readouterr().out.strip() == str(cache / "datasets" / "digits-30")
-    assert datasets.main(["no-such-set"]) == 2
+    assert main(["no-such-set"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Unknown dataset 'no-such-set'") and "\n" not in err

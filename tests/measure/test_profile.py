@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 
 from advisor import config
-from advisor.data.dataset import SPLITS, scan_dataset
+from advisor.data import SPLITS, scan_dataset
 from advisor.data.decode_cache import decode_images
+from advisor.measure import (
+    DatasetProfile,
+    gaussian_kl,
+    head_stats,
+    probe_accuracies,
+    shift_map,
+    similarity_score,
+)
 from advisor.measure.forward import (
     build_probe_model,
     embed,
@@ -22,14 +30,6 @@ from advisor.measure.forward import (
     probe_blocks,
     profile_activations,
     stratified_sample,
-)
-from advisor.measure.profile import (
-    DatasetProfile,
-    gaussian_kl,
-    head_stats,
-    probe_accuracies,
-    shift_map,
-    similarity_score,
 )
 
 SEED = 0
@@ -43,7 +43,7 @@ def sets_root(tmp_path_factory):
 
 
 def _profile(name, n, root, backbone, *, sample_cap=config.SAMPLE_CAP):
-    from advisor.examples.datasets import write_dataset
+    from advisor.examples import write_dataset
 
     dataset = scan_dataset(write_dataset(name, root, n=n, seed=SEED), seed=SEED)
     return measure_dataset(dataset, backbone, sample_cap=sample_cap, seed=SEED)
@@ -63,7 +63,7 @@ def profiles(mobilenet_v2, sets_root):
 @pytest.fixture(scope="module")
 def photo_pixels(mobilenet_v2, sets_root):
     """The photos set decoded at 224 px, with its labels and dataset."""
-    from advisor.examples.datasets import write_dataset
+    from advisor.examples import write_dataset
 
     dataset = scan_dataset(write_dataset("photos", sets_root), seed=SEED)
     files = [f for split in SPLITS for f in dataset.files(split)]
@@ -171,7 +171,7 @@ def test_profile_json_round_trip(profiles, name):
 
 
 def test_decide_on_measured_profiles(profiles, mobilenet_v2):
-    from advisor.decide.choices import decide
+    from advisor.decide import decide
     from advisor.plan import Regime
 
     digits = decide(profiles["digits"], backbone=mobilenet_v2)

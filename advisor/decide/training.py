@@ -1,0 +1,118 @@
+"""How the plan trains: optimizer, learning rates, batch size, epochs, warm-up and patience.
+
+Each function decides one field for the regime and the task and returns
+``(value, reason)``. Fine-tuning a classifier uses SGD with momentum; a
+regression head (linear output, no saturating softmax) fine-tunes with AdamW at
+``config.REGRESSION_FINE_TUNE_LEARNING_RATE``; a head trained alone uses AdamW.
+"""
+
+from __future__ import annotations
+
+import math
+
+from advisor import config
+from advisor.plan import Optimizer, Regime, Task
+
+
+def _clip(value: float, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    return int(min(high, max(low, value)))
+
+
+def _sgd_fine_tune(regime: Regime, task: Task) -> bool:
+    """Whether the plan fine-tunes a classifier (SGD); otherwise AdamW."""
+    return regime.fine_tunes_backbone and task is not Task.REGRESSION
+
+
+def plan_optimizer(regime: Regime, task: Task) -> tuple[Optimizer, str]:
+    """Return the optimizer and why: SGD to fine-tune a classifier, AdamW otherwise."""
+    if _sgd_fine_tune(regime, task):
+        return Optimizer.SGD, ("Fine-tuning pretrained layers: SGD with momentum 0.9 (the classic "
+                               "fine-tuning recipe).")
+    if regime.fine_tunes_backbone:
+        return Optimizer.ADAMW, (
+            "Regression fine-tuning: AdamW. A linear output has no saturating softmax, so SGD at the "
+            "classification rate diverges on the unnormalised features; AdamW scales each step.")
+    return Optimizer.ADAMW, f"Regime {regime.value!r} trains only a new head: AdamW, robust without tuning."
+
+
+def plan_head_learning_rate(regime: Regime, task: Task) -> tuple[float, str]:
+    """Return the new head's learning rate and why (by regime, task and so optimizer)."""
+    if _sgd_fine_tune(regime, task):
+        rate = config.FINE_TUNE_HEAD_LEARNING_RATE
+        return float(rate), f"SGD fine-tuning: the new head learns at {rate:g}."
+    if regime.fine_tunes_backbone:
+        rate = config.REGRESSION_FINE_TUNE_LEARNING_RATE
+        return float(rate), (
+            f"Fine-tuning a regression head with AdamW: {rate:g}, 10x below its rate alone, so "
+            "AdamW's first (sign-like) steps do not throw the probe's fit away.")
+    rate = config.HEAD_ONLY_LEARNING_RATE
+    return float(rate), (
+        f"A head trained alone with AdamW uses its default rate {rate:g}"
+        + (" (the SVM itself is fitted in closed form over svm_c_grid)." if regime is Regime.SVM else ".")
+    )
+
+
+def plan_backbone_learning_rate(regime: Regime, head_learning_rate: float) -> tuple[float, str]:
+    """Return the backbone's learning rate (the head's x ``config.BACKBONE_LEARNING_RATE_FACTOR``) and why."""
+    if not regime.fine_tunes_backbone:
+        return 0.0, f"Regime {regime.value!r} keeps the backbone frozen: rate 0."
+    rate = head_learning_rate * config.BACKBONE_LEARNING_RATE_FACTOR
+    return float(rate), (
+        f"Backbone layers learn {1 / config.BACKBONE_LEARNING_RATE_FACTOR:.0f}x slower than the "
+        f"head ({rate:g}) so the pretrained weights move little.")
+
+
+def plan_batch_size(n_train: int) -> tuple[int, str]:
+    """Return the batch size for `n_train` training images and why (small splits: small batches)."""
+    if n_train < config.SMALL_BATCH_MAX_TRAIN:
+        size = config.SMALL_BATCH_SIZE
+        return size, (f"{n_train:,} training images < {config.SMALL_BATCH_MAX_TRAIN:,}: "
+                      f"batches of {size} give more steps per epoch.")
+    size = config.BATCH_SIZE
+    return size, (f"{n_train:,} training images >= {config.SMALL_BATCH_MAX_TRAIN:,}: "
+                  f"the default batch of {size}.")
+
+
+def plan_head_epochs(steps: int) -> tuple[int, str]:
+    """Return the linear probe's epochs for `steps` steps per epoch (about ``config.HEAD_TARGET_STEPS``)."""
+    epochs = _clip(math.ceil(config.HEAD_TARGET_STEPS / steps), config.HEAD_EPOCH_RANGE)
+    return epochs, (
+        f"{steps} steps per epoch: {epochs} epochs give about {config.HEAD_TARGET_STEPS:,} head "
+        f"steps (clipped to {config.HEAD_EPOCH_RANGE[0]}-{config.HEAD_EPOCH_RANGE[1]})."
+    )
+
+
+def plan_epochs(regime: Regime, steps: int, forced: int | None) -> tuple[int, str]:
+    """Return the fine-tuning epochs (about ``config.FINE_TUNE_TARGET_STEPS`` steps, or `forced`) and why."""
+    if not regime.fine_tunes_backbone:
+        return 0, f"Regime {regime.value!r} does not fine-tune the backbone: 0 epochs."
+    if forced is not None:
+        return forced, f"{forced} fine-tuning epochs, forced by the caller (--epochs)."
+    epochs = _clip(math.ceil(config.FINE_TUNE_TARGET_STEPS / steps), config.FINE_TUNE_EPOCH_RANGE)
+    return epochs, (
+        f"{steps} steps per epoch: {epochs} fine-tuning epochs give about "
+        f"{config.FINE_TUNE_TARGET_STEPS:,} steps (clipped to "
+        f"{config.FINE_TUNE_EPOCH_RANGE[0]}-{config.FINE_TUNE_EPOCH_RANGE[1]})."
+    )
+
+
+def plan_warmup_epochs(regime: Regime, epochs: int) -> tuple[int, str]:
+    """Return the linear warm-up epochs (``config.WARMUP_FRACTION`` of `epochs`, at least 1) and why."""
+    if not regime.fine_tunes_backbone:
+        return 0, "Nothing is fine-tuned, so there is no warm-up."
+    if not epochs:
+        return 0, "No fine-tuning epochs were asked for, so there is no warm-up."
+    return max(1, round(config.WARMUP_FRACTION * epochs)), (
+        f"{config.WARMUP_FRACTION:.0%} of {epochs} epochs (at least 1) of linear warm-up protect "
+        "the pretrained weights from the new head's first gradients.")
+
+
+def plan_patience(epochs: int, head_epochs: int) -> tuple[int, str]:
+    """Return the early-stopping patience (a fraction of the longest phase's epochs) and why."""
+    basis = epochs or head_epochs
+    patience = _clip(round(config.PATIENCE_FRACTION * basis), config.PATIENCE_RANGE)
+    return patience, (
+        f"Stop after {patience} epochs without a better validation loss: {config.PATIENCE_FRACTION:.0%} of "
+        f"{basis} epochs, clipped to {config.PATIENCE_RANGE[0]}-{config.PATIENCE_RANGE[1]}."
+    )

@@ -1,0 +1,91 @@
+"""Merging earlier results: a later run wins per task, every row re-picked under today's thresholds."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality.report import (
+    machine,
+    print_extras,
+    suite_results,
+    write_results,
+)
+from benchmarks.advice_quality.runner import SPLIT_SEED, parse_task
+from benchmarks.advice_quality.scoring import score_row
+
+
+def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the task rows of several results, a later source winning per task, re-scored.
+
+    Each row is re-picked under the regime thresholds in :mod:`advisor.config`
+    now (the runs may predate them; ``pick_at_run`` keeps a pick that changed),
+    and the advisor's plan is then scored at the picked regime's default rate:
+    the run fitted that plan already, as part of the regime's rate search.
+    Rows from runs before ``n_test`` was recorded get it by re-scanning the
+    task's folder with the fixed split seed (the split is deterministic), or
+    ``None`` when the set cannot be written on this machine.
+    """
+    from advisor.decide import RegimeRules
+
+    current = calibration.thresholds_of(RegimeRules())
+    by_task: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for row in source["rows"]:
+            by_task[row["task"]] = dict(row)
+    rows = []
+    for row in by_task.values():
+        if row.get("n_test") is None:
+            row["n_test"] = _count_test_images(row["task"])
+        pick = calibration.picked_regime(row["profile"], current)
+        entry = calibration.default_entry(row, pick)
+        if pick != row["pick"] and entry is not None:
+            row["pick_at_run"] = row.get("pick_at_run", row["pick"])
+            row["pick"] = pick
+            row["plan"] = {"regime": pick, "test_accuracy": entry["test_accuracy"],
+                           "fit_s": entry["fit_s"], "from_search": True}
+        row.update(score_row(row))
+        rows.append(row)
+    return rows
+
+
+def _count_test_images(spec: str) -> int | None:
+    from advisor.data import scan_dataset
+    from advisor.errors import DatasetError
+    from advisor.examples import write_dataset
+
+    name, n = parse_task(spec)
+    try:
+        return len(scan_dataset(write_dataset(name, n=n), seed=SPLIT_SEED).files("test"))
+    except DatasetError as exc:  # e.g. the set's package is not installed here
+        print(f"warning: no test size for {spec}: {exc}", file=sys.stderr)
+        return None
+
+
+def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
+    """Merge results JSONs, print their table, calibrate on the union and write the merged JSON."""
+    sources = [json.loads(Path(p).read_text()) for p in paths]
+    rows = merge_rows(sources)
+    described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
+                  "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
+                 for p, src in zip(paths, sources)]
+    settings = [d["settings"] or {} for d in described]
+    differing = sorted({k for one in settings for k in one
+                        if k != "tasks" and len({json.dumps(s.get(k)) for s in settings}) > 1})
+    if differing:
+        print(f"warning: the merged runs differ in {', '.join(differing)}", file=sys.stderr)
+    repicked = [r["task"] for r in rows if r.get("pick_at_run", r["pick"]) != r["pick"]]
+    print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks; picks under the "
+          f"thresholds in advisor.config now, changed on {', '.join(repicked) or 'none'})")
+    results: dict[str, Any] = {
+        "mode": "merged", "sources": described, "settings_differ": differing,
+        "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **suite_results(rows), "wall_s": 0.0,
+    }
+    print_extras(results)
+    return write_results(results, out)

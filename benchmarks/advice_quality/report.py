@@ -1,0 +1,108 @@
+"""Output: the printed table and summary lines, the machine description and the results JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, summarise
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """Return the printed table: one line per task, then the summary lines."""
+    header = (f"{'task':<24}{'n':>7}{'cls':>4}{'sim':>6} {'peak block':<11}{'probe':>6}"
+              + "".join(f"{r:>11}" for r in REGIMES)
+              + f"{'oracle':>8} {'pick':<11}{'plan acc':>9}{'regret pp':>10}{'time x':>8}"
+              + f"{'test n':>7}{'se pp':>6}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        accs = "".join(f"{_pct(row['regimes'][r]['test_accuracy']) if r in row['regimes'] else '-':>11}"
+                       for r in REGIMES)
+        probe = "-" if row["probe_accuracy"] is None else f"{row['probe_accuracy']:.2f}"
+        lines.append(
+            f"{row['task']:<24}{row['n']:>7}{row['classes']:>4}{row['similarity']:>6.2f} "
+            f"{row['shift_peak_block']!s:<11}{probe:>6}{accs}{_pct(row['oracle_best']):>8} "
+            f"{row['pick'] + ('' if row['hit'] else '*'):<11}{_pct(row['plan']['test_accuracy']):>9}"
+            f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}"
+            f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}")
+    lines.append("")
+    lines.append(f"hit rate {summary['hit_rate']:.0%} ({summary['tasks']} tasks; * = miss, "
+                 f"pick > {HIT_PP} pp below the oracle best)")
+    lines.append(f"regret: mean {summary['mean_regret_pp']:.2f} pp, max {summary['max_regret_pp']:.2f} pp")
+    if "resolved_misses" in summary:
+        lines.append(f"regret > 2 se of the best (a miss the test split resolves): "
+                     f"{', '.join(summary['resolved_misses']) or 'none'}")
+    lines.append(f"total time {summary['total_s']:.0f} s")
+    lines.append("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in summary["targets_met"].items()))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """Return the machine and software description stored with the results."""
+    from advisor.environment import describe_environment
+
+    info = describe_environment()
+    info["processor"] = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["usable_cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return info
+
+
+def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Print the table of `rows`; return them with their summary, calibration and gap correlation."""
+    summary = summarise(rows)
+    if rows:
+        print(format_table(rows, summary))
+    return {"rows": list(rows), "summary": summary,
+            "calibration": calibration.calibrate(rows), "gap_correlation": calibration.gap_correlation(rows)}
+
+
+def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write `results` to ``out/advice_quality-<mode>-<time>.json``; return them with ``path`` added."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"advice_quality-{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+    print(f"results: {path}")
+    results["path"] = str(path)
+    return results
+
+
+def print_extras(results: dict[str, Any]) -> None:
+    cal = results["calibration"]
+    if "leave_one_task_out" in cal:
+        loto = cal["leave_one_task_out"]
+        print(f"calibration: current thresholds {cal['current']} -> in-sample hit "
+              f"{cal['current_in_sample']['hit_rate']:.0%}, regret {cal['current_in_sample']['mean_regret_pp']:.2f} pp")
+        print(f"calibration: fitted on all tasks {cal['fitted_all_tasks']} -> in-sample hit "
+              f"{cal['fitted_in_sample']['hit_rate']:.0%}, regret {cal['fitted_in_sample']['mean_regret_pp']:.2f} pp")
+        print(f"calibration: leave-one-task-out hit {loto['hit_rate']:.0%}, regret mean "
+              f"{loto['mean_regret_pp']:.2f} pp, max {loto['max_regret_pp']:.2f} pp")
+    else:
+        print(f"calibration: {cal.get('note')}")
+    gap = results["gap_correlation"]
+    if "rho" in gap:
+        print(f"similarity vs fine-tuned-minus-frozen gap: Spearman rho {gap['rho']:.2f} "
+              f"(p {gap['p_value']:.2g}, {len(gap['points'])} tasks)")
+    for task, kinds in results.get("corruption_correlation", {}).items():
+        print(f"similarity vs corruption severity on {task}: " + ", ".join(
+            f"{k} rho {v['rho']:.2f}" for k, v in kinds.items() if isinstance(v, dict)))

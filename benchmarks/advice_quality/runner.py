@@ -1,0 +1,248 @@
+"""Tasks and runs: the advisor's plan and the oracle's regimes, fitted and scored on one task."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.advice_quality.scoring import score_row
+
+#: Seed of every task's split and sample (the tasks are fixed).
+SPLIT_SEED = 0
+#: Head-rate / backbone-rate ratio of the searched fine-tuning plans (the plan's own).
+HEAD_TO_BACKBONE = 10.0
+
+
+def parse_task(spec: str) -> tuple[str, int | None]:
+    """Split ``"fashion-mnist-300"`` into ``("fashion-mnist", 300)``; ``"digits"`` -> ``("digits", None)``.
+
+    Raises:
+        ValueError: The set is not one of ``advisor.examples.DATASETS``.
+    """
+    from advisor.examples import DATASETS
+
+    head, _, tail = spec.rpartition("-")
+    if head and tail.isdigit() and head in DATASETS:
+        return head, int(tail)
+    if spec not in DATASETS and spec != "skimage-foolbox":
+        raise ValueError(f"Unknown task {spec!r}: expected <set>[-<n>] with a set in "
+                         f"{', '.join(DATASETS)}.")
+    return spec, None
+
+
+class Runner:
+    """Fits plans on one advice's split and scores them on validation and test.
+
+    Mirrors :func:`advisor.app.pipeline.execute` (decode cache, ``get_strategy``,
+    ``fit``) without writing a run folder, and also reports validation accuracy,
+    which the oracle's learning-rate choice needs. Backbones are built once per
+    image size; results are memoised per plan, so a plan the oracle also runs
+    (the advisor's own, usually) is fitted once.
+    """
+
+    def __init__(self) -> None:
+        self._backbones: dict[tuple[str, int], Any] = {}
+        self._done: dict[str, dict[str, float]] = {}
+
+    def backbone(self, name: str, image_size: int | None = None):
+        from advisor.backbones import get_backbone
+
+        key = (name, image_size or 0)
+        if key not in self._backbones:
+            self._backbones[key] = (get_backbone(name) if image_size is None
+                                    else get_backbone(name, image_size=image_size))
+        return self._backbones[key]
+
+    def run(self, advice, plan, heldout: HeldOut | None = None) -> dict[str, float]:
+        """Fit `plan` on `advice`'s train split; return accuracies and fit seconds.
+
+        ``test_accuracy`` is over the test split and the `heldout` images
+        together; ``split_test_accuracy`` and ``heldout_accuracy`` are each alone.
+        """
+        from advisor.data.decode_cache import decode_dataset, decode_images
+        from strategies import get_strategy
+        from strategies.inputs import LabelledImages
+
+        key = json.dumps({k: v for k, v in plan.to_dict().items() if k != "reasons"},
+                         sort_keys=True) + str(advice.dataset.root) + str(heldout and heldout.folder)
+        if key in self._done:
+            return self._done[key]
+        dataset, decoded = decode_dataset(advice.dataset, plan.image_size)
+
+        def labelled(split: str) -> LabelledImages:
+            return LabelledImages(images=decoded[split].images, labels=dataset.labels(split),
+                                  rows=decoded[split].rows)
+
+        network = self.backbone(plan.backbone, plan.image_size)
+        strategy = get_strategy(plan.regime)(plan=plan, backbone=network)
+        start = time.perf_counter()
+        strategy.fit(labelled("train"), labelled("val"), class_names=dataset.class_names)
+        fit_s = time.perf_counter() - start
+        scores = {"fit_s": fit_s}
+        correct = {}
+        for split in ("val", "test"):
+            predicted = strategy.predict(decoded[split].images, rows=decoded[split].rows)
+            correct[split] = predicted == dataset.labels(split)
+            scores[f"{split}_accuracy"] = float(np.mean(correct[split]))
+        scores["split_test_accuracy"] = scores["test_accuracy"]
+        if heldout is not None:
+            images = decode_images(heldout.paths, plan.image_size)
+            predicted = strategy.predict(images.images, rows=images.rows)
+            hits = predicted == heldout.labels[images.rows]
+            scores["heldout_accuracy"] = float(np.mean(hits))
+            scores["test_accuracy"] = float(np.mean(np.concatenate([correct["test"], hits])))
+        self._done[key] = scores
+        return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """Images of a task's set that its subsample left out, labelled like the task.
+
+    Attributes:
+        folder: The class folders (``advisor.examples.write_heldout``).
+        paths: The images, sorted.
+        labels: Index of each image's class in the task's ``class_names``.
+    """
+
+    folder: Path
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+
+    @classmethod
+    def from_folder(cls, folder: Path, class_names: Sequence[str]) -> HeldOut:
+        """Read `folder`'s ``<class>/<image>`` files, keeping the classes in `class_names`."""
+        index = {name: i for i, name in enumerate(class_names)}
+        pairs = sorted((p, index[p.parent.name]) for p in folder.glob("*/*")
+                       if p.is_file() and p.parent.name in index)
+        return cls(folder, tuple(p for p, _ in pairs), np.array([i for _, i in pairs], dtype=np.int64))
+
+
+def heldout_for(spec: str, size: int, class_names: Sequence[str]) -> HeldOut | None:
+    """The held-out test images of task `spec` (at most `size`), or `None` for a whole set."""
+    from advisor.examples import write_heldout
+
+    name, n = parse_task(spec)
+    folder = None if n is None else write_heldout(name, n, size)
+    return None if folder is None else HeldOut.from_folder(folder, class_names)
+
+
+def capped(plan, *, epochs: int | None, head_epochs: int | None, image_size: int | None):
+    """Return `plan` with fine-tuning epochs, head epochs and image size capped (smoke runs)."""
+    changes: dict[str, Any] = {}
+    if epochs is not None and plan.epochs > epochs:
+        changes["epochs"] = epochs
+        changes["warmup_epochs"] = min(plan.warmup_epochs, max(0, epochs - 1))
+    if head_epochs is not None and plan.head_epochs > head_epochs:
+        changes["head_epochs"] = head_epochs
+    if image_size is not None and plan.image_size > image_size:
+        changes["image_size"] = image_size
+    return dataclasses.replace(plan, **changes) if changes else plan
+
+
+def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequence[float]):
+    """Return ``[(rate, plan), ...]``: `plan` (decided for `regime`) at each searched rate."""
+    if regime == "svm":
+        return [(None, plan)]
+    if regime == "last-layer":
+        return [(lr, dataclasses.replace(plan, head_learning_rate=lr)) for lr in head_lr_grid]
+    return [(lr, dataclasses.replace(plan, backbone_learning_rate=lr,
+                                     head_learning_rate=lr * HEAD_TO_BACKBONE)) for lr in lr_grid]
+
+
+def _mean(runs: list[dict[str, float]], key: str) -> float:
+    return float(np.mean([r[key] for r in runs]))
+
+
+def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> dict[str, Any]:
+    """Run the advisor and the oracle on one task; return its table row (JSON-ready)."""
+    from advisor.app.pipeline import advise
+    from advisor.decide import decide
+    from advisor.examples import write_dataset
+
+    name, n = parse_task(spec)
+    folder = write_dataset(name, n=n)
+    started = time.perf_counter()
+    advice = advise(folder, backbone=args.backbone, seed=SPLIT_SEED)
+    profile = advice.profile
+    network = runner.backbone(args.backbone)
+    caps = {"epochs": args.epochs, "head_epochs": args.head_epochs, "image_size": args.image_size}
+    pick = advice.plan.regime.value
+    heldout = heldout_for(spec, args.heldout, advice.dataset.class_names)
+
+    def seeded(plan, seed: int):
+        return dataclasses.replace(plan, seed=seed)
+
+    regimes: dict[str, Any] = {}
+    for regime in args.regimes:
+        decided = capped(advice.plan if regime == pick else decide(
+            profile, backbone=network, regime=regime, seed=SPLIT_SEED), **caps)
+        searched = []
+        for rate, plan in regime_plans(decided, regime, args.lr_grid, args.head_lr_grid):
+            runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
+            searched.append({"rate": rate, "val_accuracy": _mean(runs, "val_accuracy"),
+                             "test_accuracy": _mean(runs, "test_accuracy"),
+                             "split_test_accuracy": _mean(runs, "split_test_accuracy"),
+                             "heldout_accuracy": None if heldout is None
+                             else _mean(runs, "heldout_accuracy"),
+                             "fit_s": _mean(runs, "fit_s"),
+                             "default": rate is None or math.isclose(rate, _default_rate(decided, regime))})
+            log(f"  {spec} {regime:<10} rate={rate} val={searched[-1]['val_accuracy']:.3f} "
+                f"test={searched[-1]['test_accuracy']:.3f} fit={searched[-1]['fit_s']:.0f}s")
+        best = max(searched, key=lambda r: (r["val_accuracy"], -r["fit_s"]))
+        default = next((r for r in searched if r["default"]), None)
+        regimes[regime] = {"chosen_rate": best["rate"], "test_accuracy": best["test_accuracy"],
+                           "split_test_accuracy": best["split_test_accuracy"],
+                           "val_accuracy": best["val_accuracy"], "fit_s": best["fit_s"],
+                           "default_rate_test_accuracy": None if default is None
+                           else default["test_accuracy"], "search": searched}
+
+    own = capped(advice.plan, **caps)
+    own_runs = [runner.run(advice, seeded(own, s), heldout) for s in args.seeds]
+    row = {
+        "task": spec, "data_dir": str(folder), "n": profile.n_images, "classes": profile.n_classes,
+        "n_train": profile.n_train,
+        "n_test": len(advice.dataset.files("test")) + (0 if heldout is None else len(heldout.paths)),
+        "n_heldout": 0 if heldout is None else len(heldout.paths),
+        "image_size": own.image_size,
+        "similarity": profile.similarity.score,
+        "similarity_components": dict(profile.similarity.components),
+        "shift_peak_block": _peak_block(profile), "first_departing_block":
+            profile.shift.first_departing_block,
+        "probe_accuracy": None if profile.probes is None else profile.probes.linear_accuracy,
+        "regimes": regimes, "pick": pick,
+        "plan": {"regime": pick, "epochs": own.epochs, "head_epochs": own.head_epochs,
+                 "backbone_learning_rate": own.backbone_learning_rate,
+                 "head_learning_rate": own.head_learning_rate,
+                 "test_accuracy": _mean(own_runs, "test_accuracy"),
+                 "split_test_accuracy": _mean(own_runs, "split_test_accuracy"),
+                 "fit_s": _mean(own_runs, "fit_s")},
+        "profile": profile.to_dict(),
+        "advise_s": sum(advice.timings.values()),
+    }
+    row.update(score_row(row))
+    row["wall_s"] = time.perf_counter() - started
+    return row
+
+
+def _default_rate(plan, regime: str) -> float | None:
+    from advisor import config
+
+    if regime == "last-layer":
+        return config.HEAD_ONLY_LEARNING_RATE
+    if regime in ("partial", "full"):
+        return config.FINE_TUNE_HEAD_LEARNING_RATE * config.BACKBONE_LEARNING_RATE_FACTOR
+    return None
+
+
+def _peak_block(profile) -> str | None:
+    kl = profile.shift.block_kl
+    return profile.shift.blocks[int(np.argmax(kl))] if kl else None

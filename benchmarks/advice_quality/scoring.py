@@ -1,0 +1,71 @@
+"""Scores of one task row and of the suite: oracle best, hit, regret, standard error."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: A regime "hits" when within this many percentage points of the oracle best.
+HIT_PP = 0.5
+REGIMES = ("svm", "last-layer", "partial", "full")
+
+
+def score_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the oracle best, hit, regret and time ratio of one task row."""
+    accs = {r: v["test_accuracy"] for r, v in row["regimes"].items()}
+    best_regime = max(accs, key=accs.get)
+    best = accs[best_regime]
+    good = [r for r in accs if accs[r] >= best - HIT_PP / 100]
+    fastest = min(good, key=lambda r: row["regimes"][r]["fit_s"])
+    pick = row["pick"]
+    picked = accs.get(pick, row["plan"]["test_accuracy"])
+    pick_s = row["regimes"][pick]["fit_s"] if pick in row["regimes"] else row["plan"]["fit_s"]
+    return {
+        "oracle_best": best, "oracle_regime": best_regime, "good_regimes": good,
+        "fastest_good": fastest,
+        "hit": bool(picked >= best - HIT_PP / 100),
+        "regret_pp": 100 * (best - row["plan"]["test_accuracy"]),
+        "time_vs_fastest_good": pick_s / max(row["regimes"][fastest]["fit_s"], 1e-9),
+        # cheap when cheap is enough: never full when last-layer is within HIT_PP
+        "too_expensive": bool(pick == "full" and "last-layer" in good),
+        "test_se_pp": test_standard_error_pp(best, row.get("n_test")),
+    }
+
+
+def test_standard_error_pp(accuracy: float, n_test: int | None) -> float | None:
+    """Binomial standard error (pp) of an `accuracy` measured on `n_test` images.
+
+    The hit margin ``HIT_PP`` is below one test image on every split under 200
+    images; a regret smaller than about twice this error (the error of a
+    difference of two accuracies on the same images is at most sqrt(2) times
+    it) is within what the test split can resolve.
+    """
+    if not n_test:
+        return None
+    return 100 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n_test)
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Return the suite's summary: hit rate, mean/max regret, total time, targets met."""
+    regrets = [r["regret_pp"] for r in rows]
+    summary = {
+        "tasks": len(rows),
+        "hit_rate": float(np.mean([r["hit"] for r in rows])) if rows else math.nan,
+        "mean_regret_pp": float(np.mean(regrets)) if rows else math.nan,
+        "max_regret_pp": float(np.max(regrets)) if rows else math.nan,
+        "total_s": float(sum(r["wall_s"] for r in rows)),
+        "full_when_last_layer_enough": [r["task"] for r in rows if r["too_expensive"]],
+        # regret beyond two standard errors of the best: a miss the test split resolves
+        "resolved_misses": [r["task"] for r in rows if r.get("test_se_pp") is not None
+                            and r["regret_pp"] > 2 * r["test_se_pp"]],
+    }
+    summary["targets_met"] = {
+        "hit_rate>=0.8": summary["hit_rate"] >= 0.8,
+        "mean_regret<=1pp": summary["mean_regret_pp"] <= 1.0,
+        "max_regret<=3pp": summary["max_regret_pp"] <= 3.0,
+        "never_full_when_last_layer_enough": not summary["full_when_last_layer_enough"],
+    }
+    return summary
