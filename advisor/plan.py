@@ -161,8 +161,13 @@ class Plan:
         """Return a JSON-ready dict (enum values, lists for tuples), one key per field.
 
         Example:
-            >>> Plan.from_dict(plan.to_dict()) == plan  # doctest: +SKIP
-            True
+            >>> from advisor.data import scan_dataset
+            >>> from advisor.decide import decide
+            >>> from advisor.measure import measure_dataset
+            >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
+            >>> plan = decide(profile, backbone=backbone)
+            >>> plan.to_dict()["regime"], Plan.from_dict(plan.to_dict()) == plan
+            ('svm', True)
         """
         return record_to_dict(self)
 

@@ -209,23 +209,16 @@ def _child_naive(args: argparse.Namespace) -> dict:
             "epochs": len(epoch_s), "epoch_s": epoch_s, "peak_rss_mb": _vm_hwm_mb()}
 
 
-def _child_torch(args: argparse.Namespace) -> dict:
-    """Plain PyTorch/torchvision MobileNetV2 training loop over the same batches."""
-    import numpy as np
+def _torch_model(plan, n_classes: int, device):
+    """torchvision's MobileNetV2 with our weights, a new head and the plan's frozen blocks."""
     import torch
     import torchvision
 
+    from advisor.backbones import get_backbone
     from advisor.backbones.checkpoint import load_state_dict
     from advisor.backbones.mobilenet_v2 import WEIGHTS_SHA256, checkpoint_path
-    from advisor.config import IMAGENET_MEAN, IMAGENET_STD
     from advisor.errors import AdvisorError
-    from strategies.training import augmentation_for, class_weight_dict
 
-    plan, dataset, data = _load(args)
-    n_classes = len(dataset.class_names)
-    epochs = int(args.torch_epochs)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(plan.seed)
     model = torchvision.models.mobilenet_v2()
     note = "torchvision ImageNet weights"
     try:  # our restricted reader, not torch's unpickler
@@ -236,8 +229,6 @@ def _child_torch(args: argparse.Namespace) -> dict:
     model.classifier = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(1280, n_classes))
     model = model.to(device).to(memory_format=torch.channels_last)
     # Same frozen blocks as the Keras plan: blocks[i] <-> features[i] (stem, block_1.., head).
-    from advisor.backbones import get_backbone
-
     blocks = [b.name for b in get_backbone(plan.backbone, image_size=plan.image_size).blocks]
     for index, name in enumerate(blocks[: len(model.features)]):
         if name in plan.frozen_blocks:
@@ -245,12 +236,31 @@ def _child_torch(args: argparse.Namespace) -> dict:
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)
+    return model, note
+
+
+def _child_torch(args: argparse.Namespace) -> dict:
+    """Plain PyTorch/torchvision MobileNetV2 training loop over the same batches."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    from advisor.config import IMAGENET_MEAN, IMAGENET_STD
+    from strategies.training import augmentation_for, class_weight_dict
+
+    plan, dataset, data = _load(args)
+    n_classes = len(dataset.class_names)
+    epochs = int(args.torch_epochs)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(plan.seed)
+    model, note = _torch_model(plan, n_classes, device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
     head = list(model.classifier.parameters())
     body = [p for p in model.features.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD([{"params": head, "lr": plan.head_learning_rate},
-                                 {"params": body, "lr": plan.backbone_learning_rate}], momentum=0.9)
+                                 {"params": body, "lr": plan.backbone_learning_rate}],
+                                momentum=plan.momentum)
     weights = class_weight_dict(plan, n_classes)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -409,7 +419,7 @@ def _regime_line(dataset_name: str, row: dict) -> str:
             f"{row['peak_rss_mb']:>12,.0f}  {details}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help=f"n={QUICK['n']}, epochs={QUICK['epochs']}, fine-tune epochs={QUICK['fine_tune_epochs']}, "
@@ -433,7 +443,134 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--torch-epochs", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _plans_for(advice, regimes, args: argparse.Namespace) -> dict:
+    """The advisor's plan for each regime (its own for last-layer), with the run's overrides."""
+    from advisor.backbones import get_backbone
+    from advisor.decide import decide
+    from advisor.plan import Regime
+
+    network = get_backbone(advice.plan.backbone)
+    plans = {r: decide(advice.profile, backbone=network, regime=r, seed=args.seed) for r in regimes}
+    plans[Regime.LAST_LAYER] = advice.plan
+    if args.image_size:
+        plans = {r: dataclasses.replace(p, image_size=args.image_size) for r, p in plans.items()}
+    if args.fine_tune_epochs is not None:
+        plans = {r: dataclasses.replace(p, epochs=min(p.epochs, args.fine_tune_epochs))
+                 for r, p in plans.items()}
+    return plans
+
+
+def _run_dataset(name: str, regimes, args: argparse.Namespace, tmp: Path, torch_ok: bool,
+                 comparison: list, regime_rows: list, torch_rows: list) -> None:
+    """Advise, decode and run every child of one set, appending to the three tables."""
+    from advisor.app.pipeline import advise
+    from advisor.data.decode_cache import decode_dataset
+    from advisor.examples import write_dataset
+    from advisor.plan import Regime
+
+    small = name in ("tuxpaint", "skimage", "photos", "cifar", "lfw-faces")
+    root = write_dataset(name, n=None if small else args.n, seed=args.seed)
+    t0 = time.perf_counter()
+    advice = advise(root, regime=Regime.LAST_LAYER, seed=args.seed, sample_cap=args.sample_cap)
+    advise_s = time.perf_counter() - t0
+    plans = _plans_for(advice, regimes, args)
+    base_plan = plans[Regime.LAST_LAYER]
+    t0 = time.perf_counter()
+    decode_dataset(advice.dataset, base_plan.image_size)
+    decode_s = time.perf_counter() - t0
+    sizes = {s: len(advice.dataset.records(s)) for s in ("train", "val", "test")}
+    print(f"{root.name}: {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test, "
+          f"{len(advice.dataset.class_names)} classes, image_size={base_plan.image_size}, "
+          f"batch={base_plan.batch_size}, plan head_epochs={advice.plan.head_epochs}, "
+          f"advise {advise_s:.0f} s, decode {decode_s:.0f} s", flush=True)
+
+    if not args.skip_comparison:
+        epochs = args.epochs or base_plan.head_epochs
+        plan = dataclasses.replace(base_plan, head_epochs=epochs, patience=max(base_plan.patience, epochs))
+        naive = _run_child("naive", plan, root, args, tmp)
+        cached = _run_child("cached", plan, root, args, tmp)
+        cached_full = None
+        if base_plan.head_epochs > epochs:
+            cached_full = _run_child("cached", dataclasses.replace(
+                base_plan, patience=max(base_plan.patience, base_plan.head_epochs)), root, args, tmp)
+        lines = _comparison(root.name, naive, cached, cached_full, base_plan.head_epochs, epochs)
+        comparison += lines
+        print("  last-layer naive vs cached:\n" + "\n".join(lines), flush=True)
+
+    if not args.skip_regimes:
+        for regime in regimes:
+            row = _run_child("regime", plans[regime], root, args, tmp)
+            regime_rows.append((root.name, row))
+            print("  " + _regime_line(root.name, row), flush=True)
+            if (args.torch_reference and torch_ok and regime.fine_tunes_backbone
+                    and "error" not in row and row["ft_epochs"]):
+                reference = _run_child("torch", plans[regime], root, args, tmp,
+                                       torch_epochs=row["ft_epochs"])
+                torch_rows.append((root.name, row, reference))
+
+
+def _print_comparison(comparison: list[str]) -> None:
+    """The naive-vs-cached last-layer table."""
+    if not (comparison):
+        return
+    print()
+    print("last-layer: naive Keras-tutorial path (frozen base in model.fit, backbone every epoch) "
+          f"vs cached embeddings; target >= {TARGET_SPEEDUP:.0f}x at +-{TARGET_ACCURACY_PP} pp")
+    header = (f"{'dataset':<22}{'':>13}{'E':>4}{'train':>7}{'naive s':>9}{'cached s':>9}{'speedup':>8}"
+              f"{'naive %':>8}{'cached %':>8}{'d pp':>7}{'cpu n':>8}{'cpu c':>8}{'RSS n':>8}{'RSS c':>8}"
+              f"  target met")
+    print(header)
+    print("-" * len(header))
+    for line in comparison:
+        print(line)
+    print("naive s / cached s: fit wall seconds (model build + training + per-epoch validation; cached "
+          "includes the one embedding pass). RSS in MB. The second line of a set is at the plan's own "
+          "head_epochs: its naive time is EXTRAPOLATED (not measured), its cached time and accuracy measured.")
+
+
+def _print_regimes(regime_rows: list, args: argparse.Namespace) -> None:
+    """The per-regime table."""
+    if not (regime_rows):
+        return
+    print()
+    header = (f"{'dataset':<22}{'regime':<11}{'size':>5}{'train':>7}{'epochs':>7}{'fit s':>8}{'cpu s':>8}"
+              f"{'img/s':>8}{'test %':>8}{'peak RSS MB':>12}  details")
+    print(header)
+    print("-" * len(header))
+    for dataset_name, row in regime_rows:
+        print(_regime_line(dataset_name, row))
+    print("epochs: svm 1 (embedding pass), last-layer head epochs run, partial/full fine-tuning epochs run; "
+          "img/s = train images x epochs / fit s; 'ep a/b' = run / planned"
+          + (f" (fine-tuning capped at {args.fine_tune_epochs})" if args.fine_tune_epochs is not None else ""))
+
+
+def _print_torch(torch_rows: list) -> None:
+    """Keras fine-tuning vs the plain PyTorch loop."""
+    if not (torch_rows):
+        return
+    print()
+    print(f"Keras fine-tuning phase vs plain PyTorch loop, same batches and epochs; target Keras >= "
+          f"{TARGET_TORCH_RATIO}x PyTorch images/s")
+    header = (f"{'dataset':<22}{'regime':<9}{'epochs':>7}{'keras img/s':>12}{'torch img/s':>12}{'ratio':>7}"
+              f"{'keras %':>8}{'torch %':>8}  torch")
+    print(header)
+    print("-" * len(header))
+    for dataset_name, row, ref in torch_rows:
+        if "error" in ref:
+            print(f"{dataset_name:<22}{row['regime']:<9} torch failed: {ref['error']}")
+            continue
+        keras_rate = row["n_train"] * row["ft_epochs"] / row["ft_s"]
+        torch_rate = ref["n_train"] * ref["epochs"] / ref["fit_s"]
+        print(f"{dataset_name:<22}{row['regime']:<9}{row['ft_epochs']:>7}{keras_rate:>12.1f}{torch_rate:>12.1f}"
+              f"{keras_rate / torch_rate:>7.2f}{100 * row['accuracy']:>8.2f}{100 * ref['accuracy']:>8.2f}"
+              f"  {ref['torch']} on {ref['device']}, {ref['weights']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
     if args.child:
         run = {"cached": _child_strategy, "regime": _child_strategy, "naive": _child_naive,
                "torch": _child_torch}[args.child]
@@ -448,11 +585,6 @@ def main(argv: list[str] | None = None) -> None:
     args.n = args.n or 10_000
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from advisor.app.pipeline import advise
-    from advisor.backbones import get_backbone
-    from advisor.data.decode_cache import decode_dataset
-    from advisor.decide import decide
-    from advisor.examples import write_dataset
     from advisor.plan import Regime
 
     started = time.perf_counter()
@@ -469,103 +601,13 @@ def main(argv: list[str] | None = None) -> None:
     regime_rows: list[tuple[str, dict]] = []
     torch_rows: list[tuple[str, dict, dict]] = []
     with tempfile.TemporaryDirectory(prefix="bench-regimes-") as tmp_name:
-        tmp = Path(tmp_name)
         for name in args.datasets.split(","):
-            small = name in ("tuxpaint", "skimage", "photos", "cifar", "lfw-faces")
-            root = write_dataset(name, n=None if small else args.n, seed=args.seed)
-            t0 = time.perf_counter()
-            advice = advise(root, regime=Regime.LAST_LAYER, seed=args.seed, sample_cap=args.sample_cap)
-            advise_s = time.perf_counter() - t0
-            network = get_backbone(advice.plan.backbone)
-            plans = {r: decide(advice.profile, backbone=network, regime=r, seed=args.seed) for r in regimes}
-            plans[Regime.LAST_LAYER] = advice.plan
-            if args.image_size:
-                plans = {r: dataclasses.replace(p, image_size=args.image_size) for r, p in plans.items()}
-            if args.fine_tune_epochs is not None:
-                plans = {r: dataclasses.replace(p, epochs=min(p.epochs, args.fine_tune_epochs))
-                         for r, p in plans.items()}
-            base_plan = plans[Regime.LAST_LAYER]
-            t0 = time.perf_counter()
-            decode_dataset(advice.dataset, base_plan.image_size)
-            decode_s = time.perf_counter() - t0
-            sizes = {s: len(advice.dataset.records(s)) for s in ("train", "val", "test")}
-            print(f"{root.name}: {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test, "
-                  f"{len(advice.dataset.class_names)} classes, image_size={base_plan.image_size}, "
-                  f"batch={base_plan.batch_size}, plan head_epochs={advice.plan.head_epochs}, "
-                  f"advise {advise_s:.0f} s, decode {decode_s:.0f} s", flush=True)
-
-            if not args.skip_comparison:
-                epochs = args.epochs or base_plan.head_epochs
-                plan = dataclasses.replace(base_plan, head_epochs=epochs, patience=max(base_plan.patience, epochs))
-                naive = _run_child("naive", plan, root, args, tmp)
-                cached = _run_child("cached", plan, root, args, tmp)
-                cached_full = None
-                if base_plan.head_epochs > epochs:
-                    cached_full = _run_child("cached", dataclasses.replace(
-                        base_plan, patience=max(base_plan.patience, base_plan.head_epochs)), root, args, tmp)
-                lines = _comparison(root.name, naive, cached, cached_full, base_plan.head_epochs, epochs)
-                comparison += lines
-                print("  last-layer naive vs cached:\n" + "\n".join(lines), flush=True)
-
-            if not args.skip_regimes:
-                for regime in regimes:
-                    row = _run_child("regime", plans[regime], root, args, tmp)
-                    regime_rows.append((root.name, row))
-                    print("  " + _regime_line(root.name, row), flush=True)
-                    if (args.torch_reference and torch_ok and regime.fine_tunes_backbone
-                            and "error" not in row and row["ft_epochs"]):
-                        reference = _run_child("torch", plans[regime], root, args, tmp,
-                                               torch_epochs=row["ft_epochs"])
-                        torch_rows.append((root.name, row, reference))
-
-    if comparison:
-        print()
-        print("last-layer: naive Keras-tutorial path (frozen base in model.fit, backbone every epoch) "
-              f"vs cached embeddings; target >= {TARGET_SPEEDUP:.0f}x at +-{TARGET_ACCURACY_PP} pp")
-        header = (f"{'dataset':<22}{'':>13}{'E':>4}{'train':>7}{'naive s':>9}{'cached s':>9}{'speedup':>8}"
-                  f"{'naive %':>8}{'cached %':>8}{'d pp':>7}{'cpu n':>8}{'cpu c':>8}{'RSS n':>8}{'RSS c':>8}"
-                  f"  target met")
-        print(header)
-        print("-" * len(header))
-        for line in comparison:
-            print(line)
-        print("naive s / cached s: fit wall seconds (model build + training + per-epoch validation; cached "
-              "includes the one embedding pass). RSS in MB. The second line of a set is at the plan's own "
-              "head_epochs: its naive time is EXTRAPOLATED (not measured), its cached time and accuracy measured.")
-
-    if regime_rows:
-        print()
-        header = (f"{'dataset':<22}{'regime':<11}{'size':>5}{'train':>7}{'epochs':>7}{'fit s':>8}{'cpu s':>8}"
-                  f"{'img/s':>8}{'test %':>8}{'peak RSS MB':>12}  details")
-        print(header)
-        print("-" * len(header))
-        for dataset_name, row in regime_rows:
-            print(_regime_line(dataset_name, row))
-        print("epochs: svm 1 (embedding pass), last-layer head epochs run, partial/full fine-tuning epochs run; "
-              "img/s = train images x epochs / fit s; 'ep a/b' = run / planned"
-              + (f" (fine-tuning capped at {args.fine_tune_epochs})" if args.fine_tune_epochs is not None else ""))
-
-    if torch_rows:
-        print()
-        print(f"Keras fine-tuning phase vs plain PyTorch loop, same batches and epochs; target Keras >= "
-              f"{TARGET_TORCH_RATIO}x PyTorch images/s")
-        header = (f"{'dataset':<22}{'regime':<9}{'epochs':>7}{'keras img/s':>12}{'torch img/s':>12}{'ratio':>7}"
-                  f"{'keras %':>8}{'torch %':>8}  torch")
-        print(header)
-        print("-" * len(header))
-        for dataset_name, row, ref in torch_rows:
-            if "error" in ref:
-                print(f"{dataset_name:<22}{row['regime']:<9} torch failed: {ref['error']}")
-                continue
-            keras_rate = row["n_train"] * row["ft_epochs"] / row["ft_s"]
-            torch_rate = ref["n_train"] * ref["epochs"] / ref["fit_s"]
-            print(f"{dataset_name:<22}{row['regime']:<9}{row['ft_epochs']:>7}{keras_rate:>12.1f}{torch_rate:>12.1f}"
-                  f"{keras_rate / torch_rate:>7.2f}{100 * row['accuracy']:>8.2f}{100 * ref['accuracy']:>8.2f}"
-                  f"  {ref['torch']} on {ref['device']}, {ref['weights']}")
-
+            _run_dataset(name, regimes, args, Path(tmp_name), torch_ok, comparison, regime_rows, torch_rows)
+    _print_comparison(comparison)
+    _print_regimes(regime_rows, args)
+    _print_torch(torch_rows)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\ntotal {time.perf_counter() - started:.0f} s; load average at end (1/5/15 min)={load}")
-
 
 if __name__ == "__main__":
     main()

@@ -64,8 +64,24 @@ class Strategy:
         backbone: The pretrained backbone at the plan's image size; it is never modified.
 
     Example:
-        >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)  # doctest: +SKIP
-        >>> strategy.fit(train, val, class_names=names).predict(test_images)  # doctest: +SKIP
+        >>> from advisor.data import decode_dataset, scan_dataset
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> from strategies import get_strategy
+        >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+        >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+        ...                     for s in ("train", "val", "test"))
+        >>> # A hand-written plan; advisor.decide.decide writes one from a measured profile.
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+        >>> strategy.fit(train, val, class_names=ds.class_names).predict(test.images, rows=test.rows).shape
+        (20,)
+        >>> strategy.class_names_[:3], strategy.model_.output_shape
+        (('0', '1', '2'), (None, 10))
     """
 
     def __init__(self, *, plan: Plan, backbone: Backbone) -> None:
@@ -113,8 +129,23 @@ class Strategy:
             PlanError: The plan is a regression (use :meth:`predict`).
 
         Example:
-            >>> strategy.predict_proba(test.images).shape  # doctest: +SKIP
-            (270, 10)
+            >>> from advisor.data import decode_dataset, scan_dataset
+            >>> from advisor.plan import Optimizer, Plan, Regime
+            >>> from strategies import get_strategy
+            >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+            >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+            ...                     for s in ("train", "val", "test"))
+            >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+            ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+            ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+            ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+            ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+            ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+            >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+            >>> strategy = strategy.fit(train, val, class_names=ds.class_names)
+            >>> proba = strategy.predict_proba(test.images, rows=test.rows)
+            >>> proba.shape, proba.dtype, bool(np.allclose(proba.sum(axis=1), 1.0, atol=1e-5))
+            ((20, 10), dtype('float32'), True)
         """
         if self.plan.task is Task.REGRESSION:
             raise PlanError("predict_proba needs a classification plan; this one is a "
@@ -132,8 +163,23 @@ class Strategy:
             NotFittedError: `fit` was not called.
 
         Example:
-            >>> strategy.predict(test.images)[:3]  # doctest: +SKIP
-            array([3, 1, 7])
+            >>> from advisor.data import decode_dataset, scan_dataset
+            >>> from advisor.plan import Optimizer, Plan, Regime
+            >>> from strategies import get_strategy
+            >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+            >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+            ...                     for s in ("train", "val", "test"))
+            >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+            ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+            ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+            ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+            ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+            ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+            >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+            >>> strategy = strategy.fit(train, val, class_names=ds.class_names)
+            >>> labels = strategy.predict(test.images, rows=test.rows)
+            >>> labels.shape, bool((labels == test.labels).mean() > 0.5)  # 10 classes: chance is 0.1
+            ((20,), True)
         """
         if self.plan.task is Task.REGRESSION:
             return self._outputs(images, rows)[:, 0]
@@ -152,7 +198,27 @@ class Strategy:
             NotFittedError: `fit` was not called.
 
         Example:
-            >>> save_model(strategy.export_model(), "model.keras", strategy.class_names_)  # doctest: +SKIP
+            >>> from advisor.data import decode_dataset, scan_dataset
+            >>> from advisor.plan import Optimizer, Plan, Regime
+            >>> from strategies import get_strategy
+            >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+            >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+            ...                     for s in ("train", "val", "test"))
+            >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+            ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+            ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+            ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+            ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+            ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+            >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+            >>> strategy = strategy.fit(train, val, class_names=ds.class_names)
+            >>> import tempfile
+            >>> from advisor.backbones.model_file import load_model, save_model
+            >>> path = Path(tempfile.mkdtemp()) / "model.keras"
+            >>> path = save_model(strategy.export_model(), path, strategy.class_names_)
+            >>> model, names = load_model(path)
+            >>> model.input.dtype, model.output_shape, names == strategy.class_names_
+            ('uint8', (None, 10), True)
         """
         self._check_fitted()
         model = build_classifier(self.backbone, feature_layer=self.plan.feature_layer,
@@ -210,8 +276,23 @@ class KerasStrategy(Strategy):
             PlanError: The plan names unknown blocks, augmentations or precision.
 
         Example:
-            >>> strategy = get_strategy("partial")(plan=plan, backbone=backbone)  # doctest: +SKIP
-            >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
+            >>> from advisor.data import decode_dataset, scan_dataset
+            >>> from advisor.plan import Optimizer, Plan, Regime
+            >>> from strategies import get_strategy
+            >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+            >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+            ...                     for s in ("train", "val", "test"))
+            >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+            ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+            ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+            ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+            ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+            ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+            >>> strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+            >>> strategy.fit(train, val, class_names=ds.class_names) is strategy
+            True
+            >>> strategy.history_["head"]["phase"], "fine_tune" in strategy.history_  # epochs=0
+            ('head', False)
         """
         plan = self.plan
         check_inputs(train, val, class_names, plan.image_size, task=plan.task)
@@ -328,7 +409,20 @@ def probe_training_set(embedder: Embedder, data: LabelledImages, plan: Plan, *,
         ``(embeddings (n * views, D), labels or outputs (n * views,))``.
 
     Example:
-        >>> x, y = probe_training_set(embedder, train, plan)  # doctest: +SKIP
+        >>> from advisor.data import decode_dataset, scan_dataset
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+        >>> train, val, test = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+        ...                     for s in ("train", "val", "test"))
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=("flip",), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> x, y = probe_training_set(Embedder(backbone), train, plan)
+        >>> plan.augmented_views, x.shape, y.shape  # 60 images, plain and 2 flipped views
+        (2, (180, 1280), (180,))
     """
     views = [embedder.embed(data.images, rows=data.rows, key=data.key)]
     if plan.augmentation:

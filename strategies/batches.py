@@ -62,10 +62,20 @@ class ImageBatches(keras.utils.PyDataset):
         ValueError: Shapes, dtypes or arguments do not fit together.
 
     Example:
-        >>> decoded = decode_images(ds.files("train"), 224)  # doctest: +SKIP
-        >>> batches = ImageBatches(decoded.images, ds.labels("train"),
-        ...                        batch_size=64, shuffle=True)  # doctest: +SKIP
-        >>> model.fit(batches, epochs=3)  # doctest: +SKIP
+        >>> from advisor.data import decode_images, scan_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> decoded = decode_images(ds.files("train"), backbone.image_size)
+        >>> batches = ImageBatches(decoded.images, ds.labels("train"), rows=decoded.rows,
+        ...                        batch_size=16, shuffle=True)
+        >>> x, y = batches[0]
+        >>> len(batches), x.shape, x.dtype, y.dtype
+        (4, (16, 96, 96, 3), dtype('uint8'), dtype('int32'))
+        >>> model = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Rescaling(1 / 255),
+        ...                           keras.layers.GlobalAveragePooling2D(),
+        ...                           keras.layers.Dense(10, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        >>> len(model.fit(batches, epochs=2, verbose=0).history["loss"])
+        2
     """
 
     def __init__(

@@ -42,10 +42,15 @@ class TrainingGuard(keras.callbacks.Callback):
         stopped_epoch: 1-based epoch at which training was stopped, or `None`.
 
     Example:
-        >>> guard = TrainingGuard(start_loss=0.7, patience=3)
-        >>> model.fit(x, y, validation_data=(x_val, y_val), callbacks=[guard])  # doctest: +SKIP
-        >>> guard.best_epoch  # doctest: +SKIP
-        2
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        >>> guard = TrainingGuard(start_loss=model.evaluate(x, y, verbose=0), patience=3)
+        >>> _ = model.fit(x, y, validation_data=(x, y), epochs=4, callbacks=[guard], verbose=0)
+        >>> guard.best_epoch, guard.best_loss < guard.start_loss, guard.diverged
+        (4, True, None)
     """
 
     def __init__(self, *, start_loss: float, patience: int) -> None:

@@ -57,8 +57,10 @@ def feature_output(backbone: Backbone, layer: str | None = None) -> keras.KerasT
         BackboneError: The backbone has no such layer.
 
     Example:
-        >>> feature_output(backbone).shape  # doctest: +SKIP
-        (None, 1280)
+        >>> backbone.feature_layer, feature_output(backbone).shape
+        ('global_average_pooling2d', (None, 1280))
+        >>> feature_output(backbone, "block_8_add").shape
+        (None, 6, 6, 64)
     """
     name = layer or backbone.feature_layer
     try:
@@ -88,8 +90,11 @@ def predict_batches(model: keras.Model, batches: keras.utils.PyDataset) -> np.nd
         The outputs, concatenated in batch order.
 
     Example:
-        >>> predict_batches(model, ImageBatches(images, labels)).shape  # doctest: +SKIP
-        (100, 10)
+        >>> from advisor.data import decode_images
+        >>> decoded = decode_images(sorted(digits_dir.glob("*/*.png"))[:10], backbone.image_size)
+        >>> batches = ImageBatches(decoded.images, np.zeros(10, "int32"), batch_size=4)
+        >>> predict_batches(backbone.model, batches).shape  # the ImageNet head: 1,000 classes
+        (10, 1000)
     """
     if len(batches) > EAGER_MAX_BATCHES:
         return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
@@ -108,9 +113,13 @@ class Embedder:
         batch_size: Images per forward pass. Defaults to `config.EMBED_BATCH_SIZE`.
 
     Example:
-        >>> embedder = Embedder(get_backbone("mobilenet_v2", image_size=96))  # doctest: +SKIP
-        >>> embedder.embed(decoded.images, rows=decoded.rows).shape  # doctest: +SKIP
-        (1257, 1280)
+        >>> from advisor.data import decode_images
+        >>> decoded = decode_images(sorted(digits_dir.glob("*/*.png"))[:20], backbone.image_size)
+        >>> embedder = Embedder(backbone)
+        >>> embedder.dim, embedder.embed(decoded.images, rows=decoded.rows).shape
+        (1280, (20, 1280))
+        >>> Embedder(backbone, "block_8_add").dim  # a feature map, globally average pooled
+        64
     """
 
     def __init__(self, backbone: Backbone, layer: str | None = None, *,
@@ -161,7 +170,15 @@ class Embedder:
             ``(len(rows), D)`` float32 array.
 
         Example:
-            >>> x = embedder.embed(decoded.images, rows=decoded.rows)  # doctest: +SKIP
+            >>> from advisor.data import decode_images
+            >>> decoded = decode_images(sorted(digits_dir.glob("*/*.png"))[:20], backbone.image_size)
+            >>> embedder = Embedder(backbone)
+            >>> x = embedder.embed(decoded.images, rows=decoded.rows)  # runs the backbone, caches
+            >>> again = embedder.embed(decoded.images, rows=decoded.rows)  # read from the cache
+            >>> x.shape, x.dtype, bool(np.array_equal(x, again))
+            ((20, 1280), dtype('float32'), True)
+            >>> embedder.embed(decoded.images, rows=[3, 1]).shape
+            (2, 1280)
         """
         rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         target = self._cache_file(images, rows, key, augmentation, augmentation_key)

@@ -72,8 +72,12 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
         BackboneError: The backbone has no `feature_layer`.
 
     Example:
-        >>> model = build_classifier(backbone, feature_layer="global_average_pooling2d",
-        ...                          n_classes=10)  # doctest: +SKIP
+        >>> model = build_classifier(backbone, feature_layer=backbone.feature_layer, n_classes=10)
+        >>> model.input.dtype, model.output_shape, model.get_layer("features").trainable_weights
+        ('uint8', (None, 10), [])
+        >>> probabilities = keras.ops.convert_to_numpy(model(np.zeros((2, 96, 96, 3), "uint8")))
+        >>> probabilities.shape, probabilities.sum(axis=1).round(3).tolist()
+        ((2, 10), [1.0, 1.0])
     """
     source = keras.Model(backbone.model.inputs[0], feature_output(backbone, feature_layer),
                          name=FEATURES_MODEL)
@@ -208,7 +212,17 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
         PlanError: A name in `frozen_blocks` is not a block of the backbone.
 
     Example:
-        >>> freeze_blocks(model, backbone, ["stem", "block_0"])  # doctest: +SKIP
+        >>> model = build_classifier(backbone, feature_layer=backbone.feature_layer, n_classes=10)
+        >>> names = [block.name for block in backbone.blocks]
+        >>> len(freeze_blocks(model, backbone, names[:-1]))  # only the "head" block's Conv_1 kernel
+        1
+        >>> # All 52 convolution kernels; stem and block_0 hold 3. BatchNorm stays frozen.
+        >>> len(freeze_blocks(model, backbone, [])), len(freeze_blocks(model, backbone, names[:2]))
+        (52, 49)
+        >>> freeze_blocks(model, backbone, ["block_99"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        advisor.errors.PlanError: Plan freezes unknown block(s) ['block_99'] of mobilenet_v2. Known: stem, ...
     """
     known = {block.name for block in backbone.blocks}
     unknown = sorted(set(frozen_blocks) - known)
@@ -237,8 +251,17 @@ def trainable_blocks(backbone: Backbone, plan: Plan) -> list[str]:
     """Return the blocks the plan trains that lie below its feature layer.
 
     Example:
-        >>> trainable_blocks(backbone, full_plan)[:2]  # doctest: +SKIP
+        >>> import dataclasses
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.FULL, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=(), feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=1e-4, batch_size=16,
+        ...             head_epochs=3, epochs=1, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> trainable_blocks(backbone, plan)[:2]
         ['stem', 'block_0']
+        >>> trainable_blocks(backbone, dataclasses.replace(plan, feature_layer="block_8_add"))[-1]
+        'block_8'
     """
     names = {layer.name for layer in keras.Model(
         backbone.model.inputs, feature_output(backbone, plan.feature_layer)).layers}

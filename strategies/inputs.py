@@ -43,8 +43,16 @@ class LabelledImages:
         DatasetError: Shapes, dtypes or lengths do not fit together.
 
     Example:
-        >>> decoded = decode_images(ds.files("train"), 224)  # doctest: +SKIP
-        >>> train = LabelledImages(decoded.images, ds.labels("train"), decoded.rows)  # doctest: +SKIP
+        >>> from advisor.data import decode_images, scan_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> decoded = decode_images(ds.files("train"), backbone.image_size)
+        >>> train = LabelledImages(decoded.images, ds.labels("train"), decoded.rows)
+        >>> len(train), train.image_size, train.labels.dtype
+        (60, 96, dtype('int32'))
+        >>> LabelledImages(decoded.images, ds.labels("train")[:10], decoded.rows)
+        Traceback (most recent call last):
+            ...
+        advisor.errors.DatasetError: Expected one label per used row. Received: 10 labels for 60 rows
     """
 
     images: np.ndarray
@@ -104,7 +112,13 @@ class LabelledImages:
                 row (e.g. standardised regression targets). Defaults to `None`.
 
         Example:
-            >>> train.batches(batch_size=32, shuffle=True)  # doctest: +SKIP
+            >>> from advisor.data import decode_images, scan_dataset
+            >>> ds = scan_dataset(digits_dir)
+            >>> decoded = decode_images(ds.files("train"), backbone.image_size)
+            >>> train = LabelledImages(decoded.images, ds.labels("train"), decoded.rows)
+            >>> batches = train.batches(batch_size=32, shuffle=True)
+            >>> len(batches), batches[0][0].shape, batches[1][1].shape  # 60 images: 32 + 28
+            (2, (32, 96, 96, 3), (28,))
         """
         y = self.labels if outputs is None else outputs
         return ImageBatches(self.images, y, rows=self.rows, batch_size=batch_size,
@@ -130,7 +144,15 @@ def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequen
             missing from the training split, or regression images without targets.
 
     Example:
-        >>> check_inputs(train, val, ["cat", "dog"], 224)  # doctest: +SKIP
+        >>> from advisor.data import decode_dataset, scan_dataset
+        >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+        >>> train, val = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+        ...               for s in ("train", "val"))
+        >>> check_inputs(train, val, ds.class_names, backbone.image_size)  # fits: returns None
+        >>> check_inputs(train, val, ds.class_names, 224)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        advisor.errors.DatasetError: The plan's image_size is 224 but the train images are 96x96; ...
     """
     n_classes = len(class_names)
     regression = task is Task.REGRESSION

@@ -70,7 +70,20 @@ def make_optimizer(plan: Plan, learning_rate, *, scaled_variables: Collection = 
         A ``keras.optimizers.SGD`` or ``keras.optimizers.AdamW`` (subclass).
 
     Example:
-        >>> make_optimizer(plan, 1e-3)  # doctest: +SKIP
+        >>> import dataclasses
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> optimizer = make_optimizer(plan, 1e-3)
+        >>> optimizer.name, optimizer.weight_decay == plan.weight_decay
+        ('adamw', True)
+        >>> sgd = make_optimizer(dataclasses.replace(plan, optimizer=Optimizer.SGD), 1e-3)
+        >>> sgd.name, sgd.momentum == plan.momentum
+        ('sgd', True)
     """
     common = {"learning_rate": learning_rate, "scaled_variables": scaled_variables,
               "rate_factor": rate_factor}

@@ -42,8 +42,14 @@ def register_strategy(regime: Regime | str) -> Callable[[StrategyClass], Strateg
         PlanError: `regime` names no regime.
 
     Example:
-        >>> @register_strategy("svm")  # doctest: +SKIP
-        ... class SVMStrategy(Strategy): ...
+        >>> import strategies  # its modules file one class per regime, e.g. svm.py:
+        >>> strategies.get_strategy("svm").__name__  # @register_strategy(Regime.SVM)
+        'SVMStrategy'
+        >>> @register_strategy("svm")
+        ... class AnotherSVM(strategies.Strategy): ...
+        Traceback (most recent call last):
+            ...
+        ValueError: Regime 'svm' is registered twice.
     """
     return _STRATEGIES.register(Regime.parse(regime))
 

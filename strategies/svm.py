@@ -61,7 +61,20 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
         ``cv_folds``, ``cv_accuracy`` (mean per C, or `None`), ``best_c``, ``notes``.
 
     Example:
-        >>> svm, record = fit_linear_svm(x, y, plan)  # doctest: +SKIP
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(0.1, 1.0, 10.0), seed=0)
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> x = np.random.default_rng(0).normal(size=(60, 16)) + 3 * np.eye(16)[y]
+        >>> svm, record = fit_linear_svm(x, y, plan)
+        >>> record["cv_folds"], record["c_grid"], record["best_c"] in record["c_grid"]
+        (5, [0.1, 1.0, 10.0], True)
+        >>> len(record["cv_accuracy"]), float(svm.score(x, y))
+        (3, 1.0)
     """
     grid = sorted(float(c) for c in plan.svm_c_grid)
     estimator = LinearSVC(dual=False, class_weight=class_weight, max_iter=SVM_MAX_ITER,
@@ -106,7 +119,20 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, plan: Plan) -> tuple[RidgeCV, dict[s
         ``alphas``, ``cv`` (``"leave-one-out"``), ``best_alpha``, ``best_c``, ``notes``.
 
     Example:
-        >>> ridge, record = fit_ridge(x, y, plan)  # doctest: +SKIP
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(0.1, 1.0, 10.0), seed=0)
+        >>> x = np.random.default_rng(0).normal(size=(50, 3))
+        >>> y = x @ [1.0, -2.0, 0.5] + 3.0
+        >>> ridge, record = fit_ridge(x, y, plan)
+        >>> record["cv"], record["alphas"], record["best_c"]
+        ('leave-one-out', [5.0, 0.5, 0.05], 10.0)
+        >>> np.round(ridge.coef_, 1).tolist(), round(float(ridge.intercept_), 1)
+        ([1.0, -2.0, 0.5], 3.0)
     """
     grid = sorted(float(c) for c in plan.svm_c_grid) or [1.0]
     alphas = [1.0 / (2.0 * c) for c in grid]
@@ -124,7 +150,14 @@ def svm_dense_weights(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.nd
     A binary SVM's single decision value ``f`` becomes the two logits ``(0, f)``.
 
     Example:
-        >>> kernel, bias = svm_dense_weights(svm, 10)  # doctest: +SKIP
+        >>> y = np.repeat([0, 1, 2], 10)
+        >>> x = np.random.default_rng(0).normal(size=(30, 4)) + 3 * np.eye(4)[y]
+        >>> svm = LinearSVC(dual=False).fit(x, y)
+        >>> kernel, bias = svm_dense_weights(svm, 3)
+        >>> kernel.shape, bias.shape, bool((np.argmax(x @ kernel + bias, axis=1) == svm.predict(x)).all())
+        ((4, 3), (3,), True)
+        >>> svm_dense_weights(LinearSVC(dual=False).fit(x, y == 2), 2)[0].shape  # binary: logits (0, f)
+        (4, 2)
     """
     coef = np.asarray(svm.coef_, dtype=np.float64)
     intercept = np.asarray(svm.intercept_, dtype=np.float64)
@@ -148,7 +181,21 @@ class SVMStrategy(Strategy):
         backbone: The pretrained backbone; never modified.
 
     Example:
-        >>> svm = SVMStrategy(plan=plan, backbone=backbone).fit(train, val, class_names=names)  # doctest: +SKIP
+        >>> from advisor.data import decode_dataset, scan_dataset
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> from strategies import LabelledImages
+        >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+        >>> train, val = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+        ...               for s in ("train", "val"))
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(0.1, 1.0, 10.0), seed=0)
+        >>> svm = SVMStrategy(plan=plan, backbone=backbone).fit(train, val, class_names=ds.class_names)
+        >>> svm.svm_.coef_.shape, svm.model_.output_shape
+        ((10, 1280), (None, 10))
     """
 
     def fit(self, train: LabelledImages, val: LabelledImages, *, class_names: Sequence[str],
@@ -169,7 +216,24 @@ class SVMStrategy(Strategy):
             DatasetError: The inputs do not fit the plan.
 
         Example:
-            >>> strategy.fit(train, val, class_names=names)  # doctest: +SKIP
+            >>> from advisor.data import decode_dataset, scan_dataset
+            >>> from advisor.plan import Optimizer, Plan, Regime
+            >>> from strategies import LabelledImages
+            >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+            >>> train, val = (LabelledImages(decoded[s].images, ds.labels(s), decoded[s].rows)
+            ...               for s in ("train", "val"))
+            >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+            ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+            ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+            ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+            ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+            ...             augmentation=(), class_weights=None, svm_c_grid=(0.1, 1.0, 10.0), seed=0)
+            >>> strategy = SVMStrategy(plan=plan, backbone=backbone)
+            >>> strategy.fit(train, val, class_names=ds.class_names) is strategy
+            True
+            >>> record = strategy.history_["svm"]
+            >>> record["cv_folds"], record["best_c"] in plan.svm_c_grid, 0 <= record["val_accuracy"] <= 1
+            (5, True, True)
         """
         plan, backbone = self.plan, self.backbone
         check_inputs(train, val, class_names, plan.image_size, task=plan.task)

@@ -53,8 +53,18 @@ def augmentation_strengths(plan: Plan) -> dict[str, dict[str, Any]]:
     """Return ``{augmentation name: build_augmentation keywords}`` at the plan's strengths.
 
     Example:
-        >>> augmentation_strengths(plan)["zoom"]  # doctest: +SKIP
+        >>> import dataclasses
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> augmentation_strengths(plan)["zoom"]
         {'zoom': 0.1}
+        >>> augmentation_strengths(dataclasses.replace(plan, augmentation_translate=0.2))["translate"]
+        {'translate': 0.2}
     """
     return {"flip": {"flip": True}, "translate": {"translate": plan.augmentation_translate},
             "zoom": {"zoom": plan.augmentation_zoom}}
@@ -74,7 +84,22 @@ def augmentation_for(plan: Plan, *, seed: int):
         PlanError: An unknown augmentation name; the message lists the known ones.
 
     Example:
-        >>> augmentation_for(plan, seed=0)  # doctest: +SKIP
+        >>> import dataclasses
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=("flip", "zoom"), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> [layer.__class__.__name__ for layer in augmentation_for(plan, seed=0).layers]
+        ['RandomFlip', 'RandomZoom']
+        >>> augmentation_for(dataclasses.replace(plan, augmentation=()), seed=0) is None
+        True
+        >>> augmentation_for(dataclasses.replace(plan, augmentation=("blur",)), seed=0)
+        Traceback (most recent call last):
+            ...
+        advisor.errors.PlanError: Unknown augmentation 'blur' in the plan. Known: flip, translate, zoom.
     """
     strengths = augmentation_strengths(plan)
     kwargs: dict[str, Any] = {}
@@ -109,8 +134,19 @@ def loss_and_metrics(plan: Plan) -> tuple[Any, list[str]]:
     with mean absolute error.
 
     Example:
-        >>> loss_and_metrics(plan)  # doctest: +SKIP
+        >>> import dataclasses
+        >>> from advisor.plan import Loss, Optimizer, Plan, Regime, Task
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> loss_and_metrics(plan)
         ('sparse_categorical_crossentropy', ['accuracy'])
+        >>> loss, metrics = loss_and_metrics(dataclasses.replace(plan, task=Task.REGRESSION, loss=Loss.MSE))
+        >>> loss.__class__.__name__, metrics
+        ('MeanSquaredError', ['mae'])
     """
     if plan.task is not Task.REGRESSION:
         return "sparse_categorical_crossentropy", ["accuracy"]
@@ -264,8 +300,24 @@ def train(
         ``retried``, ``notes`` (one sentence per event) and ``wall_s``.
 
     Example:
-        >>> history = train(head, plan, (x, y), (x_val, y_val), phase="head",
-        ...                 learning_rate=1e-3, epochs=20)  # doctest: +SKIP
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> from strategies.graph import build_head
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=tuple(b.name for b in backbone.blocks),
+        ...             feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> head = build_head(8, 2)
+        >>> history = train(head, plan, (x[:48], y[:48]), (x[48:], y[48:]), phase="head",
+        ...                 learning_rate=1e-2, epochs=5)
+        >>> history["phase"], history["best_val_loss"] < history["start"]["val_loss"]
+        ('head', True)
+        >>> history["retried"], history["notes"]
+        (False, [])
     """
     started = time.perf_counter()
     train_kwargs, steps = _fit_kwargs(train_data, plan.batch_size, shuffle=True)

@@ -30,8 +30,10 @@ def imagenet_top_k(paths: Sequence[Path], *, backbone_name: str = config.DEFAULT
         DatasetError: No image could be found or read.
 
     Example:
-        >>> imagenet_top_k([Path("cat.jpg")])[0][1][0]  # doctest: +SKIP
-        ('Egyptian cat', 0.72)
+        >>> image = next((digits_dir / "3").iterdir())
+        >>> path, top = imagenet_top_k([image], k=3)[0]
+        >>> path == image, len(top), all(isinstance(name, str) and 0 < p < 1 for name, p in top)
+        (True, 3, True)
     """
     backbone = get_backbone(backbone_name)
     files = find_image_files(paths)[:limit]

@@ -95,8 +95,18 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         DatasetError: No path exists or no image could be read.
 
     Example:
-        >>> predict_files(Path("run/model.keras"), [Path("cat.jpg")]).rows[0].classes[0]  # doctest: +SKIP
-        ('cat', 0.98)
+        >>> import tempfile
+        >>> from advisor.backbones.model_file import save_model
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+        >>> model_path = save_model(model, tmp / "model.keras", ["even", "odd"])
+        >>> _ = (tmp / "broken.png").write_bytes(b"not a PNG")
+        >>> predictions = predict_files(model_path, [digits_dir / "3", tmp / "broken.png"], k=1)
+        >>> len(predictions.rows), predictions.rows[0].classes[0][0] in ("even", "odd")
+        (10, True)
+        >>> [(path.name, reason) for path, reason in predictions.skipped]  # doctest: +ELLIPSIS
+        [('broken.png', '...')]
     """
     model, class_names = load_model(model_path)
     size = int(model.inputs[0].shape[1])

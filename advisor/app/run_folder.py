@@ -113,7 +113,19 @@ def open_run_folder(out: Path, *, overwrite: bool = False) -> RunFolder:
         OutputExistsError: `out` holds a finished run and `overwrite` is false.
 
     Example:
-        >>> folder = open_run_folder(Path("advise-runs/flowers"))  # doctest: +SKIP
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "flowers"
+        >>> folder = open_run_folder(out)
+        >>> folder.partial.name, folder.resumed
+        ('flowers.partial', False)
+        >>> open_run_folder(out).resumed  # an interrupted run is resumed
+        True
+        >>> folder.commit() == out
+        True
+        >>> open_run_folder(out)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        advisor.app.run_folder.OutputExistsError: ... already holds a finished run; ...
     """
     out = Path(out)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)

@@ -80,7 +80,9 @@ class Backbone:
             A functional Keras model whose output is the feature layer's output.
 
         Example:
-            >>> extractor = get_backbone("mobilenet_v2").feature_extractor()  # doctest: +SKIP
+            >>> extractor = backbone.feature_extractor()
+            >>> extractor.name, extractor.output.shape
+            ('mobilenet_v2_features', (None, 1280))
         """
         return keras.Model(
             self.model.inputs, self.model.get_layer(self.feature_layer).output,

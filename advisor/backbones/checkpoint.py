@@ -192,8 +192,9 @@ def load_state_dict(path: Path | str, *, sha256: str | None = None) -> dict[str,
             anything but tensors and ordered dicts.
 
     Example:
-        >>> weights = load_state_dict("mobilenet_v2-b0353104.pth")  # doctest: +SKIP
-        >>> weights["features.0.0.weight"].shape  # doctest: +SKIP
+        >>> from advisor.backbones.mobilenet_v2 import SPEC, checkpoint_path
+        >>> weights = load_state_dict(checkpoint_path(), sha256=SPEC.sha256)
+        >>> weights["features.0.0.weight"].shape
         (32, 3, 3, 3)
     """
     path = Path(path)

@@ -233,7 +233,7 @@ def checkpoint_path() -> Path:
         BackboneError: The package is not installed; the message says how to install it.
 
     Example:
-        >>> checkpoint_path().name  # doctest: +SKIP
+        >>> checkpoint_path().name
         'efficientnet-lite0-57934424.pth'
     """
     return torch_port.checkpoint_path(SPEC)
@@ -243,7 +243,7 @@ def converted_weights_path() -> Path:
     """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
 
     Example:
-        >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
+        >>> converted_weights_path().suffixes[-2:]
         ['.weights', '.h5']
     """
     return torch_port.converted_weights(SPEC)

@@ -75,7 +75,9 @@ def build_keras_application(name: str, *, image_size: int, weights: str | None) 
         BackboneError: Unknown application, or the weights cannot be downloaded.
 
     Example:
-        >>> build_keras_application("EfficientNetB0", image_size=224, weights=None)  # doctest: +SKIP
+        >>> b = build_keras_application("EfficientNetB0", image_size=224, weights=None)
+        >>> b.name, b.feature_layer, b.model.output.shape, b.weights
+        ('keras:EfficientNetB0', 'avg_pool', (None, 1000), 'none')
     """
     factory = getattr(keras.applications, name, None)
     if factory is None or not callable(factory):

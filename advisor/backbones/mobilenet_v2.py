@@ -196,7 +196,7 @@ def checkpoint_path() -> Path:
         BackboneError: The package is not installed; the message says how to install it.
 
     Example:
-        >>> checkpoint_path().name  # doctest: +SKIP
+        >>> checkpoint_path().name
         'mobilenet_v2-b0353104.pth'
     """
     return torch_port.checkpoint_path(SPEC)
@@ -206,7 +206,7 @@ def converted_weights_path() -> Path:
     """Return (converting once if needed) the cached Keras ``.weights.h5`` file.
 
     Example:
-        >>> converted_weights_path().suffixes[-2:]  # doctest: +SKIP
+        >>> converted_weights_path().suffixes[-2:]
         ['.weights', '.h5']
     """
     return torch_port.converted_weights(SPEC)

@@ -47,7 +47,11 @@ def save_model(model, path: Path | str, class_names: Sequence[str], *,
         The written path.
 
     Example:
-        >>> save_model(model, "out/model.keras", ["cat", "dog"])  # doctest: +SKIP
+        >>> import tempfile
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(2, activation="softmax")])
+        >>> save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["cat", "dog"]).name
+        'model.keras'
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -76,7 +80,10 @@ def load_task(path: Path | str) -> str:
         ModelFileError: The file is not a ``.keras`` archive or names an unknown task.
 
     Example:
-        >>> load_task("out/model.keras")  # doctest: +SKIP
+        >>> import tempfile
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
+        >>> path = save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["digit"], task="regression")
+        >>> load_task(path)
         'regression'
     """
     path = Path(path)
@@ -103,7 +110,11 @@ def load_class_names(path: Path | str) -> tuple[str, ...]:
         ModelFileError: The file is not a ``.keras`` archive or has no class names.
 
     Example:
-        >>> load_class_names("out/model.keras")  # doctest: +SKIP
+        >>> import tempfile
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(2, activation="softmax")])
+        >>> path = save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["cat", "dog"])
+        >>> load_class_names(path)
         ('cat', 'dog')
     """
     path = Path(path)
@@ -129,7 +140,13 @@ def load_model(path: Path | str):
         ModelFileError: The file is missing, malformed, or lacks class names.
 
     Example:
-        >>> model, names = load_model("out/model.keras")  # doctest: +SKIP
+        >>> import tempfile
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+        ...                           keras.layers.Dense(2, activation="softmax")])
+        >>> path = save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["cat", "dog"])
+        >>> model, names = load_model(path)
+        >>> names, model.predict(np.zeros((1, 8, 8, 3)), verbose=0).shape
+        (('cat', 'dog'), (1, 2))
     """
     names = load_class_names(path)
     try:

@@ -38,8 +38,11 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
         ValueError: `name` is registered twice.
 
     Example:
-        >>> @register_backbone("tiny")  # doctest: +SKIP
+        >>> @register_backbone("mobilenet_v2")  # each name is filed once, at import
         ... def build_tiny(image_size=32, weights=None): ...
+        Traceback (most recent call last):
+        ...
+        ValueError: Backbone 'mobilenet_v2' is registered twice.
     """
     return _BACKBONES.register(name)
 
@@ -85,9 +88,9 @@ def get_backbone(
             base model file that cannot be used (one line saying why).
 
     Example:
-        >>> backbone = get_backbone("mobilenet_v2", image_size=224)  # doctest: +SKIP
-        >>> backbone.model.output.shape  # doctest: +SKIP
-        (None, 1000)
+        >>> backbone = get_backbone("mobilenet_v2", image_size=224)
+        >>> backbone.model.output.shape, backbone.feature_layer
+        ((None, 1000), 'global_average_pooling2d')
     """
     if weights not in ("imagenet", None):
         raise BackboneError(f"weights must be 'imagenet' or None. Received: weights={weights!r}")

@@ -107,7 +107,7 @@ def checkpoint_path(spec: PortSpec) -> Path:
 
     Example:
         >>> from advisor.backbones.mobilenet_v2 import SPEC
-        >>> checkpoint_path(SPEC).name  # doctest: +SKIP
+        >>> checkpoint_path(SPEC).name
         'mobilenet_v2-b0353104.pth'
     """
     found = importlib.util.find_spec(spec.package)
@@ -138,7 +138,7 @@ def converted_weights(spec: PortSpec) -> Path:
 
     Example:
         >>> from advisor.backbones.mobilenet_v2 import SPEC
-        >>> converted_weights(SPEC).suffixes[-2:]  # doctest: +SKIP
+        >>> converted_weights(SPEC).suffixes[-2:]
         ['.weights', '.h5']
     """
     target = cache_dir("weights") / (
@@ -212,7 +212,14 @@ def register_port(spec: PortSpec) -> PortSpec:
         ValueError: The name is registered twice.
 
     Example:
-        >>> SPEC = register_port(PortSpec(name="tiny", ...))  # doctest: +SKIP
+        >>> from advisor.backbones import list_backbones
+        >>> from advisor.backbones.mobilenet_v2 import SPEC  # filed at import, by register_port
+        >>> SPEC.name in list_backbones()
+        True
+        >>> register_port(SPEC)
+        Traceback (most recent call last):
+        ...
+        ValueError: Backbone 'mobilenet_v2' is registered twice.
     """
     register_backbone(spec.name)(functools.partial(load_port, spec))
     return spec
@@ -236,7 +243,13 @@ def assign_torch_weights(model: keras.Model, state: Mapping[str, np.ndarray],
         BackboneError: A tensor is missing, unused, or of the wrong shape.
 
     Example:
-        >>> assign_torch_weights(model, state, {"Conv1": "features.0.0"})  # doctest: +SKIP
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="Conv1")(inputs))
+        >>> state = {"features.0.0.weight": np.ones((4, 3, 3, 3), "float32"),
+        ...          "features.0.0.bias": np.zeros(4, "float32")}
+        >>> assign_torch_weights(model, state, {"Conv1": "features.0.0"})
+        >>> model.get_layer("Conv1").get_weights()[0].shape
+        (3, 3, 3, 4)
     """
     used: set[str] = set()
 

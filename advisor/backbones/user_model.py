@@ -117,8 +117,11 @@ def file_digest(path: Path | str) -> str:
     """Return the first ``DIGEST_CHARS`` hex digits of the file's SHA-256.
 
     Example:
-        >>> file_digest("model.keras")  # doctest: +SKIP
-        '3f1c0a9b7d2e'
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.keras"
+        >>> _ = path.write_bytes(b"hello")
+        >>> file_digest(path)
+        '2cf24dba5fb0'
     """
     return sha256_of(path)[:DIGEST_CHARS]
 
@@ -429,9 +432,17 @@ def build_user_backbone(path: Path | str, *, feature_layer: str | None = None) -
             lists candidates).
 
     Example:
-        >>> backbone = build_user_backbone("advise-runs/cars/model.keras")  # doctest: +SKIP
-        >>> backbone.feature_layer, len(backbone.blocks)  # doctest: +SKIP
-        ('global_average_pooling2d', 16)
+        >>> import tempfile
+        >>> from advisor.backbones.model_file import save_model
+        >>> inputs = keras.Input((32, 32, 3), dtype="uint8")
+        >>> x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+        >>> x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+        >>> x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probs")(x))
+        >>> path = save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["cat", "dog"])
+        >>> backbone = build_user_backbone(path)
+        >>> backbone.feature_layer, len(backbone.blocks), backbone.image_size, backbone.class_names
+        ('pool', 1, 32, ('cat', 'dog'))
     """
     path = _check_path(path)
     loaded, class_names = _load(path)

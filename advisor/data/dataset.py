@@ -90,7 +90,12 @@ class Dataset:
             DatasetError: The dataset has classes, not targets.
 
         Example:
-            >>> scan_targets(Path("photos"), Path("t.csv")).targets("test").dtype  # doctest: +SKIP
+            >>> import tempfile
+            >>> from advisor.data import scan_targets
+            >>> csv = Path(tempfile.mkdtemp()) / "targets.csv"
+            >>> rows = [f"{p.parent.name}/{p.name},{p.parent.name}" for p in digits_dir.glob("*/*.png")]
+            >>> _ = csv.write_text("path,digit\\n" + "\\n".join(rows) + "\\n")
+            >>> scan_targets(digits_dir, csv).targets("test").dtype
             dtype('float64')
         """
         if not self.is_regression:
@@ -111,8 +116,9 @@ class Dataset:
             ValueError: `split` is not one of the three names.
 
         Example:
-            >>> ds = scan_dataset(Path("data"))  # doctest: +SKIP
-            >>> len(ds.records("train")) == ds.summary.split_sizes["train"]  # doctest: +SKIP
+            >>> from advisor.data import scan_dataset
+            >>> ds = scan_dataset(digits_dir)
+            >>> len(ds.records("train")) == ds.summary.split_sizes["train"]
             True
         """
         if split not in SPLITS:
@@ -129,8 +135,9 @@ class Dataset:
             ``root / record.path`` for each record, in record order.
 
         Example:
-            >>> scan_dataset(Path("data")).files("val")[:1]  # doctest: +SKIP
-            [PosixPath('data/cat/001.jpg')]
+            >>> from advisor.data import scan_dataset
+            >>> [p.relative_to(digits_dir) for p in scan_dataset(digits_dir).files("val")[:1]]
+            [PosixPath('0/digit_0130.png')]
         """
         return [self.root / record.path for record in self.records(split)]
 
@@ -144,7 +151,8 @@ class Dataset:
             An ``int32`` array aligned with :meth:`files`.
 
         Example:
-            >>> scan_dataset(Path("data")).labels("train").dtype  # doctest: +SKIP
+            >>> from advisor.data import scan_dataset
+            >>> scan_dataset(digits_dir).labels("train").dtype
             dtype('int32')
         """
         return np.fromiter((r.label for r in self.records(split)), dtype=np.int32)
@@ -173,7 +181,12 @@ class Dataset:
             DatasetError: Dropping the files leaves a class too small.
 
         Example:
-            >>> ds = ds.drop_failed([("cat/bad.jpg", "cannot decode")])  # doctest: +SKIP
+            >>> from advisor.data import scan_dataset
+            >>> ds = scan_dataset(digits_dir)
+            >>> bad = ds.files("train")[0]
+            >>> ds = ds.drop_failed([(bad, "cannot decode")])
+            >>> ds.summary.split_sizes["train"], [s.reason for s in ds.summary.skipped]
+            (59, ['cannot decode'])
         """
         reasons = {self._relative(path): reason for path, reason in failures}
         if not reasons:
@@ -211,8 +224,9 @@ class Dataset:
         """Return a JSON-ready dict holding the full split (file lists and labels).
 
         Example:
-            >>> d = scan_dataset(Path("data")).to_dict()  # doctest: +SKIP
-            >>> Dataset.from_dict(d).class_names == tuple(d["class_names"])  # doctest: +SKIP
+            >>> from advisor.data import scan_dataset
+            >>> d = scan_dataset(digits_dir).to_dict()
+            >>> Dataset.from_dict(d).class_names == tuple(d["class_names"])
             True
         """
         return {
@@ -272,8 +286,11 @@ class Dataset:
             `path` as a :class:`~pathlib.Path`.
 
         Example:
-            >>> ds.save_split("runs/split.json")  # doctest: +SKIP
-            PosixPath('runs/split.json')
+            >>> import tempfile
+            >>> from advisor.data import scan_dataset
+            >>> tmp = Path(tempfile.mkdtemp())
+            >>> scan_dataset(digits_dir).save_split(tmp / "split.json").name
+            'split.json'
         """
         path = Path(path)
         atomic_write_text(path, json.dumps(self.to_dict(), sort_keys=True, indent=1))
@@ -293,8 +310,11 @@ class Dataset:
             DatasetError: The file is missing, not JSON, or not a saved split.
 
         Example:
-            >>> Dataset.load_split("runs/split.json").seed  # doctest: +SKIP
-            1337
+            >>> import tempfile
+            >>> from advisor.data import scan_dataset
+            >>> path = scan_dataset(digits_dir, seed=7).save_split(Path(tempfile.mkdtemp()) / "split.json")
+            >>> Dataset.load_split(path).seed
+            7
         """
         path = Path(path)
         try:

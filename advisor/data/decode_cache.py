@@ -144,9 +144,12 @@ def decode_images(
         ValueError: `size` is not positive or `executor` is unknown.
 
     Example:
-        >>> decoded = decode_images(ds.files("train"), 224)  # doctest: +SKIP
-        >>> decoded.images.shape, decoded.images.dtype  # doctest: +SKIP
-        ((1257, 224, 224, 3), dtype('uint8'))
+        >>> from advisor.data import scan_dataset
+        >>> decoded = decode_images(scan_dataset(digits_dir).files("train"), 96)
+        >>> decoded.images.shape, decoded.images.dtype, len(decoded.failures)
+        ((60, 96, 96, 3), dtype('uint8'), 0)
+        >>> decode_images(scan_dataset(digits_dir).files("train"), 96).from_cache
+        True
     """
     if size < 1:
         raise ValueError(f"Expected size >= 1. Received: size={size}")
@@ -205,9 +208,13 @@ def decode_dataset(
         DatasetError: Dropping the failed files leaves a class too small.
 
     Example:
-        >>> ds, decoded = decode_dataset(scan_dataset(Path("data")), 224)  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> from strategies.batches import ImageBatches
+        >>> ds, decoded = decode_dataset(scan_dataset(digits_dir), 96)
         >>> batches = ImageBatches(decoded["train"].images, ds.labels("train"),
-        ...                        rows=decoded["train"].rows)  # doctest: +SKIP
+        ...                        rows=decoded["train"].rows, batch_size=32)
+        >>> len(batches), batches[0][0].shape
+        (2, (32, 96, 96, 3))
     """
     decoded = {
         split: decode_images(

@@ -81,8 +81,9 @@ def find_image_files(paths: Sequence[Path | str]) -> list[Path]:
         DatasetError: A path does not exist, or nothing was found.
 
     Example:
-        >>> find_image_files([Path("photos")])  # doctest: +SKIP
-        [PosixPath('photos/cat.jpg'), PosixPath('photos/dog.png')]
+        >>> files = find_image_files([digits_dir / "3", digits_dir / "7"])
+        >>> len(files), [p.relative_to(digits_dir).as_posix() for p in files[:2]]
+        (20, ['3/digit_0226.png', '3/digit_0705.png'])
     """
     files: list[Path] = []
     for path in map(Path, paths):
@@ -115,8 +116,9 @@ def open_image(path: Path | str) -> Image.Image:
             (a decompression bomb), or unreadable; the message says which.
 
     Example:
-        >>> open_image("cat.jpg").mode  # doctest: +SKIP
-        'RGB'
+        >>> img = open_image(next((digits_dir / "3").iterdir()))
+        >>> img.mode, img.size
+        ('RGB', (8, 8))
     """
     img = _read(Path(path), size=None)
     return img.convert("RGB") if img.mode != "RGB" else img
@@ -141,8 +143,9 @@ def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.nd
         ImageReadError: The file cannot be used; the message says why.
 
     Example:
-        >>> load_image("cat.jpg", 224).shape  # doctest: +SKIP
-        (224, 224, 3)
+        >>> pixels = load_image(next((digits_dir / "3").iterdir()), 224)
+        >>> pixels.shape, pixels.dtype
+        ((224, 224, 3), dtype('uint8'))
     """
     img = _resize_and_crop(_read(Path(path), size=size), size)
     pixels = np.asarray(img, dtype=np.uint8)

@@ -213,8 +213,10 @@ class DatasetSummary:
         """Return a JSON-ready dict (``json.dumps(..., sort_keys=True)`` round-trips).
 
         Example:
-            >>> summary = scan_dataset(Path("data")).summary  # doctest: +SKIP
-            >>> DatasetSummary.from_dict(summary.to_dict()) == summary  # doctest: +SKIP
+            >>> import json
+            >>> from advisor.data import scan_dataset
+            >>> summary = scan_dataset(digits_dir).summary
+            >>> DatasetSummary.from_dict(json.loads(json.dumps(summary.to_dict(), sort_keys=True))) == summary
             True
         """
         return {

@@ -118,9 +118,14 @@ def read_targets(csv_path: Path | str, data_dir: Path | str) -> TargetTable:
         DatasetError: The file is missing, not a readable text CSV, or has no rows.
 
     Example:
-        >>> table = read_targets(Path("t.csv"), Path("photos"))  # doctest: +SKIP
-        >>> table.rows[0]  # doctest: +SKIP
-        ('img_001.jpg', 3.5)
+        >>> import tempfile
+        >>> csv_path = Path(tempfile.mkdtemp()) / "targets.csv"
+        >>> _ = csv_path.write_text("path,digit\\n3/digit_0226.png,3\\n../x.png,1\\n")
+        >>> table = read_targets(csv_path, digits_dir)
+        >>> table.target_name, table.rows
+        ('digit', (('3/digit_0226.png', 3.0),))
+        >>> table.skipped[0].reason
+        "targets.csv line 3: path leaves DATA_DIR ('..'); list paths inside it"
     """
     csv_path = Path(csv_path)
     name = csv_path.name
@@ -259,9 +264,13 @@ def scan_targets(
             than ``config.MIN_TARGET_ROWS`` rows are usable, or all targets are equal.
 
     Example:
-        >>> ds = scan_targets(Path("photos"), Path("photos/targets.csv"))  # doctest: +SKIP
-        >>> ds.target_name, ds.targets("train")[:3]  # doctest: +SKIP
-        ('brightness', array([0.41, 0.77, 0.52]))
+        >>> import tempfile
+        >>> csv_path = Path(tempfile.mkdtemp()) / "targets.csv"
+        >>> rows = [f"{p.parent.name}/{p.name},{p.parent.name}" for p in digits_dir.glob("*/*.png")]
+        >>> _ = csv_path.write_text("path,digit\\n" + "\\n".join(rows) + "\\n")
+        >>> ds = scan_targets(digits_dir, csv_path)
+        >>> ds.target_name, ds.summary.split_sizes, ds.class_names[:2]
+        ('digit', {'train': 70, 'val': 15, 'test': 15}, ('q1: 0 to 1', 'q2: 2 to 3'))
     """
     root = Path(data_dir)
     if not root.is_dir():

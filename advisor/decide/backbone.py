@@ -33,8 +33,17 @@ def choose_backbone(profile: DatasetProfile, plan: Plan) -> tuple[str, str]:
         ``(backbone name, reason)``.
 
     Example:
-        >>> choose_backbone(profile, plan)  # doctest: +SKIP
-        ('efficientnet_lite0', '50,000 images >= 10,000 and regime full fine-tunes ...')
+        >>> import dataclasses
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.decide import decide
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone)
+        >>> plan = decide(profile, backbone=backbone)
+        >>> choose_backbone(profile, plan)  # doctest: +ELLIPSIS
+        ('mobilenet_v2', "Regime 'svm' keeps the backbone frozen: the cheaper mobilenet_v2 ...")
+        >>> large = dataclasses.replace(profile, n_images=50_000)
+        >>> choose_backbone(large, decide(large, backbone=backbone))  # doctest: +ELLIPSIS
+        ('efficientnet_lite0', "50,000 images >= 10,000 and regime 'full' fine-tunes the backbone: ...")
     """
     n, minimum = profile.n_images, config.STRONGER_BACKBONE_MIN_IMAGES
     if profile.backbone != config.DEFAULT_BACKBONE:

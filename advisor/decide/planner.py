@@ -80,8 +80,16 @@ def decide(
             `head`, `task` or `loss` is unknown.
 
     Example:
-        >>> plan = decide(measure_dataset(ds, bb), backbone=bb)  # doctest: +SKIP
-        >>> plan.regime, plan.reasons["regime"]  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone)
+        >>> plan = decide(profile, backbone=backbone)
+        >>> plan.regime, plan.image_size, plan.epochs
+        (<Regime.SVM: 'svm'>, 96, 0)
+        >>> plan.reasons["regime"]  # doctest: +ELLIPSIS
+        '100 images < 5,000: a linear SVM on frozen bottleneck features (CS231n), ...'
+        >>> decide(profile, backbone=backbone, regime="partial", epochs=3).epochs
+        3
     """
     if profile.backbone != backbone.name:
         raise PlanError(

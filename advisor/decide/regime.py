@@ -46,10 +46,18 @@ def choose_regime(profile: DatasetProfile, rules: RegimeRules | None = None) -> 
         ``(regime, reason)``.
 
     Example:
-        >>> choose_regime(profile)  # doctest: +SKIP
-        (<Regime.SVM: 'svm'>, '500 images < 5,000: ...')
-        >>> choose_regime(profile, RegimeRules(svm_max_images=0))[0]  # doctest: +SKIP
-        <Regime.LAST_LAYER: 'last-layer'>
+        >>> import dataclasses
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone)
+        >>> profile.n_images, profile.similarity.score < RegimeRules().regime_similarity_threshold
+        (100, True)
+        >>> choose_regime(profile)  # doctest: +ELLIPSIS
+        (<Regime.SVM: 'svm'>, '100 images < 5,000: a linear SVM on frozen bottleneck features ...')
+        >>> choose_regime(profile, RegimeRules(svm_max_images=0))[0]
+        <Regime.PARTIAL: 'partial'>
+        >>> choose_regime(dataclasses.replace(profile, n_images=50_000))[0]
+        <Regime.FULL: 'full'>
     """
     rules = RegimeRules() if rules is None else rules
     n = profile.n_images

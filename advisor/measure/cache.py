@@ -30,9 +30,13 @@ def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: st
     """Return the hex key of a profile measured with these inputs.
 
     Example:
-        >>> profile_key(ds, backbone="mobilenet_v2", image_size=224, weights="imagenet",
-        ...             sample_cap=2000, seed=0)  # doctest: +SKIP
-        '3f1c...'
+        >>> from advisor.data import scan_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> key = profile_key(ds, backbone="mobilenet_v2", image_size=224, weights="imagenet",
+        ...                   sample_cap=2000, seed=0)
+        >>> len(key), key == profile_key(ds, backbone="mobilenet_v2", image_size=96,
+        ...                              weights="imagenet", sample_cap=2000, seed=0)
+        (64, False)
     """
     digest = hashlib.sha256()
     header = [PROFILE_SCHEMA_VERSION, backbone, image_size, weights, sample_cap, seed,

@@ -108,7 +108,12 @@ class Activations:
         """Return ``{bn layer: (channel means, channel variances)}``.
 
         Example:
-            >>> mean, var = activations.bn_moments()["bn_Conv1"]  # doctest: +SKIP
+            >>> from advisor.data import scan_dataset
+            >>> decoded = decode_images(scan_dataset(digits_dir).files("val"), backbone.image_size)
+            >>> activations = embed(backbone, decoded.images, rows=decoded.rows)
+            >>> mean, var = activations.bn_moments()["bn_Conv1"]
+            >>> mean.shape, var.shape, bool((var >= 0).all())
+            ((32,), (32,), True)
         """
         bounds = np.cumsum((0,) + self.bn_channels)
         return {
@@ -133,7 +138,7 @@ def probe_blocks(
         Distinct blocks in graph order.
 
     Example:
-        >>> [b.name for b in probe_blocks(get_backbone("mobilenet_v2"))]  # doctest: +SKIP
+        >>> [b.name for b in probe_blocks(backbone)]
         ['block_8', 'block_12', 'block_14']
     """
     n = len(backbone.blocks)
@@ -161,8 +166,8 @@ def build_probe_model(backbone: Backbone, *, blocks: Sequence[Block] | None = No
         A functional ``keras.Model``.
 
     Example:
-        >>> model = build_probe_model(get_backbone("mobilenet_v2"))  # doctest: +SKIP
-        >>> sorted(model.output)[:2]  # doctest: +SKIP
+        >>> model = build_probe_model(backbone)
+        >>> sorted(model.output)[:2]
         ['block:block_12', 'block:block_14']
     """
     model = backbone.model
@@ -260,9 +265,11 @@ def embed(
         DatasetError: No rows, or images of the wrong shape.
 
     Example:
-        >>> acts = embed(backbone, decoded.images, rows=decoded.rows)  # doctest: +SKIP
-        >>> acts.features.shape  # doctest: +SKIP
-        (1797, 1280)
+        >>> from advisor.data import scan_dataset
+        >>> decoded = decode_images(scan_dataset(digits_dir).files("train"), backbone.image_size)
+        >>> acts = embed(backbone, decoded.images, rows=decoded.rows)
+        >>> acts.features.shape, acts.logits.shape, list(acts.block_features), acts.n_moment_images
+        ((60, 1280), (60, 1000), ['block_8', 'block_12', 'block_14'], 60)
     """
     rows = _check_embed_inputs(backbone, images, rows, moment_images)
     n = len(rows)
@@ -401,7 +408,9 @@ def bn_reference(backbone: Backbone) -> dict[str, tuple[np.ndarray, np.ndarray]]
         ``{bn layer: (moving mean, moving variance)}`` as float64, in graph order.
 
     Example:
-        >>> mean, var = bn_reference(backbone)["bn_Conv1"]  # doctest: +SKIP
+        >>> mean, var = bn_reference(backbone)["bn_Conv1"]
+        >>> mean.shape, var.dtype
+        ((32,), dtype('float64'))
     """
     reference = {}
     for name in backbone.bn_layers:
@@ -481,8 +490,14 @@ def profile_activations(
         The profile.
 
     Example:
-        >>> profile = profile_activations(acts, y, backbone=bb, summary=ds.summary,
-        ...                               class_names=ds.class_names)  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> decoded = decode_images(ds.files("train"), backbone.image_size)
+        >>> acts = embed(backbone, decoded.images, rows=decoded.rows)
+        >>> profile = profile_activations(acts, ds.labels("train")[decoded.rows], backbone=backbone,
+        ...                               summary=ds.summary, class_names=ds.class_names)
+        >>> profile.n_sampled, profile.probes is not None, 0 <= profile.similarity.score <= 1
+        (60, True, True)
     """
     shift, notes = None, ()
     if backbone.bn_layers:
@@ -557,8 +572,13 @@ def measure_dataset(
         DatasetError: No image of the sample could be decoded.
 
     Example:
-        >>> bb = get_backbone("mobilenet_v2")  # doctest: +SKIP
-        >>> plan = decide(measure_dataset(scan_dataset(Path("data")), bb), backbone=bb)  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.decide import decide
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone)
+        >>> profile.n_sampled, profile.n_images, profile.image_size
+        (80, 100, 96)
+        >>> decide(profile, backbone=backbone).regime
+        <Regime.SVM: 'svm'>
     """
     # The test split is never looked at: the probes use labels, and the plan
     # they inform is judged on the test split.

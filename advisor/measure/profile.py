@@ -282,7 +282,12 @@ class DatasetProfile:
         """Return a JSON-ready dict (``json.dumps(..., sort_keys=True)`` round-trips).
 
         Example:
-            >>> DatasetProfile.from_dict(profile.to_dict()) == profile  # doctest: +SKIP
+            >>> import json
+            >>> from advisor.data import scan_dataset
+            >>> from advisor.measure import measure_dataset
+            >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
+            >>> data = json.loads(json.dumps(profile.to_dict(), sort_keys=True))
+            >>> DatasetProfile.from_dict(data) == profile
             True
         """
         return record_to_dict(self)

@@ -42,8 +42,14 @@ def similarity_score(
         ValueError: No component is given.
 
     Example:
-        >>> similarity_score(shift, head).score  # doctest: +SKIP
-        0.87
+        >>> from advisor.measure import shift_map
+        >>> from advisor.measure.head import head_stats
+        >>> moments = {"bn": (np.zeros(2), np.ones(2))}
+        >>> shift = shift_map(moments, moments, [("block", ["bn"])])  # no shift: component 1
+        >>> head = head_stats(np.zeros((2, 1000)))  # uniform logits: mean max probability 0.001
+        >>> similarity = similarity_score(shift, head)
+        >>> round(similarity.score, 4), similarity.weights
+        (0.6254, {'shift': 0.5, 'head': 0.3})
     """
     components = {}
     if shift is not None:

@@ -26,7 +26,18 @@ def render_advice(advice: Mapping[str, Any], console: Console) -> None:
     """Print the size table, shift map, head confidence, probes and the plan with reasons.
 
     Example:
-        >>> render_advice(advice.to_dict(), Console())  # doctest: +SKIP
+        >>> import io
+        >>> from advisor.app.advice import Advice
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.decide import decide
+        >>> from advisor.measure import measure_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> profile = measure_dataset(ds, backbone, sample_cap=20)
+        >>> advice = Advice(ds, profile, decide(profile, backbone=backbone), timings={})
+        >>> console = Console(file=io.StringIO(), width=100)
+        >>> render_advice(advice.to_dict(), console)
+        >>> "Plan: svm" in console.file.getvalue()
+        True
     """
     dataset = advice["dataset"]
     profile = advice["profile"]
@@ -74,6 +85,7 @@ def render_result(report: Mapping[str, Any], out: Path, console: Console) -> Non
     """Print the held-out results of a finished run and where its files are.
 
     Example:
+        >>> result = execute(advice, Path("advise-runs/digits"))  # fits and exports a model  # doctest: +SKIP
         >>> render_result(result.report, result.out, Console())  # doctest: +SKIP
     """
     evaluation = report["evaluation"]

@@ -73,7 +73,16 @@ def advice_html(advice: Mapping[str, Any]) -> str:
     """Build ``advice.html`` from the ``advice.json`` dict.
 
     Example:
-        >>> advice_html(json.loads(Path("advice.json").read_text()))  # doctest: +SKIP
+        >>> from advisor.app.advice import Advice
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.decide import decide
+        >>> from advisor.measure import measure_dataset
+        >>> ds = scan_dataset(digits_dir)
+        >>> profile = measure_dataset(ds, backbone, sample_cap=20)
+        >>> advice = Advice(ds, profile, decide(profile, backbone=backbone), timings={})
+        >>> page = advice_html(advice.to_dict())
+        >>> page.startswith("<!DOCTYPE html>"), "Advice for" in page
+        (True, True)
     """
     return h.page(
         f"Advice for {advice.get('data_dir', '')}",
@@ -119,7 +128,9 @@ def run_html(report: Mapping[str, Any], *, mistake_images: Sequence[np.ndarray] 
     """Build ``report.html`` from the ``report.json`` dict and mistake thumbnails.
 
     Example:
-        >>> run_html(report)  # doctest: +SKIP
+        >>> result = execute(advice, Path("advise-runs/digits"))  # fits and exports a model  # doctest: +SKIP
+        >>> run_html(result.report).startswith("<!DOCTYPE html>")  # doctest: +SKIP
+        True
     """
     evaluation = report["evaluation"]
     if evaluation.get("task") == "regression":

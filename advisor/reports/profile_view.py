@@ -20,7 +20,12 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Return ``(measure, value)`` rows summarising a profile.
 
     Example:
-        >>> rows = profile_rows(profile.to_dict())  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
+        >>> rows = profile_rows(profile.to_dict())
+        >>> [measure for measure, _ in rows[:2]]
+        ['similarity to ImageNet (0-1)', '  component: shift']
     """
     similarity = profile["similarity"]
     shift = profile["shift"]
@@ -82,8 +87,12 @@ def seen_as_rows(profile: Mapping[str, Any], *, limit: int = 12) -> list[tuple[s
     """Return ``(class folder, ImageNet (or base model) classes it is seen as)`` rows.
 
     Example:
-        >>> seen_as_rows(profile.to_dict())[0]  # doctest: +SKIP
-        ('cat', 'Egyptian cat 40%, tabby 30%')
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
+        >>> rows = seen_as_rows(profile.to_dict(), limit=3)
+        >>> [folder for folder, _ in rows], all("%" in seen for _, seen in rows)
+        (['0', '1', '2'], True)
     """
     top = profile["head"].get("top_classes", {})
     return [(name, ", ".join(f"{label} {share:.0%}" for label, share in classes))
@@ -94,7 +103,12 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Return ``(alt text, base64 PNG)`` figures: shift per block, learning curve.
 
     Example:
-        >>> figures = profile_figures(profile.to_dict())  # doctest: +SKIP
+        >>> from advisor.data import scan_dataset
+        >>> from advisor.measure import measure_dataset
+        >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
+        >>> figures = profile_figures(profile.to_dict())
+        >>> [alt for alt, _ in figures]
+        ['shift map over depth', 'shift per BN layer', 'learning curve', 'class counts']
     """
     shift = profile["shift"]
     figures = []
