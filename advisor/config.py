@@ -291,6 +291,14 @@ AUGMENTATION_ZOOM = 0.1
 #: Augmented views of the training images embedded (once) for the linear probe
 #: when the plan augments.
 AUGMENTED_VIEWS = 2
+#: ``partial`` trains on cached activations of its frozen prefix (computed once per
+#: image and view, float16 memory maps under the cache dir) while the cache stays at
+#: most this many MB; above it the plan fine-tunes end to end.
+PREFIX_CACHE_MAX_MB = 4096
+#: Most precomputed augmented views of each training image in the prefix cache when
+#: the plan augments (each epoch draws one per image); fewer when the plan has
+#: fewer epochs or the cap allows fewer.
+PREFIX_CACHE_MAX_VIEWS = 4
 #: Most cross-validation folds used to choose the linear SVM's C (fewer when the
 #: smallest class is smaller).
 SVM_CV_FOLDS = 5

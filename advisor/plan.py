@@ -121,6 +121,14 @@ class Plan:
         svm_cv_folds: Most stratified cross-validation folds choosing the SVM's C.
         precision: ``auto`` (mixed bfloat16 on accelerators, float32 on CPU),
             ``float32`` or ``mixed_bfloat16``: the dtype policy of fine-tuning.
+        prefix_cache: Whether ``partial`` trains only the blocks after its cut, on
+            activations of the frozen prefix computed once per image and view
+            and cached (`False`: end to end, every epoch through every layer).
+        prefix_views: Precomputed augmented views per training image in the
+            prefix cache (each epoch draws one per image); 0 without
+            augmentation (the plain images).
+        prefix_cache_mb: Size of the prefix cache in MB (cut activation shape x
+            images x views x 2 bytes); 0 when it is not used.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -154,6 +162,9 @@ class Plan:
     augmented_views: int = config.AUGMENTED_VIEWS
     svm_cv_folds: int = config.SVM_CV_FOLDS
     precision: str = config.PRECISION
+    prefix_cache: bool = False
+    prefix_views: int = 0
+    prefix_cache_mb: float = 0.0
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

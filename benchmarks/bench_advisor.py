@@ -11,8 +11,14 @@ runs in a fresh process so peak RSS is per size. Prints a table.
 ``--moment-images 100000`` reduces the BN moments on every sampled image (the
 behaviour before ``config.MOMENT_IMAGES``).
 
+A second table gives the time to an error: the wall seconds of ``advise``, in
+a fresh process, on a missing DATA_DIR and on an output folder that holds a
+finished run (both are refused before TensorFlow is imported; issue 18's
+target is < 2 s). ``--only-errors`` prints only that table.
+
     python -m benchmarks.bench_advisor --sizes 1000,5000,20000,70000
     python -m benchmarks.bench_advisor --sizes 1000 --dataset digits   # no apt package needed
+    python -m benchmarks.bench_advisor --only-errors
 
 Targets (issue 5): < 60 s for 10k images on 2 CPU cores; roughly flat beyond
 the sample cap except for the file scan; forward pass with measures >= 0.9x
@@ -25,11 +31,17 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 SEED = 0
+#: Runs of each error case; the table gives their median.
+ERROR_REPEATS = 3
 
 
 def _child(dataset: str, n: int | None, sample_cap: int, moment_images: int) -> dict:
@@ -96,6 +108,44 @@ def _child(dataset: str, n: int | None, sample_cap: int, moment_images: int) -> 
     return row
 
 
+def _advise_command() -> list[str]:
+    """The ``advise`` console script beside this interpreter, else ``python -m advisor.app.cli``."""
+    script = Path(sys.executable).with_name("advise")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "advisor.app.cli"]
+
+
+def _time_to_error(args: list[str]) -> tuple[float, int, str]:
+    """Run ``advise ARGS`` ``ERROR_REPEATS`` times: (median wall s, exit code, last stderr line)."""
+    walls, done = [], None
+    for _ in range(ERROR_REPEATS):
+        start = time.perf_counter()
+        done = subprocess.run(_advise_command() + args, capture_output=True, text=True, check=False,
+                              env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "300"})
+        walls.append(time.perf_counter() - start)
+    lines = done.stderr.strip().splitlines()
+    return statistics.median(walls), done.returncode, lines[-1] if lines else ""
+
+
+def _error_table() -> None:
+    """Print the time to an error for a missing DATA_DIR and for a finished output folder."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench-errors-"))
+    try:
+        data, finished = scratch / "photos", scratch / "runs" / "photos-advice"
+        (data / "cat").mkdir(parents=True)
+        finished.mkdir(parents=True)
+        (finished / "advice.json").write_text("{}")
+        cases = [("missing DATA_DIR", [str(scratch / "no-such-dir"), "--dry-run"]),
+                 ("finished --out", [str(data), "--dry-run", "--out", str(finished)])]
+        header = f"{'time to an error':<20}{'wall s':>8}{'exit':>6}  message"
+        print(header)
+        print("-" * len(header))
+        for name, args in cases:
+            wall, code, message = _time_to_error(args)
+            print(f"{name:<20}{wall:>8.2f}{code:>6}  {message}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist")
@@ -104,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-cap", type=int, default=None)
     parser.add_argument("--moment-images", type=int, default=None,
                         help="images whose BN moments are reduced (default config.MOMENT_IMAGES)")
+    parser.add_argument("--only-errors", action="store_true",
+                        help="print only the time-to-an-error table (no dataset is written)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from advisor import config
@@ -119,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"backend={keras.backend.backend()} keras={keras.__version__} cores={os.cpu_count()} "
           f"seed={SEED} sample_cap={cap} moment_images={moments} dataset={args.dataset}")
+    if args.only_errors:
+        _error_table()
+        return
     header = (f"{'dataset':<22}{'images':>8}{'sampled':>8}{'moments':>8}{'scan s':>8}{'decode s':>9}{'embed s':>8}"
               f"{'probes s':>9}{'total s':>8}{'1st batch s':>12}{'embed img/s':>12}{'bare img/s':>11}{'ratio':>6}"
               f"{'peak MB':>8}  regime (similarity)")
@@ -136,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['embed_s']:>8.1f}{r['probes_s']:>9.1f}{r['total_s']:>8.1f}{r['embed_first_s']:>12.1f}{r['embed_img_s']:>12.0f}"
               f"{r['bare_img_s']:>11.0f}{r['embed_img_s'] / r['bare_img_s']:>6.2f}{r['peak_rss_mb']:>8.0f}"
               f"  {r['regime']} ({r['similarity']:.2f})")
+    print()
+    _error_table()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ deviation are then folded into the output layer
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,10 +45,14 @@ from strategies.graph import (
     fold_target_scale,
     freeze_blocks,
     head_kwargs,
+    split_at_cut,
     trainable_blocks,
 )
 from strategies.inputs import LabelledImages, NotFittedError, check_inputs
+from strategies.prefix_cache import ActivationBatches, PrefixCache
 from strategies.training import augmentation_for, augmentation_strengths, class_weight_dict, train
+
+logger = logging.getLogger(__name__)
 
 _train = train  # `train` is also the name of fit's training-data argument
 
@@ -247,7 +252,13 @@ class KerasStrategy(Strategy):
        them (LP-FT) with :func:`~strategies.training.train`: head at
        ``head_learning_rate``, backbone at ``backbone_learning_rate``, images
        from the decode cache, in the plan's ``precision`` (mixed on
-       accelerators by default). The probe is the epoch-0 candidate.
+       accelerators by default). The probe is the epoch-0 candidate. With
+       ``plan.prefix_cache`` only the layers after the cut train, on the
+       frozen prefix's activations computed once per image and view
+       (:mod:`strategies.prefix_cache`); the suffix shares the classifier's
+       layers, so the classifier holds the trained weights. When more than
+       one tensor crosses the cut it runs end to end; the history's
+       ``fine_tune.path`` says which ran.
     5. For regression, fold the training targets' mean and standard deviation
        into the output layer; the training history stays in standardised units.
 
@@ -360,13 +371,17 @@ class KerasStrategy(Strategy):
             if not fine_tune:
                 return model
             backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks)
-            augmentation = augmentation_for(plan, seed=plan.seed)
+            trained, path = model, {"path": "end-to-end"}
+            if plan.prefix_cache:
+                trained, path, data = self._prefix_path(model, train, val, outputs,
+                                                        class_weight=class_weight, policy=policy)
+            if trained is model:
+                data = (train.batches(batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
+                                      augmentation=augmentation_for(plan, seed=plan.seed),
+                                      class_weight=class_weight, outputs=train_outputs),
+                        val.batches(batch_size=plan.batch_size, outputs=val_outputs))
             history["fine_tune"] = _train(
-                model, plan,
-                train.batches(batch_size=plan.batch_size, shuffle=True, seed=plan.seed,
-                              augmentation=augmentation, class_weight=class_weight,
-                              outputs=train_outputs),
-                val.batches(batch_size=plan.batch_size, outputs=val_outputs),
+                trained, plan, *data,
                 phase="fine-tune", learning_rate=plan.head_learning_rate,
                 epochs=plan.epochs, warmup_epochs=plan.warmup_epochs,
                 scaled_variables=backbone_variables,
@@ -374,7 +389,43 @@ class KerasStrategy(Strategy):
                 work_dir=work_dir, verbose=verbose)
             history["fine_tune"]["trained_blocks"] = trainable_blocks(backbone, plan)
             history["fine_tune"]["dtype_policy"] = policy
+            history["fine_tune"].update(path)
         return model
+
+    def _prefix_path(self, model: keras.Model, train: LabelledImages, val: LabelledImages,
+                     outputs: tuple[np.ndarray | None, np.ndarray | None], *,
+                     class_weight: dict[int, float] | None,
+                     policy: str) -> tuple[keras.Model, dict[str, Any], tuple | None]:
+        """Return ``(suffix model, history entries, (train, val) batches)`` of the
+        prefix-cache path, or ``(model, entries saying why not, None)`` when no
+        single tensor crosses the cut (then the fine-tuning runs end to end)."""
+        plan, backbone = self.plan, self.backbone
+        try:
+            prefix, suffix = split_at_cut(model, backbone, plan.frozen_blocks)
+        except PlanError as exc:
+            logger.warning("Prefix cache not used: %s", exc)
+            return model, {"path": "end-to-end", "prefix_cache_fallback": str(exc)}, None
+        started = time.perf_counter()
+        cut = backbone.blocks[len(plan.frozen_blocks) - 1].output
+        cache = PrefixCache(prefix, backbone, cut=cut, batch_size=plan.batch_size, policy=policy)
+        if plan.augmentation and plan.prefix_views > 0:  # K augmented views stand in for
+            views = [cache.compute(train.images, rows=train.rows, key=train.key,  # per-epoch draws
+                                   augmentation=augmentation_for(plan, seed=plan.seed + view),
+                                   augmentation_key=augmentation_key(plan, view))
+                     for view in range(1, plan.prefix_views + 1)]
+        else:
+            views = [cache.compute(train.images, rows=train.rows, key=train.key)]
+        x_val = cache.compute(val.images, rows=val.rows, key=val.key)
+        train_outputs, val_outputs = outputs
+        data = (ActivationBatches(views, train.labels if train_outputs is None else train_outputs,
+                                  rows=train.rows, batch_size=plan.batch_size, shuffle=True,
+                                  seed=plan.seed, class_weight=class_weight),
+                ActivationBatches([x_val], val.labels if val_outputs is None else val_outputs,
+                                  rows=val.rows, batch_size=plan.batch_size))
+        size = sum(view.nbytes for view in views) + x_val.nbytes
+        return suffix, {"path": "prefix-cache", "prefix_cache": {
+            "cut": cut, "shape": list(cache.shape), "views": len(views),
+            "mb": round(size / 1e6, 1), "wall_s": time.perf_counter() - started}}, data
 
 
 def target_scale(targets: np.ndarray) -> tuple[float, float]:
@@ -426,13 +477,29 @@ def probe_training_set(embedder: Embedder, data: LabelledImages, plan: Plan, *,
     """
     views = [embedder.embed(data.images, rows=data.rows, key=data.key)]
     if plan.augmentation:
-        strengths = augmentation_strengths(plan)
         for view in range(1, plan.augmented_views + 1):
             augmentation = augmentation_for(plan, seed=plan.seed + view)
-            spec = json.dumps({"augmentation": {name: strengths.get(name) for name in
-                                                 sorted(plan.augmentation)},
-                               "seed": plan.seed, "view": view}, sort_keys=True)
             views.append(embedder.embed(data.images, rows=data.rows, key=data.key,
-                                        augmentation=augmentation, augmentation_key=spec))
+                                        augmentation=augmentation,
+                                        augmentation_key=augmentation_key(plan, view)))
     y = data.labels if outputs is None else outputs
     return np.concatenate(views), np.tile(y, len(views))
+
+
+def augmentation_key(plan: Plan, view: int) -> str:
+    """Return the cache key of the plan's augmented view `view` (names, strengths, seed, view).
+
+    Example:
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> plan = Plan(regime=Regime.SVM, backbone=backbone.name, image_size=backbone.image_size,
+        ...             frozen_blocks=(), feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=("flip",), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> augmentation_key(plan, 1)
+        '{"augmentation": {"flip": {"flip": true}}, "seed": 0, "view": 1}'
+    """
+    strengths = augmentation_strengths(plan)
+    return json.dumps({"augmentation": {name: strengths.get(name) for name in
+                                        sorted(plan.augmentation)},
+                       "seed": plan.seed, "view": view}, sort_keys=True)

@@ -11,6 +11,7 @@ API:
     ImageBatches(images, labels, *, rows=None, batch_size=32, shuffle=False,
                  seed=DEFAULT_SEED, augmentation=None, class_weight=None,
                  **pydataset_kwargs)  -> keras.utils.PyDataset
+    epoch_order(rows, batch_size, *, seed, epoch) -> np.ndarray
     build_augmentation(*, flip=False, translate=0.0, zoom=0.0, rotation=0.0,
                        seed=DEFAULT_SEED) -> keras.Sequential | None
 """
@@ -163,21 +164,44 @@ class ImageBatches(keras.utils.PyDataset):
             self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
-        """Return the epoch's order of ``self.rows`` indices: as given, or a seeded
-        permutation whose batches each list their rows in ascending order."""
-        n = len(self.rows)
         if not self.shuffle:
-            return np.arange(n)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-        for start in range(0, n, self.batch_size):
-            batch = order[start : start + self.batch_size]
-            order[start : start + self.batch_size] = batch[np.argsort(self.rows[batch], kind="stable")]
-        return order
+            return np.arange(len(self.rows))
+        return epoch_order(self.rows, self.batch_size, seed=self.seed, epoch=self.epoch)
 
     def _augment(self, x: np.ndarray) -> np.ndarray:
         out = self.augmentation(keras.ops.convert_to_tensor(x, dtype="float32"), training=True)
         out = keras.ops.convert_to_numpy(out)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def epoch_order(rows: np.ndarray, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
+    """Return a shuffled epoch's order of positions in `rows`.
+
+    A permutation drawn from ``np.random.default_rng([seed, epoch])``, whose
+    batches each list their rows in ascending order (so reads from a memory map
+    stay mostly sequential). :class:`ImageBatches` and the prefix-activation
+    batches (:mod:`strategies.prefix_cache`) share it, so both paths see the
+    same batches.
+
+    Args:
+        rows: The rows used, in order.
+        batch_size: Positions per batch.
+        seed: Seed of the shuffle.
+        epoch: The epoch (0-based).
+
+    Returns:
+        A permutation of ``range(len(rows))``.
+
+    Example:
+        >>> epoch_order(np.array([5, 3, 9, 1]), 2, seed=0, epoch=0).tolist()
+        [0, 2, 3, 1]
+    """
+    n = len(rows)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        order[start : start + batch_size] = batch[np.argsort(rows[batch], kind="stable")]
+    return order
 
 
 def build_augmentation(

@@ -14,6 +14,7 @@ without a key are never cached. Entries are written atomically.
 
 API:
     predict_batches(model, batches) -> np.ndarray
+    image_source_key(images, key=None) -> str | None
     Embedder(backbone, layer=None, *, batch_size=config.EMBED_BATCH_SIZE)
         .model (images -> (N, D)), .dim
         .embed(images, *, rows=None, key=None, augmentation=None,
@@ -101,6 +102,31 @@ def predict_batches(model: keras.Model, batches: keras.utils.PyDataset) -> np.nd
     outputs = [keras.ops.convert_to_numpy(model(batches[i][0], training=False))
                for i in range(len(batches))]
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def image_source_key(images: np.ndarray, key: str | None = None) -> str | None:
+    """Return what names `images` in a cache key: `key`, or the memory map's file identity.
+
+    A memory map is named by its file's absolute path, size and modification
+    time; an in-memory array without `key` has no name (`None`: not cached).
+
+    Args:
+        images: The image array, usually a decode-cache memory map.
+        key: An explicit name. Defaults to `None`.
+
+    Example:
+        >>> image_source_key(np.zeros((1, 8, 8, 3), "uint8")) is None
+        True
+        >>> image_source_key(np.zeros((1, 8, 8, 3), "uint8"), key="digits/train")
+        'digits/train'
+    """
+    if key is not None:
+        return key
+    filename = getattr(images, "filename", None)
+    if not isinstance(images, np.memmap) or filename is None:
+        return None
+    stat = os.stat(filename)
+    return f"{os.path.abspath(filename)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class Embedder:
@@ -206,12 +232,9 @@ class Embedder:
             return None  # random weights differ at every build
         if augmentation is not None and augmentation_key is None:
             return None
+        key = image_source_key(images, key)
         if key is None:
-            filename = getattr(images, "filename", None)
-            if not isinstance(images, np.memmap) or filename is None:
-                return None
-            stat = os.stat(filename)
-            key = f"{os.path.abspath(filename)}|{stat.st_size}|{stat.st_mtime_ns}"
+            return None
         spec = {
             "version": EMBEDDINGS_CACHE_VERSION,
             "source": key,

@@ -267,3 +267,71 @@ def trainable_blocks(backbone: Backbone, plan: Plan) -> list[str]:
         backbone.model.inputs, feature_output(backbone, plan.feature_layer)).layers}
     return [b.name for b in backbone.blocks
             if b.name not in plan.frozen_blocks and any(name in names for name in b.layers)]
+
+
+def split_at_cut(model: keras.Model, backbone: Backbone,
+                 frozen_blocks: Sequence[str]) -> tuple[keras.Model, keras.Model]:
+    """Split a classifier at the end of its frozen prefix: ``prefix`` and ``suffix`` models.
+
+    The cut is the output of the last block of `frozen_blocks`, which must be
+    the first blocks of the backbone. It is a valid cut only when that one
+    tensor is all the later layers read: a suffix model from it to the
+    features' output must build (Keras refuses one whose outputs depend on
+    another tensor of the prefix, e.g. a residual branch from before the cut)
+    and hold no frozen layer. Both models share the classifier's layer
+    objects, so training ``suffix`` trains ``model``.
+
+    Args:
+        model: A model from :func:`build_classifier` (frozen with :func:`freeze_blocks`).
+        backbone: The backbone it was built from.
+        frozen_blocks: The plan's frozen blocks.
+
+    Returns:
+        ``(prefix, suffix)``: ``prefix`` maps the features' uint8 input to the
+        cut activations; ``suffix`` maps float32 cut activations to the
+        classifier's output.
+
+    Raises:
+        PlanError: The frozen blocks are not a prefix of the backbone's blocks,
+            or more than one tensor crosses the cut.
+
+    Example:
+        >>> model = build_classifier(backbone, feature_layer=backbone.feature_layer, n_classes=10)
+        >>> names = [block.name for block in backbone.blocks]
+        >>> prefix, suffix = split_at_cut(model, backbone, names[:12])
+        >>> prefix.output.shape, suffix.input.shape, suffix.output.shape
+        ((None, 6, 6, 96), (None, 6, 6, 96), (None, 10))
+        >>> split_at_cut(model, backbone, names[1:3])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        advisor.errors.PlanError: The frozen blocks ['block_0', 'block_1'] are not the first blocks of ...
+    """
+    names = [block.name for block in backbone.blocks]
+    frozen = list(frozen_blocks)
+    if not frozen or frozen != names[:len(frozen)] or len(frozen) == len(names):
+        raise PlanError(
+            f"The frozen blocks {frozen} are not the first blocks of {backbone.name} followed by "
+            f"trained ones, so there is no cut to cache; expected a prefix of {names}.")
+    last = backbone.blocks[len(frozen) - 1]
+    features = model.get_layer(FEATURES_MODEL)
+    cut = features.get_layer(last.output).output
+    try:
+        tail = keras.Model(cut, features.output, name="features_after_cut")
+    except ValueError:
+        raise PlanError(
+            f"More than one tensor crosses the cut after {last.name} of {backbone.name} (its "
+            f"output {last.output!r} is not all the later layers read), so the prefix cannot "
+            "be cached; fine-tune end to end.") from None
+    frozen_layers = {name for block in backbone.blocks[:len(frozen)] for name in block.layers}
+    inside = sorted(frozen_layers & {layer.name for layer in tail.layers} - {last.output})
+    if inside:
+        raise PlanError(
+            f"Layers {inside[:3]} of the frozen blocks run after the cut at {last.output!r} of "
+            f"{backbone.name}, so the prefix cannot be cached; fine-tune end to end.")
+    prefix = keras.Model(features.input, cut, name="frozen_prefix")
+    inputs = keras.Input(shape=tuple(cut.shape[1:]), dtype="float32", name="cut_activations")
+    x = tail(inputs)
+    after = model.layers[model.layers.index(features) + 1:]  # pooling and the head: a chain
+    for layer in after:
+        x = layer(x)
+    return prefix, keras.Model(inputs, x, name="classifier_after_cut")

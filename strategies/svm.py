@@ -3,7 +3,10 @@
 scikit-learn's ``LinearSVC`` with the primal solver (``dual=False``: seconds on
 thousands of 1,280-wide embeddings, where the default dual solver takes
 minutes), C chosen from the plan's ``svm_c_grid`` by stratified
-cross-validation on the training split. The SVM's ``coef_``/``intercept_``
+cross-validation on the training split. The (C, fold) fits of that search run
+in threads (liblinear releases the GIL while it trains), as many as
+:func:`advisor.environment.usable_cores` allows; the folds, the scores and so
+the chosen C are those of the serial search. The SVM's ``coef_``/``intercept_``
 become the ``Dense`` output layer of the exported model, on the same features,
 so the model's argmax is scikit-learn's prediction (its softmax over decision
 values is a score, not a calibrated probability). Embeddings are not
@@ -17,6 +20,7 @@ chosen by efficient leave-one-out cross-validation; its ``coef_`` and
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,11 +29,13 @@ from typing import Any
 
 import keras
 import numpy as np
+from joblib import parallel_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from advisor.environment import usable_cores
 from advisor.plan import Plan, Regime, Task
 from strategies.base import Strategy
 from strategies.embeddings import Embedder
@@ -38,23 +44,61 @@ from strategies.inputs import LabelledImages, check_inputs
 from strategies.registry import register_strategy
 from strategies.training import class_weight_dict
 
+logger = logging.getLogger(__name__)
+
 #: Iteration cap of liblinear's primal solver.
 SVM_MAX_ITER = 2_000
+#: Below this many embedding values (rows x width) the C search runs serially:
+#: each (C, fold) fit then takes milliseconds, about what a thread pool costs
+#: (measured on 2 cores: 120 x 16 took 0.06 s serially, 0.10 s in 2 threads;
+#: 360 x 96 took 0.50 s and 0.31 s).
+SVM_PARALLEL_MIN_VALUES = 20_000
+
+
+def search_jobs(n_rows: int, n_features: int, n_fits: int) -> int:
+    """Return how many (C, fold) fits of the SVM's C search run at once.
+
+    One per usable core (:func:`advisor.environment.usable_cores`), at most
+    `n_fits`; 1 for inputs under ``SVM_PARALLEL_MIN_VALUES`` values, where
+    the fits are too short to gain from threads.
+
+    Args:
+        n_rows: Training embeddings.
+        n_features: Their width.
+        n_fits: Fits in the search (grid values x folds).
+
+    Returns:
+        The number of threads, at least 1.
+
+    Example:
+        >>> search_jobs(60, 16, n_fits=15)  # tiny: serial
+        1
+        >>> search_jobs(2_100, 1_280, n_fits=20) == min(usable_cores(), 20)
+        True
+    """
+    if n_rows * n_features < SVM_PARALLEL_MIN_VALUES:
+        return 1
+    return max(1, min(usable_cores(), n_fits))
 
 
 def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
-                   class_weight: dict[int, float] | None = None) -> tuple[LinearSVC, dict[str, Any]]:
+                   class_weight: dict[int, float] | None = None, *,
+                   n_jobs: int | None = None) -> tuple[LinearSVC, dict[str, Any]]:
     """Fit ``LinearSVC(dual=False)``, choosing C from ``plan.svm_c_grid`` by cross-validation.
 
     Uses ``min(plan.svm_cv_folds, smallest class count)`` stratified folds; with
     fewer than 2 images in some class there is no cross-validation and the
-    middle C of the grid is used.
+    middle C of the grid is used. The (C, fold) fits run in `n_jobs` threads
+    (liblinear's primal solver is deterministic and releases the GIL), so the
+    scores and the chosen C do not depend on `n_jobs`; the final fit on all of
+    `x` runs once, after the search.
 
     Args:
         x: ``(N, D)`` embeddings.
         y: ``(N,)`` integer labels.
         plan: Gives ``svm_c_grid``, ``svm_cv_folds`` and ``seed``.
         class_weight: ``{label: weight}``. Defaults to `None`.
+        n_jobs: Fits run at once. Defaults to `None` (:func:`search_jobs`).
 
     Returns:
         ``(fitted LinearSVC, search record)``: the record has ``c_grid``,
@@ -77,6 +121,7 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
         (3, 1.0)
     """
     grid = sorted(float(c) for c in plan.svm_c_grid)
+    x = np.ascontiguousarray(x, dtype=np.float64)  # liblinear's dtype: converted once, not per fit
     estimator = LinearSVC(dual=False, class_weight=class_weight, max_iter=SVM_MAX_ITER,
                           random_state=plan.seed)
     folds = int(min(plan.svm_cv_folds, np.bincount(y).min()))
@@ -84,9 +129,14 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         if folds >= 2 and len(grid) > 1:
+            jobs = n_jobs or search_jobs(*x.shape, n_fits=folds * len(grid))
             search = GridSearchCV(estimator, {"C": grid}, cv=StratifiedKFold(
-                folds, shuffle=True, random_state=plan.seed), scoring="accuracy")
-            search.fit(x, y)
+                folds, shuffle=True, random_state=plan.seed), scoring="accuracy", n_jobs=jobs)
+            started = time.perf_counter()
+            with parallel_config(backend="threading", n_jobs=jobs):
+                search.fit(x, y)
+            logger.info("svm: C search, %d fits in %d thread(s), %.1f s", folds * len(grid), jobs,
+                        time.perf_counter() - started)
             svm = search.best_estimator_
             record["cv_accuracy"] = [float(s) for s in search.cv_results_["mean_test_score"]]
         else:

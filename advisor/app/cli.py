@@ -5,8 +5,9 @@
 one-line message (exit code 2); anything else is a bug and keeps its traceback.
 
 The commands import the pipeline inside their bodies: not to dodge a cycle
-(the CLI sits on top of every layer) but so that ``--help`` and a mistyped
-argument answer without loading TensorFlow.
+(the CLI sits on top of every layer) but so that ``--help``, a mistyped
+argument, a missing path or a finished output folder answer without loading
+TensorFlow (:mod:`advisor.app.preflight` checks the paths first).
 """
 
 from __future__ import annotations
@@ -90,16 +91,20 @@ def run_command(
 ) -> None:
     """Profile DATA_DIR, pick a transfer-learning regime, and run it (advise DATA_DIR)."""
     _setup_logging(verbose)
-    from advisor.app import pipeline
+    from advisor.app.preflight import check_run_paths
     from advisor.app.run_folder import default_out_dir
     from advisor.plan import Regime
-    from advisor.reports.console import render_advice, render_result
 
     progress = not json_output and sys.stderr.isatty()
     try:
         forced = Regime.parse(regime) if regime else None
         backbone = _chosen_backbone(backbone, base, feature_layer)
         target = out or default_out_dir(data_dir, dry_run=dry_run)
+        check_run_paths(data_dir, out=target, targets=targets, base=base, overwrite=overwrite)
+        # TensorFlow/Keras load here, once the arguments and paths are sound.
+        from advisor.app import pipeline
+        from advisor.reports.console import render_advice, render_result
+
         advice = None if dry_run or overwrite else pipeline.interrupted_advice(target)
         if advice is not None:
             err.print(f"Resuming the interrupted run in {target}.partial with its saved plan "
@@ -144,7 +149,7 @@ def compare_command(
 ) -> None:
     """Run several regimes (or backbones) under one split and compare them side by side."""
     _setup_logging(verbose)
-    from advisor.app import pipeline
+    from advisor.app.preflight import check_run_paths
     from advisor.app.run_folder import default_out_dir
     from advisor.plan import Regime
 
@@ -160,6 +165,10 @@ def compare_command(
             Regime.parse(r.strip()) for r in regimes.split(",") if r.strip()]
         target = out or default_out_dir(data_dir, dry_run=False).with_name(
             default_out_dir(data_dir, dry_run=False).name + "-compare")
+        check_run_paths(data_dir, out=target, base=base, overwrite=overwrite)
+        # TensorFlow/Keras load here, once the arguments and paths are sound.
+        from advisor.app import pipeline
+
         advices = [pipeline.advise(data_dir, backbone=name, seed=seed, epochs=epochs,
                                    feature_layer=feature_layer if name.startswith(
                                        config.BASE_MODEL_PREFIX) else None,

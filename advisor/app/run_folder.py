@@ -98,6 +98,49 @@ class RunFolder:
         return self.out
 
 
+def check_out_dir(out: Path, *, overwrite: bool = False) -> Path:
+    """Refuse an output folder that :func:`open_run_folder` would refuse, touching nothing.
+
+    The CLI calls it before importing Keras or measuring, so a second
+    ``advise DIR`` on a finished run fails at once with the error the run
+    would give at its end. An interrupted ``<out>.partial`` is no obstacle (it
+    is resumed).
+
+    Args:
+        out: The final output folder.
+        overwrite: A finished run in `out` will be replaced. Defaults to `False`.
+
+    Returns:
+        `out`, as a `Path`.
+
+    Raises:
+        OutputExistsError: `out` holds a finished run and `overwrite` is false,
+            or `out` is a file.
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "flowers"
+        >>> check_out_dir(out) == out
+        True
+        >>> out.mkdir()
+        >>> check_out_dir(out)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        advisor.app.run_folder.OutputExistsError: ... already holds a finished run; ...
+        >>> check_out_dir(out, overwrite=True) == out
+        True
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out} already holds a finished run; pass --overwrite to replace it or "
+            "--out to write elsewhere"
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
+    return out
+
+
 def open_run_folder(out: Path, *, overwrite: bool = False) -> RunFolder:
     """Prepare the output folder of a run: refuse, resume or start.
 
@@ -127,15 +170,8 @@ def open_run_folder(out: Path, *, overwrite: bool = False) -> RunFolder:
         ...
         advisor.app.run_folder.OutputExistsError: ... already holds a finished run; ...
     """
-    out = Path(out)
+    out = check_out_dir(out, overwrite=overwrite)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out} already holds a finished run; pass --overwrite to replace it or "
-            "--out to write elsewhere"
-        )
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
     if overwrite and partial.is_dir():  # a fresh start discards an interrupted run too
         shutil.rmtree(partial)
     resumed = partial.is_dir()

@@ -5,6 +5,7 @@ The registry that builds one by name is :mod:`advisor.backbones.registry`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -88,6 +89,27 @@ class Backbone:
             self.model.inputs, self.model.get_layer(self.feature_layer).output,
             name=f"{self.model_name}_features",
         )
+
+    def activation_shape(self, layer: str, image_size: int | None = None) -> tuple[int, ...]:
+        """Return the shape of one image's output of `layer` (no batch axis).
+
+        At another input size the spatial axes scale with it (each stride-s
+        stage maps ``S`` to ``ceil(S / s)``, as ``"same"`` padding does).
+
+        Args:
+            layer: Layer name in :attr:`model`.
+            image_size: Input size. Defaults to `None` (:attr:`image_size`).
+
+        Example:
+            >>> backbone.activation_shape("block_11_add"), backbone.activation_shape("block_11_add", 224)
+            ((6, 6, 96), (14, 14, 96))
+        """
+        shape = tuple(int(d) for d in self.model.get_layer(layer).output.shape[1:])
+        if image_size is None or image_size == self.image_size or len(shape) != 3:
+            return shape
+        stride = max(1, round(self.image_size / shape[0]))
+        side = math.ceil(image_size / stride)
+        return (side, side, shape[2])
 
     def block_index(self, name: str) -> int:
         """Return the position of block `name` in :attr:`blocks`.

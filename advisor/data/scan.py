@@ -156,8 +156,30 @@ def _check_arguments(min_per_class: int, val_fraction: float, test_fraction: flo
         )
 
 
-def _open_root(root: Path) -> tuple[_Walk, list[Path], list[tuple[str, str]]]:
-    """Start the walk at `root`: (walk, top-level folders, top-level (full, relative) files)."""
+def check_data_dir(root: Path) -> Path:
+    """Refuse a dataset folder that is missing, a file, or unreadable, reading nothing in it.
+
+    :func:`scan_dataset` starts with this check; the CLI runs it before
+    importing Keras, so a mistyped DATA_DIR is reported at once.
+
+    Args:
+        root: The dataset folder (DATA_DIR).
+
+    Returns:
+        `root`, as a `Path`.
+
+    Raises:
+        DatasetError: `root` does not exist, is not a folder, or cannot be listed.
+
+    Example:
+        >>> check_data_dir(digits_dir) == digits_dir
+        True
+        >>> check_data_dir(Path("/no/such/folder"))
+        Traceback (most recent call last):
+        ...
+        advisor.errors.DatasetError: Dataset folder /no/such/folder does not exist; pass a folder with one sub-folder per class.
+    """
+    root = Path(root)
     if not root.exists():
         raise DatasetError(
             f"Dataset folder {root} does not exist; pass a folder with one sub-folder per class."
@@ -166,6 +188,16 @@ def _open_root(root: Path) -> tuple[_Walk, list[Path], list[tuple[str, str]]]:
         raise DatasetError(
             f"Expected a folder with one sub-folder per class; {root} is a file."
         )
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DatasetError(
+            f"Dataset folder {root} cannot be listed (permission denied); make it readable."
+        )
+    return root
+
+
+def _open_root(root: Path) -> tuple[_Walk, list[Path], list[tuple[str, str]]]:
+    """Start the walk at `root`: (walk, top-level folders, top-level (full, relative) files)."""
+    check_data_dir(root)
     walk = _Walk(root)
     try:
         walk.seen_dirs.add(_dir_key(root.stat()))

@@ -99,6 +99,47 @@ def _relative(text: str) -> tuple[str | None, str | None]:
     return "/".join(parts), None
 
 
+def _check_targets_file(csv_path: Path, data_dir: Path | str) -> None:
+    """Refuse a targets CSV path that is missing or a folder (reading nothing)."""
+    if not csv_path.exists():
+        raise DatasetError(
+            f"Targets file {csv_path} does not exist; pass a CSV of (image path relative to "
+            f"{data_dir}, number) rows with --targets.")
+    if csv_path.is_dir():
+        raise DatasetError(f"Targets file {csv_path} is a folder; pass the CSV file itself.")
+
+
+def check_targets_paths(data_dir: Path | str, csv_path: Path | str) -> tuple[Path, Path]:
+    """Refuse a regression run's folder or targets CSV that cannot be used, reading neither.
+
+    :func:`scan_targets` starts with this check; the CLI runs it before
+    importing Keras, so a mistyped path is reported at once.
+
+    Args:
+        data_dir: The folder the CSV's paths are relative to.
+        csv_path: The targets CSV (``--targets``).
+
+    Returns:
+        ``(data_dir, csv_path)`` as `Path` objects.
+
+    Raises:
+        DatasetError: `data_dir` is not a folder, or `csv_path` is missing or a folder.
+
+    Example:
+        >>> check_targets_paths(digits_dir, digits_dir / "targets.csv")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        advisor.errors.DatasetError: Targets file .../targets.csv does not exist; pass a CSV ...
+    """
+    root, csv_path = Path(data_dir), Path(csv_path)
+    if not root.is_dir():
+        raise DatasetError(
+            f"Dataset folder {root} does not exist or is not a folder; pass the folder the "
+            "targets CSV's paths are relative to.")
+    _check_targets_file(csv_path, root)
+    return root, csv_path
+
+
 def read_targets(csv_path: Path | str, data_dir: Path | str) -> TargetTable:
     """Read a targets CSV: two columns, image path (relative to `data_dir`) and number.
 
@@ -129,14 +170,9 @@ def read_targets(csv_path: Path | str, data_dir: Path | str) -> TargetTable:
     """
     csv_path = Path(csv_path)
     name = csv_path.name
+    _check_targets_file(csv_path, data_dir)
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DatasetError(
-            f"Targets file {csv_path} does not exist; pass a CSV of (image path relative to "
-            f"{data_dir}, number) rows with --targets.") from None
-    except IsADirectoryError:
-        raise DatasetError(f"Targets file {csv_path} is a folder; pass the CSV file itself.") from None
     except UnicodeDecodeError:
         raise DatasetError(
             f"Targets file {csv_path} is not a UTF-8 text CSV; save it as CSV (UTF-8).") from None
@@ -272,12 +308,7 @@ def scan_targets(
         >>> ds.target_name, ds.summary.split_sizes, ds.class_names[:2]
         ('digit', {'train': 70, 'val': 15, 'test': 15}, ('q1: 0 to 1', 'q2: 2 to 3'))
     """
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DatasetError(
-            f"Dataset folder {root} does not exist or is not a folder; pass the folder the "
-            "targets CSV's paths are relative to.")
-    csv_path = Path(csv_path)
+    root, csv_path = check_targets_paths(data_dir, csv_path)
     table = read_targets(csv_path, root)
     skipped = list(table.skipped)
     records = _probe_rows(root, csv_path, table, skipped, progress=progress)

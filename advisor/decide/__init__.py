@@ -1,10 +1,10 @@
 """Decision: from a :class:`~advisor.measure.DatasetProfile` to a :class:`~advisor.plan.Plan`.
 
-Reads records only (the profile, the backbone's block names); never trains.
+Reads records only (the profile, the backbone's block names and activation shapes); never trains.
 
 - ``rules.py``: :class:`RegimeRules`, the regime table's thresholds as a value.
 - ``regime.py``: the regime table (:func:`choose_regime`).
-- ``inputs.py``, ``blocks.py``, ``training.py``, ``head.py``, ``task.py``,
+- ``inputs.py``, ``blocks.py``, ``training.py``, ``prefix.py``, ``head.py``, ``task.py``,
   ``backbone.py``: one function per plan field, each returning ``(value, reason)``.
 - ``planner.py``: :func:`decide`, which composes them into the plan.
 """

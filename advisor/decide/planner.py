@@ -1,8 +1,8 @@
 """The decision: a :class:`~advisor.measure.profile.DatasetProfile` in, a :class:`~advisor.plan.Plan` out.
 
 :func:`decide` composes one small function per field (regime table in
-:mod:`~advisor.decide.regime`, blocks, inputs, training schedule, head, task,
-backbone). Each decides its field once, for the regime and the task, and
+:mod:`~advisor.decide.regime`, blocks, inputs, training schedule, prefix cache,
+head, task, backbone). Each decides its field once, for the regime and the task, and
 returns ``(value, reason)``: the reason cites the measured number and the
 threshold behind it and becomes the field's sentence in ``Plan.reasons``.
 This subpackage is the only code that branches on the regime.
@@ -19,6 +19,7 @@ from advisor.decide.backbone import plan_backbone
 from advisor.decide.blocks import plan_feature_layer, plan_frozen_blocks
 from advisor.decide.head import check_head, plan_head, plan_svm_c_grid
 from advisor.decide.inputs import plan_augmentation, plan_image_size
+from advisor.decide.prefix import plan_prefix_cache
 from advisor.decide.regime import plan_regime
 from advisor.decide.rules import RegimeRules
 from advisor.decide.task import choose_task, plan_class_weights
@@ -117,6 +118,10 @@ def decide(
     fields["warmup_epochs"] = plan_warmup_epochs(chosen, fields["epochs"][0])
     fields["patience"] = plan_patience(fields["epochs"][0], fields["head_epochs"][0])
     fields["augmentation"] = plan_augmentation(chosen, profile)
+    fields.update(plan_prefix_cache(chosen, profile, backbone, image_size=fields["image_size"][0],
+                                    frozen_blocks=fields["frozen_blocks"][0],
+                                    epochs=fields["epochs"][0],
+                                    augmentation=fields["augmentation"][0]))
     fields["class_weights"] = plan_class_weights(profile, task)
     fields["svm_c_grid"] = plan_svm_c_grid(chosen, task)
     fields.update(plan_head(chosen, n_train, head=head, task=task))

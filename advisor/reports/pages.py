@@ -96,7 +96,8 @@ def advice_html(advice: Mapping[str, Any]) -> str:
 
 
 #: Per-phase history fields worth a row in the report (the rest is in report.json).
-_HISTORY_SUMMARY = ("best_epoch", "best_val_loss", "retried", "wall_s", "dtype_policy", "dim", "train_rows")
+_HISTORY_SUMMARY = ("best_epoch", "best_val_loss", "retried", "wall_s", "dtype_policy", "dim", "train_rows",
+                    "path", "prefix_cache", "prefix_cache_fallback")
 
 
 def _epoch_curves(epochs: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -94,6 +96,70 @@ def test_bad_folders_exit_2_with_one_line(tmp_path, make, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+#: Runs ``advise ARGS...`` in a fresh interpreter, then prints its exit code and
+#: which heavy frameworks were imported by then (issue 18: none, for a bad path).
+_DRIVER = """
+import json, sys
+from advisor.app.cli import main
+sys.argv = ["advise", *sys.argv[1:]]
+try:
+    main()
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch", "sklearn") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def advise_in_subprocess(*args) -> tuple[dict, list[str]]:
+    done = subprocess.run([sys.executable, "-c", _DRIVER, *map(str, args)], capture_output=True,
+                          text=True, timeout=120, check=False, env=os.environ | {"COLUMNS": "300"})
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("option", [None, "--targets", "--base"])
+def test_a_missing_path_fails_before_keras_is_imported(digits, tmp_path, option):
+    # Issue 18: a mistyped folder took ~14 s (TensorFlow's import) to be reported.
+    missing = tmp_path / "no-such-thing"
+    args = [missing] if option is None else [digits, option, missing]
+    outcome, stderr = advise_in_subprocess(*args, "--dry-run", "--out", tmp_path / "out")
+    assert outcome == {"code": 2, "heavy": []}
+    assert len(stderr) == 1 and str(missing) in stderr[0] and "does not exist" in stderr[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_finished_output_folder_fails_before_keras_is_imported(digits, tmp_path, command):
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "advice.json").write_text("{}")
+    outcome, stderr = advise_in_subprocess(command, digits, "--out", done)
+    assert outcome == {"code": 2, "heavy": []}
+    assert stderr == [(f"error: {done} already holds a finished run; pass --overwrite to replace it "
+                       "or --out to write elsewhere")]
+    assert os.listdir(done) == ["advice.json"]
+
+
+def test_a_second_dry_run_into_a_finished_folder_fails_before_measuring(digits, tmp_path, monkeypatch):
+    # Issue 18: a second `advise DIR` measured for minutes, then refused the finished folder.
+    from advisor.app import advice
+
+    out = tmp_path / "advice"
+    assert invoke(digits, "--dry-run", "--out", out, "--sample-cap", "40").exit_code == 0
+    before = tree_fingerprint(out)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("scanned or measured although the output folder is finished")
+
+    monkeypatch.setattr(advice, "scan_dataset", no_work)
+    monkeypatch.setattr(advice, "measure_dataset", no_work)
+    again = invoke(digits, "--dry-run", "--out", out, "--sample-cap", "40")
+    assert again.exit_code == 2, again.output
+    assert "already holds a finished run" in again.output and "--overwrite" in again.output
+    assert "Traceback" not in again.output and tree_fingerprint(out) == before
 
 
 def test_unknown_regime_is_a_one_line_error(digits, tmp_path):

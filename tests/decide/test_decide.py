@@ -34,7 +34,8 @@ PLAN_FIELDS = tuple(
 DECIDED_FIELDS = tuple(
     f.name for f in dataclasses.fields(Plan)
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-) + ("head_units", "head_dropout", "head_batchnorm", "task", "loss")
+) + ("head_units", "head_dropout", "head_batchnorm", "task", "loss",
+     "prefix_cache", "prefix_views", "prefix_cache_mb")
 
 
 @pytest.fixture(scope="module")
