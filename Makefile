@@ -30,6 +30,8 @@ demo: install
 test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
+	@echo "== The JAX slice: the same tests under KERAS_BACKEND=jax (backbone parity, svm and partial on digits, the CLI, cross-backend reload)"
+	KERAS_BACKEND=jax $(PY) -m pytest tests -m "jax_slice and not photos_set"
 
 clean:
 	rm -rf $(VENV) advise-runs .pytest_cache

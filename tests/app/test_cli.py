@@ -48,6 +48,7 @@ class _ImageCounter(HTMLParser):
             self.png_images += 1
 
 
+@pytest.mark.jax_slice
 def test_dry_run_writes_advice(digits, tmp_path):
     before = tree_fingerprint(digits)
     out = tmp_path / "advice"
@@ -69,6 +70,7 @@ def test_json_output_is_only_json(digits, tmp_path):
     assert json.loads(result.stdout)["plan"]["regime"]
 
 
+@pytest.mark.jax_slice
 def test_run_predict_and_refuse_overwrite(digits, tmp_path):
     before = tree_fingerprint(digits)
     out = tmp_path / "run"

@@ -50,6 +50,7 @@ def named_logits(request, photos) -> tuple[str, np.ndarray]:
     return request.param, np.asarray(backbone.model.predict(photos, verbose=0))
 
 
+@pytest.mark.jax_slice
 def test_real_photos_get_their_imagenet_classes(named_logits):
     _, logits = named_logits
     top1 = logits.argmax(axis=1)
@@ -57,6 +58,7 @@ def test_real_photos_get_their_imagenet_classes(named_logits):
     assert top1[1] in (967, 968, 504), "coffee is espresso / cup / coffee mug"
 
 
+@pytest.mark.jax_slice
 def test_logits_match_pytorch_reference(named_logits):
     name, logits = named_logits
     reference = np.load(PARITY[name][1])

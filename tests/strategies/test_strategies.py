@@ -119,7 +119,19 @@ class Split:
         return self.fitted[regime]
 
 
-@pytest.fixture(scope="module", params=list(DATASETS))
+#: The regimes of the JAX slice (``make test`` runs ``-m jax_slice`` under ``KERAS_BACKEND=jax``).
+JAX_SLICE_REGIMES = (Regime.SVM, Regime.PARTIAL)
+
+
+def regime_params(regimes=tuple(Regime)):
+    """``regimes`` as parameters, ``svm`` and ``partial`` marked for the JAX slice."""
+    return [pytest.param(r, id=r.value, marks=[pytest.mark.jax_slice] if r in JAX_SLICE_REGIMES else [])
+            for r in regimes]
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=[pytest.mark.photos_set] if name == "photos" else [])
+    for name in DATASETS])
 def split(request, tmp_path_factory, session_cache):
     name, n, image_size, augmentation = DATASETS[request.param]
     if not available(name):
@@ -135,7 +147,7 @@ def reloaded(split, tmp_path_factory):
     images = split.test_images
     np.save(folder / "images.npy", images)
     expected = {}
-    for regime in Regime:
+    for regime in _reloaded_regimes():
         strategy = split.strategy(regime)
         model = strategy.export_model()
         save_model(model, folder / f"{regime.value}.keras", strategy.class_names_)
@@ -143,7 +155,7 @@ def reloaded(split, tmp_path_factory):
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras
         images = np.load("images.npy")
-        for name in {[r.value for r in Regime]!r}:
+        for name in {[r.value for r in _reloaded_regimes()]!r}:
             model = keras.saving.load_model(name + ".keras")  # safe mode
             np.save(name + ".npy", model.predict(images, verbose=0))
         assert not any(m.split(".")[0] in ("advisor", "strategies") for m in sys.modules)
@@ -151,7 +163,12 @@ def reloaded(split, tmp_path_factory):
     done = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return folder, expected, {r: np.load(folder / f"{r.value}.npy") for r in Regime}
+    return folder, expected, {r: np.load(folder / f"{r.value}.npy") for r in _reloaded_regimes()}
+
+
+def _reloaded_regimes() -> tuple[Regime, ...]:
+    """Every regime under TensorFlow; the JAX slice's regimes under another backend."""
+    return tuple(Regime) if keras.backend.backend() == "tensorflow" else JAX_SLICE_REGIMES
 
 
 # --------------------------------------------------------------------------- #
@@ -198,7 +215,7 @@ def test_labelled_images_reject_mismatches():
 # --------------------------------------------------------------------------- #
 # Every regime on real data
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
+@pytest.mark.parametrize("regime", regime_params())
 def test_export_reloads_with_identical_predictions(split, reloaded, regime):
     folder, expected, loaded = reloaded
     np.testing.assert_array_equal(loaded[regime].argmax(-1), expected[regime].argmax(-1))
@@ -210,7 +227,36 @@ def test_export_reloads_with_identical_predictions(split, reloaded, regime):
     assert model.layers[-1].name == OUTPUT_LAYER
 
 
-@pytest.mark.parametrize("regime", list(Regime), ids=[r.value for r in Regime])
+#: The other backend an exported model must load under (TensorFlow <-> JAX).
+OTHER_BACKEND = {"tensorflow": "jax", "jax": "tensorflow"}.get(keras.backend.backend())
+
+
+@pytest.mark.jax_slice
+@pytest.mark.skipif(OTHER_BACKEND is None or importlib.util.find_spec(OTHER_BACKEND) is None,
+                    reason=f"the other backend ({OTHER_BACKEND}) is not installed")
+def test_export_reloads_under_the_other_backend(split, reloaded):
+    # A model.keras written under TensorFlow loads and predicts the same under JAX, and the
+    # other way round: the file holds built-in layers only, no backend-specific code.
+    folder, expected, _ = reloaded
+    regimes = [r.value for r in JAX_SLICE_REGIMES]
+    script = textwrap.dedent(f"""
+        import numpy as np, keras
+        assert keras.backend.backend() == {OTHER_BACKEND!r}
+        images = np.load("images.npy")
+        for name in {regimes!r}:
+            model = keras.saving.load_model(name + ".keras")  # safe mode
+            np.save(name + "-other.npy", model.predict(images, verbose=0))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"KERAS_BACKEND": OTHER_BACKEND})
+    assert done.returncode == 0, done.stderr[-3000:]
+    for regime in JAX_SLICE_REGIMES:
+        other = np.load(folder / f"{regime.value}-other.npy")
+        np.testing.assert_array_equal(other.argmax(-1), expected[regime].argmax(-1))
+        np.testing.assert_allclose(other, expected[regime], atol=1e-4)
+
+
+@pytest.mark.parametrize("regime", regime_params())
 def test_accuracy_on_digits_well_above_chance(split, regime):
     strategy = split.strategy(regime)
     test = split.parts["test"]
