@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -102,6 +103,49 @@ def predict_batches(model: keras.Model, batches: keras.utils.PyDataset) -> np.nd
     outputs = [keras.ops.convert_to_numpy(model(batches[i][0], training=False))
                for i in range(len(batches))]
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def activation_cache_file(subdir: str, backbone: Backbone, images: np.ndarray, rows: np.ndarray, *,
+                          key: str | None, augmentation: Any, augmentation_key: str | None,
+                          spec: dict[str, Any]) -> Path | None:
+    """Return the cache file of `backbone`'s activations of `images[rows]`, or `None` if uncacheable.
+
+    The file is named by a hash of what the activations depend on: the images'
+    source (:func:`image_source_key`), shape and rows, the backbone, its
+    weights and input size, the augmented view, and the caller's `spec` (its
+    cache version and layer, cut or policy). Random weights (``weights="none"``),
+    an augmentation without a key, and images with no stable name are not cached.
+
+    Example:
+        >>> images = np.zeros((2, backbone.image_size, backbone.image_size, 3), np.uint8)
+        >>> rows = np.arange(2)
+        >>> a = activation_cache_file("embeddings", backbone, images, rows, key="two-black",
+        ...                           augmentation=None, augmentation_key=None, spec={"version": 1})
+        >>> a.suffix, a == activation_cache_file("embeddings", backbone, images, rows, key="two-black",
+        ...                                      augmentation=None, augmentation_key=None, spec={"version": 2})
+        ('.npy', False)
+        >>> activation_cache_file("embeddings", backbone, images, rows, key=None,
+        ...                       augmentation=None, augmentation_key=None, spec={}) is None  # in-memory array
+        True
+    """
+    if backbone.weights == "none":
+        return None  # random weights differ at every build
+    if augmentation is not None and augmentation_key is None:
+        return None
+    source = image_source_key(images, key)
+    if source is None:
+        return None
+    full = {
+        "source": source,
+        "shape": list(images.shape),
+        "rows": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest(),
+        "backbone": backbone.name,
+        "weights": backbone.weights,
+        "image_size": backbone.image_size,
+        "augmentation": augmentation_key,
+    } | spec
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()
+    return cache_dir(subdir) / f"{digest}.npy"
 
 
 def image_source_key(images: np.ndarray, key: str | None = None) -> str | None:
@@ -228,23 +272,7 @@ class Embedder:
         return embeddings
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
-        if self.backbone.weights == "none":
-            return None  # random weights differ at every build
-        if augmentation is not None and augmentation_key is None:
-            return None
-        key = image_source_key(images, key)
-        if key is None:
-            return None
-        spec = {
-            "version": EMBEDDINGS_CACHE_VERSION,
-            "source": key,
-            "shape": list(images.shape),
-            "rows": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest(),
-            "backbone": self.backbone.name,
-            "weights": self.backbone.weights,
-            "image_size": self.backbone.image_size,
-            "layer": self.layer,
-            "augmentation": augmentation_key,
-        }
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-        return cache_dir(CACHE_SUBDIR) / f"{digest}.npy"
+        return activation_cache_file(
+            CACHE_SUBDIR, self.backbone, images, rows, key=key, augmentation=augmentation,
+            augmentation_key=augmentation_key,
+            spec={"version": EMBEDDINGS_CACHE_VERSION, "layer": self.layer})

@@ -26,8 +26,6 @@ API:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -38,9 +36,9 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone
-from advisor.cache import atomic_path, cache_dir
+from advisor.cache import atomic_path
 from strategies.batches import ImageBatches, epoch_order
-from strategies.embeddings import image_source_key
+from strategies.embeddings import activation_cache_file
 
 logger = logging.getLogger(__name__)
 
@@ -143,28 +141,11 @@ class PrefixCache:
             out[start : start + len(activations)] = np.asarray(activations, dtype=np.float32)
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
-        if self.backbone.weights == "none":
-            return None  # random weights differ at every build
-        if augmentation is not None and augmentation_key is None:
-            return None
-        source = image_source_key(images, key)
-        if source is None:
-            return None
-        spec = {
-            "version": PREFIX_CACHE_VERSION,
-            "source": source,
-            "shape": list(images.shape),
-            "rows": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest(),
-            "backbone": self.backbone.name,
-            "weights": self.backbone.weights,
-            "image_size": self.backbone.image_size,
-            "cut": self.cut,
-            "policy": self.policy,
-            "batch_size": self.batch_size,
-            "augmentation": augmentation_key,
-        }
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-        return cache_dir(CACHE_SUBDIR) / f"{digest}.npy"
+        return activation_cache_file(
+            CACHE_SUBDIR, self.backbone, images, rows, key=key, augmentation=augmentation,
+            augmentation_key=augmentation_key,
+            spec={"version": PREFIX_CACHE_VERSION, "cut": self.cut, "policy": self.policy,
+                  "batch_size": self.batch_size})
 
 
 class ActivationBatches(keras.utils.PyDataset):
