@@ -133,9 +133,9 @@ PROBE_KNN_NEIGHBORS = 5
 PROBE_RIDGE_ALPHA = 100.0
 #: Fractions of each training fold of the learning curve (the issue's 25/50/100%).
 PROBE_LEARNING_CURVE = (0.25, 0.5, 1.0)
-#: An earlier block "is as good" as the bottleneck when its linear-probe accuracy
-#: is at least the bottleneck's minus this (about one standard error of a 5-fold
-#: accuracy on a few hundred images).
+#: An earlier block "is as good" as the best probe (the bottleneck's or a block's)
+#: when its linear-probe accuracy is at least the best one's minus this (about one
+#: standard error of a 5-fold accuracy on a few hundred images).
 PROBE_BLOCK_TOLERANCE = 0.01
 
 # --- Profile: combined similarity score -------------------------------------------
@@ -195,6 +195,11 @@ LARGE_SIMILAR_FROZEN_FRACTION = 2 / 3
 #: Below this native short side (pixels) images are "low resolution" and the input
 #: shrinks: they carry no detail beyond their own pixels, compute grows with the
 #: square of the input, and Keras ships ImageNet MobileNetV2 weights for 96-224 px.
+#: Images of exactly 64 px keep 224 (x4 would be 256): measured on the 64 px emoji
+#: set (1,330 train / 288 test images, MobileNetV2, benchmarks/bench_input_size.py,
+#: results/input_size.jsonl), the SVM scored 0.698 / 0.729 / 0.750 / 0.743 test
+#: accuracy at 96 / 128 / 160 / 224 px, so 128 px loses 1.4 pp (96 px 4.5 pp); 160
+#: px matched 224 at half the compute, a candidate once fine-tuning is compared too.
 LOW_RESOLUTION_SIDE = 64
 #: Low-resolution images are upscaled by this factor (then rounded up to a multiple
 #: of INPUT_SIZE_STEP): 28 px MNIST -> 128, 32 px CIFAR -> 128, 8 px digits -> 96.
@@ -207,10 +212,18 @@ INPUT_SIZE_STEP = 32
 
 #: Learning rate of a new head trained alone (AdamW default, Loshchilov & Hutter 2019).
 HEAD_ONLY_LEARNING_RATE = 1e-3
-#: Learning rate of the new head while fine-tuning with SGD momentum 0.9
-#: (Kornblith et al. 2019 fine-tune with SGD momentum 0.9 around 0.01 at batch 256).
-FINE_TUNE_HEAD_LEARNING_RATE = 1e-2
-#: Backbone rate = head rate x this (the usual "10x smaller" fine-tuning rule).
+#: Learning rate of the new head while fine-tuning a classifier with SGD momentum
+#: 0.9, after the linear probe (LP-FT: the head is already trained). Measured on
+#: digits (1,257 train / 270 test, 96 px, MobileNetV2, the plan's own 30 epochs
+#: with early stopping; benchmarks/bench_fine_tune_rates.py, results/
+#: fine_tune_rates*.jsonl, table in benchmarks/README.md): every run with the
+#: backbone at 1e-3 diverged in epoch 1 (4 of 5: the former 1e-2 / 1e-3 on
+#: ``partial`` and ``full``, 1e-3 / 1e-3 on ``full`` and on ``partial`` after an
+#: AdamW probe) and only the guard's 10x-lower retry saved it; every run at 1e-4
+#: (3 first attempts and 4 retries) converged without one.
+FINE_TUNE_HEAD_LEARNING_RATE = 1e-3
+#: Backbone rate = head rate x this (the usual "10x smaller" fine-tuning rule; see
+#: above for why 1e-3 / 1e-4 and not the former 1e-2 / 1e-3).
 BACKBONE_LEARNING_RATE_FACTOR = 0.1
 #: Images per step; SMALL_BATCH_SIZE when the training split is under SMALL_BATCH_MAX_TRAIN.
 BATCH_SIZE = 32
@@ -247,10 +260,12 @@ REGRESSION_LOSS = "huber"
 #: Head rate of regression fine-tuning (AdamW; the backbone gets
 #: BACKBONE_LEARNING_RATE_FACTOR of it). At AdamW's default 1e-3 the first epoch
 #: on digits (partial, MobileNetV2) diverged (training loss 0.17 -> 1.5) and the
-#: guard had to retry; SGD at FINE_TUNE_HEAD_LEARNING_RATE diverged too.
+#: guard had to retry; SGD at the former classification rate (1e-2) diverged too.
 REGRESSION_FINE_TUNE_LEARNING_RATE = 1e-4
 
 # Head -----------------------------------------------------------------------
+#: Heads ``--head`` may force: one softmax layer, or the hidden layer below.
+HEADS = ("linear", "mlp")
 #: A hidden layer (Dense + BatchNormalization + ReLU + Dropout) goes under the
 #: softmax layer when the training split has at least this many images (and the
 #: regime is not ``svm``): below it, the extra (feature_dim x units) weights

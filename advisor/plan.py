@@ -118,9 +118,20 @@ class Plan:
         augmentation_zoom: Largest zoom in or out of the ``zoom`` augmentation.
         augmented_views: Augmented views of the training images the linear
             probe also trains on, when the plan augments.
+        probe_optimizer: Optimizer of the linear probe that fine-tuning starts
+            from (LP-FT); a regime that does not fine-tune trains its head with
+            ``optimizer`` at ``head_learning_rate`` instead.
+        probe_learning_rate: Learning rate of that probe.
         svm_cv_folds: Most stratified cross-validation folds choosing the SVM's C.
         precision: ``auto`` (mixed bfloat16 on accelerators, float32 on CPU),
             ``float32`` or ``mixed_bfloat16``: the dtype policy of fine-tuning.
+        devices: Where fine-tuning runs: ``auto`` (data-parallel over the
+            accelerators when the JAX backend sees at least two, else the
+            default device), ``all`` (data-parallel over every device the JAX
+            backend lists, host CPU devices and other processes' included) or
+            ``one`` (the default device). Data-parallel runs split each batch
+            evenly over the devices and leave out of each epoch the last rows
+            that do not split (fewer than one per device).
         prefix_cache: Whether ``partial`` trains only the blocks after its cut, on
             activations of the frozen prefix computed once per image and view
             and cached (`False`: end to end, every epoch through every layer).
@@ -129,6 +140,13 @@ class Plan:
             augmentation (the plain images).
         prefix_cache_mb: Size of the prefix cache in MB (cut activation shape x
             images x views x 2 bytes); 0 when it is not used.
+        decode_size: Square size the images are decoded and cached at when the
+            model does the resize and crop to `image_size` inside its graph
+            (low-resolution folders): each image's central square of its short
+            side, kept as it is when it is this size (``resize_ratio=1``), and
+            ``model.keras`` takes ``decode_size`` px input. `None` (the
+            default, and every plan written before the field): decoded at
+            `image_size` with torchvision's resize to 256/224 and centre crop.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -162,11 +180,37 @@ class Plan:
     augmented_views: int = config.AUGMENTED_VIEWS
     svm_cv_folds: int = config.SVM_CV_FOLDS
     precision: str = config.PRECISION
+    devices: str = "auto"
     prefix_cache: bool = False
     prefix_views: int = 0
     prefix_cache_mb: float = 0.0
+    decode_size: int | None = None
+    probe_optimizer: Optimizer = Optimizer.ADAMW
+    probe_learning_rate: float = config.HEAD_ONLY_LEARNING_RATE
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def input_size(self) -> int:
+        """Square size of the images the run decodes and its model takes: `decode_size` or `image_size`."""
+        return self.image_size if self.decode_size is None else self.decode_size
+
+    @property
+    def decode_resize_ratio(self) -> float:
+        """The ``resize_ratio`` of the run's decode: ``1.0`` at `decode_size`, else 256 / 224.
+
+        Example:
+            >>> from advisor.plan import Optimizer
+            >>> plan = Plan(regime=Regime.SVM, backbone="mobilenet_v2", image_size=128,
+            ...             frozen_blocks=(), feature_layer="global_average_pooling2d",
+            ...             optimizer=Optimizer.ADAMW, head_learning_rate=1e-3,
+            ...             backbone_learning_rate=0.0, batch_size=32, head_epochs=1, epochs=0,
+            ...             warmup_epochs=0, patience=1, augmentation=(), class_weights=None,
+            ...             svm_c_grid=(1.0,), seed=0, decode_size=28)
+            >>> plan.input_size, plan.decode_resize_ratio
+            (28, 1.0)
+        """
+        return config.RESIZE_RATIO if self.decode_size is None else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (enum values, lists for tuples), one key per field.

@@ -65,7 +65,7 @@ def main() -> None:
     plan = decide(profile, backbone=probe_backbone, regime="partial", epochs=args.epochs,
                   seed=args.seed)
     backbone = get_backbone("mobilenet_v2", image_size=plan.image_size)
-    plan = dataclasses.replace(plan, patience=args.epochs + 1,
+    plan = dataclasses.replace(plan, patience=args.epochs + 1, decode_size=None,
                                augmentation=plan.augmentation if args.augment else ())
     _, decoded = decode_dataset(dataset, plan.image_size)
     parts = {s: LabelledImages(decoded[s].images, dataset.labels(s), decoded[s].rows)

@@ -455,6 +455,8 @@ def _plans_for(advice, regimes, args: argparse.Namespace) -> dict:
     network = get_backbone(advice.plan.backbone)
     plans = {r: decide(advice.profile, backbone=network, regime=r, seed=args.seed) for r in regimes}
     plans[Regime.LAST_LAYER] = advice.plan
+    # Decoded at the plan's image size (the path the recorded tables measured).
+    plans = {r: dataclasses.replace(p, decode_size=None) for r, p in plans.items()}
     if args.image_size:
         plans = {r: dataclasses.replace(p, image_size=args.image_size) for r, p in plans.items()}
     if args.fine_tune_epochs is not None:

@@ -8,6 +8,10 @@
   ``partial`` and ``full`` are this class under three registry names: they
   differ only by the plan (``frozen_blocks``, ``epochs``, rates).
 
+Every classifier's output is calibrated on the validation split after fitting
+(temperature scaling, :mod:`strategies.calibration`), so its softmax outputs
+are probabilities; the temperature lives in the output layer's weights.
+
 The pieces live in their own modules: inputs (:mod:`strategies.inputs`), the
 classifier graph (:mod:`strategies.graph`), devices and precision
 (:mod:`strategies.devices`), optimizers (:mod:`strategies.optimizers`), the
@@ -21,6 +25,8 @@ deviation are then folded into the output layer
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import json
 import logging
@@ -36,7 +42,8 @@ from advisor.backbones import Backbone
 from advisor.errors import PlanError
 from advisor.plan import Plan, Task
 from strategies.batches import ImageBatches
-from strategies.devices import device_scope, dtype_policy
+from strategies.calibration import calibrate
+from strategies.devices import dtype_policy, placement
 from strategies.embeddings import Embedder, predict_batches
 from strategies.graph import (
     build_classifier,
@@ -252,7 +259,9 @@ class KerasStrategy(Strategy):
        them (LP-FT) with :func:`~strategies.training.train`: head at
        ``head_learning_rate``, backbone at ``backbone_learning_rate``, images
        from the decode cache, in the plan's ``precision`` (mixed on
-       accelerators by default). The probe is the epoch-0 candidate. With
+       accelerators by default), on the plan's ``devices`` (data-parallel
+       over several on JAX; the history's ``fine_tune.devices`` says how each
+       batch was split). The probe is the epoch-0 candidate. With
        ``plan.prefix_cache`` only the layers after the cut train, on the
        frozen prefix's activations computed once per image and view
        (:mod:`strategies.prefix_cache`); the suffix shares the classifier's
@@ -261,6 +270,9 @@ class KerasStrategy(Strategy):
        ``fine_tune.path`` says which ran.
     5. For regression, fold the training targets' mean and standard deviation
        into the output layer; the training history stays in standardised units.
+       For classification, calibrate: fit one temperature on the validation
+       split and fold it into the output layer
+       (:func:`~strategies.calibration.calibrate`; the history's ``calibration``).
 
     ``last-layer``, ``partial`` and ``full`` are registered subclasses that
     differ only by their plans.
@@ -304,9 +316,11 @@ class KerasStrategy(Strategy):
             True
             >>> strategy.history_["head"]["phase"], "fine_tune" in strategy.history_  # epochs=0
             ('head', False)
+            >>> strategy.history_["calibration"]["method"]  # the temperature is in model_
+            'temperature scaling'
         """
         plan = self.plan
-        check_inputs(train, val, class_names, plan.image_size, task=plan.task)
+        check_inputs(train, val, class_names, plan.input_size, task=plan.task)
         common = {"n_classes": len(class_names),
                  "class_weight": class_weight_dict(plan, len(class_names)),
                  "work_dir": work_dir, "verbose": verbose}
@@ -318,6 +332,8 @@ class KerasStrategy(Strategy):
         model = self._build_and_fine_tune(head, train, val, outputs, history, **common)
         if plan.task is Task.REGRESSION:
             fold_target_scale(model, **history["target_scale"])
+        else:  # the temperature of the validation split, folded into the output layer
+            history["calibration"] = calibrate(model, val, batch_size=plan.batch_size)
         history["wall_s"] = time.perf_counter() - started
         self._set_fitted(model, class_names, history)
         return self
@@ -349,8 +365,14 @@ class KerasStrategy(Strategy):
             [class_weight[int(label)] for label in y_train], dtype=np.float32)
         y_val = val.labels if val_outputs is None else val_outputs
         head = build_head(embedder.dim, n_classes, **head_kwargs(plan))
-        history["head"] = _train(head, plan, (x_train, y_train, weights), (x_val, y_val),
-                                 phase="head", learning_rate=plan.head_learning_rate,
+        # The probe of a fine-tuning plan learns at its own rate (LP-FT); a frozen
+        # regime's head is its final model, trained at the head's.
+        probe_plan, rate = plan, plan.head_learning_rate
+        if plan.regime.fine_tunes_backbone:
+            probe_plan = dataclasses.replace(plan, optimizer=plan.probe_optimizer)
+            rate = plan.probe_learning_rate
+        history["head"] = _train(head, probe_plan, (x_train, y_train, weights), (x_val, y_val),
+                                 phase="head", learning_rate=rate,
                                  epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
         return head
 
@@ -364,7 +386,8 @@ class KerasStrategy(Strategy):
         train_outputs, val_outputs = outputs
         fine_tune = plan.epochs > 0 and bool(trainable_blocks(backbone, plan))
         policy = dtype_policy(plan.precision) if fine_tune else "float32"
-        with device_scope():
+        devices = placement(plan.devices if fine_tune else "one", batch_size=plan.batch_size)
+        with devices.scope():
             model = build_classifier(backbone, feature_layer=plan.feature_layer,
                                      n_classes=n_classes, dtype=policy, **head_kwargs(plan))
             copy_head_weights(head, model)
@@ -380,6 +403,8 @@ class KerasStrategy(Strategy):
                                       augmentation=augmentation_for(plan, seed=plan.seed),
                                       class_weight=class_weight, outputs=train_outputs),
                         val.batches(batch_size=plan.batch_size, outputs=val_outputs))
+            data = (devices.batches(data[0], rows=len(train.rows)),
+                    devices.batches(data[1], rows=len(val.rows)))
             history["fine_tune"] = _train(
                 trained, plan, *data,
                 phase="fine-tune", learning_rate=plan.head_learning_rate,
@@ -389,6 +414,11 @@ class KerasStrategy(Strategy):
                 work_dir=work_dir, verbose=verbose)
             history["fine_tune"]["trained_blocks"] = trainable_blocks(backbone, plan)
             history["fine_tune"]["dtype_policy"] = policy
+            history["fine_tune"]["devices"] = devices.describe(train=len(train.rows),
+                                                               val=len(val.rows))
+            if devices.data_parallel:
+                history["fine_tune"]["notes"].append(f"fine-tune: {devices.sentence()}")
+                logger.info(history["fine_tune"]["notes"][-1])
             history["fine_tune"].update(path)
         return model
 

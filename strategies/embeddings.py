@@ -8,9 +8,13 @@ once per image, in batches read from the decode cache's memory map, and the
 An entry's key is a SHA-256 over: this module's cache version; the image
 source (the decode-cache ``.npy`` behind a memory map, with its size and
 modification time, or an explicit `key`); the rows used; the backbone's name,
-weights and input size; the layer; and, for augmented views, the augmentation
-key. Randomly initialised backbones (``weights="none"``) and in-memory arrays
-without a key are never cached. Entries are written atomically.
+weights, network size and input size (when it upscales its input); the layer;
+and, for augmented views, the augmentation key. Randomly initialised backbones (``weights="none"``) and in-memory arrays
+without a key are never cached. Entries are written atomically
+(:func:`advisor.cache.cache_entry`), one builder at a time
+(:func:`advisor.cache.entry_lock`: a concurrent run waits, then reads the
+entry); a write that fails leaves no entry and raises a one-line
+:class:`~advisor.errors.StorageError`.
 
 API:
     predict_batches(model, batches) -> np.ndarray
@@ -35,7 +39,7 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone
-from advisor.cache import atomic_path, cache_dir
+from advisor.cache import cache_dir, cache_entry, entry_lock
 from advisor.errors import BackboneError
 from strategies.batches import ImageBatches
 
@@ -112,7 +116,7 @@ def activation_cache_file(subdir: str, backbone: Backbone, images: np.ndarray, r
 
     The file is named by a hash of what the activations depend on: the images'
     source (:func:`image_source_key`), shape and rows, the backbone, its
-    weights and input size, the augmented view, and the caller's `spec` (its
+    weights, network and input sizes, the augmented view, and the caller's `spec` (its
     cache version and layer, cut or policy). Random weights (``weights="none"``),
     an augmentation without a key, and images with no stable name are not cached.
 
@@ -144,6 +148,8 @@ def activation_cache_file(subdir: str, backbone: Backbone, images: np.ndarray, r
         "image_size": backbone.image_size,
         "augmentation": augmentation_key,
     } | spec
+    if backbone.input_size != backbone.image_size:  # upscaled in the graph (absent: keys as before)
+        full["input_size"] = backbone.input_size
     digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()
     return cache_dir(subdir) / f"{digest}.npy"
 
@@ -239,6 +245,10 @@ class Embedder:
         Returns:
             ``(len(rows), D)`` float32 array.
 
+        Raises:
+            StorageError: The cache entry cannot be written (a full disk, an
+                unwritable cache folder).
+
         Example:
             >>> from advisor.data import decode_images
             >>> decoded = decode_images(sorted(digits_dir.glob("*/*.png"))[:20], backbone.image_size)
@@ -252,24 +262,40 @@ class Embedder:
         """
         rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         target = self._cache_file(images, rows, key, augmentation, augmentation_key)
-        if target is not None and target.is_file():
-            try:
-                cached = np.load(target)
-            except (OSError, ValueError) as exc:
-                logger.warning("Ignoring an unreadable embedding cache entry %s (%s).", target, exc)
-            else:
-                if cached.shape == (len(rows), self.dim):
-                    logger.debug("Embedding cache hit: %s", target)
-                    return cached
+        if target is None or len(rows) == 0:
+            return self._compute(images, rows, augmentation)
+        cached = self._cached(target, len(rows))
+        if cached is not None:
+            return cached
+        with entry_lock(target):
+            cached = self._cached(target, len(rows))  # built by another run while we waited
+            if cached is not None:
+                return cached
+            embeddings = self._compute(images, rows, augmentation)
+            with cache_entry(target, what="embeddings", suffix=".npy") as tmp:
+                np.save(tmp, embeddings)
+        return embeddings
+
+    def _compute(self, images: np.ndarray, rows: np.ndarray, augmentation: Any | None) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows,
                                batch_size=self.batch_size, augmentation=augmentation)
-        embeddings = predict_batches(self.model, batches)  # in the order of `rows`
-        if target is not None:
-            with atomic_path(target, suffix=".npy") as tmp:
-                np.save(tmp, embeddings)
-        return embeddings
+        return predict_batches(self.model, batches)  # in the order of `rows`
+
+    def _cached(self, target: Path, n: int) -> np.ndarray | None:
+        """The entry at `target` when it is complete and fits, else `None`."""
+        if not target.is_file():
+            return None
+        try:
+            cached = np.load(target)
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring an unreadable embedding cache entry %s (%s).", target, exc)
+            return None
+        if cached.shape != (n, self.dim) or cached.dtype != np.float32:
+            return None
+        logger.debug("Embedding cache hit: %s", target)
+        return cached
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
         return activation_cache_file(

@@ -65,8 +65,8 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
             Defaults to `Task.CLASSIFICATION`.
 
     Returns:
-        An uncompiled functional model: uint8 ``(None, S, S, 3)`` -> ``(None, n_classes)``
-        (``(None, 1)`` for regression).
+        An uncompiled functional model: uint8 ``(None, s, s, 3)`` -> ``(None, n_classes)``
+        (``(None, 1)`` for regression), ``s`` the backbone's ``input_size``.
 
     Raises:
         BackboneError: The backbone has no `feature_layer`.
@@ -91,7 +91,7 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
     features.set_weights(source.get_weights())
     for layer in features.layers:
         layer.trainable = False  # see freeze_blocks for fine-tuning
-    inputs = image_input(backbone.image_size)
+    inputs = image_input(backbone.input_size)  # the upscale, if any, is inside `features`
     x = features(inputs)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER, dtype=dtype)(x)

@@ -135,7 +135,8 @@ def check_inputs(train: LabelledImages, val: LabelledImages, class_names: Sequen
         val: Validation images (early stopping, the probe guard).
         class_names: One name per class; labels index it (for regression:
             the targets' quantile bins).
-        image_size: The plan's image size.
+        image_size: The size the model takes (``plan.input_size``: its image size, or its
+            ``decode_size`` when it decodes natively and resizes inside).
         task: The plan's task; regression needs ``targets`` and not every
             bin in the training split. Defaults to `Task.CLASSIFICATION`.
 

@@ -36,5 +36,5 @@ class LastLayerStrategy(KerasStrategy):
         >>> strategy = LastLayerStrategy(plan=plan, backbone=backbone)
         >>> strategy = strategy.fit(train, val, class_names=ds.class_names)
         >>> sorted(strategy.history_), strategy.model_.output_shape
-        (['embed', 'head', 'wall_s'], (None, 10))
+        (['calibration', 'embed', 'head', 'wall_s'], (None, 10))
     """

@@ -10,11 +10,16 @@ batches as :class:`~strategies.batches.ImageBatches` would feed the images.
 
 An entry's key is a SHA-256 over: this module's cache version; the image
 source (:func:`strategies.embeddings.image_source_key`); the rows; the
-backbone's name, weights and input size; the cut layer; the dtype policy;
+backbone's name, weights, network size and input size (when it upscales its
+input); the cut layer; the dtype policy;
 the batch size; and, for augmented views, the augmentation key (names,
 strengths, seed, view). Randomly initialised backbones and in-memory arrays
 without a key are computed in memory and not cached. Entries are written
-atomically.
+atomically, one builder at a time (:func:`advisor.cache.entry_lock`), and
+through ordinary sequential file writes into space reserved up front (a write
+through a memory map on a full disk would kill the process with ``SIGBUS``):
+a full disk or an unwritable cache folder leaves no entry and raises a
+one-line :class:`~advisor.errors.StorageError`.
 
 API:
     PrefixCache(prefix, backbone, *, cut, batch_size=config.EMBED_BATCH_SIZE, policy="float32")
@@ -28,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -36,7 +42,7 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone
-from advisor.cache import atomic_path
+from advisor.cache import cache_entry, entry_lock, reserve_space
 from strategies.batches import ImageBatches, epoch_order
 from strategies.embeddings import activation_cache_file
 
@@ -105,40 +111,69 @@ class PrefixCache:
         Returns:
             ``(len(rows), *shape)`` float16: a read-only memory map of the cache
             entry, or an in-memory array when the source is not cacheable.
+
+        Raises:
+            StorageError: The cache entry cannot be written (a full disk, an
+                unwritable cache folder).
         """
         rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         shape = (len(rows), *self.shape)
         target = self._cache_file(images, rows, key, augmentation, augmentation_key)
-        if target is not None and target.is_file():
-            try:
-                cached = np.load(target, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                logger.warning("Ignoring an unreadable prefix cache entry %s (%s).", target, exc)
-            else:
-                if cached.shape == shape and cached.dtype == CACHE_DTYPE:
-                    logger.debug("Prefix cache hit: %s", target)
-                    return cached
         if target is None:
             out = np.empty(shape, dtype=CACHE_DTYPE)
-            self._fill(out, images, rows, augmentation)
+            start = 0
+            for activations in self._batches(images, rows, augmentation):
+                out[start : start + len(activations)] = activations
+                start += len(activations)
             return out
-        with atomic_path(target, suffix=".npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=CACHE_DTYPE, shape=shape)
-            self._fill(out, images, rows, augmentation)
-            out.flush()
-            del out
+        cached = self._cached(target, shape)
+        if cached is not None:
+            return cached
+        with entry_lock(target):
+            cached = self._cached(target, shape)  # built by another run while we waited
+            if cached is not None:
+                return cached
+            with cache_entry(target, what="frozen-prefix activations", suffix=".npy") as tmp:
+                self._write(tmp, shape, images, rows, augmentation)
         return np.load(target, mmap_mode="r")
 
-    def _fill(self, out: np.ndarray, images: np.ndarray, rows: np.ndarray,
-              augmentation: Any | None) -> None:
+    def _write(self, path: Path, shape: tuple[int, ...], images: np.ndarray, rows: np.ndarray,
+               augmentation: Any | None) -> None:
+        """Write the ``.npy`` at `path`: its header, then each batch's rows in order."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(CACHE_DTYPE)),
+                  "fortran_order": False, "shape": shape}
+        with open(path, "r+b") as out:
+            np.lib.format.write_array_header_1_0(out, header)
+            out.flush()
+            reserve_space(path, out.tell() + math.prod(shape) * np.dtype(CACHE_DTYPE).itemsize)
+            for activations in self._batches(images, rows, augmentation):
+                out.write(np.ascontiguousarray(activations).data)
+
+    def _batches(self, images: np.ndarray, rows: np.ndarray,
+                 augmentation: Any | None) -> Iterator[np.ndarray]:
+        """Yield the float16 activations of ``images[rows]``, one batch at a time, in order."""
         if len(rows) == 0:
             return
         batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows,
                                batch_size=self.batch_size, augmentation=augmentation)
         for index in range(len(batches)):
-            start = index * self.batch_size
             activations = self.prefix.predict_on_batch(batches[index][0])
-            out[start : start + len(activations)] = np.asarray(activations, dtype=np.float32)
+            yield np.asarray(activations, dtype=np.float32).astype(CACHE_DTYPE)
+
+    @staticmethod
+    def _cached(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A read-only memory map of the entry at `target` when it is complete and fits."""
+        if not target.is_file():
+            return None
+        try:
+            cached = np.load(target, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring an unreadable prefix cache entry %s (%s).", target, exc)
+            return None
+        if cached.shape != shape or cached.dtype != CACHE_DTYPE:
+            return None
+        logger.debug("Prefix cache hit: %s", target)
+        return cached
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
         return activation_cache_file(

@@ -8,9 +8,12 @@ in threads (liblinear releases the GIL while it trains), as many as
 :func:`advisor.environment.usable_cores` allows; the folds, the scores and so
 the chosen C are those of the serial search. The SVM's ``coef_``/``intercept_``
 become the ``Dense`` output layer of the exported model, on the same features,
-so the model's argmax is scikit-learn's prediction (its softmax over decision
-values is a score, not a calibrated probability). Embeddings are not
-standardised, so no per-channel scale is folded into that layer.
+so the model's argmax is scikit-learn's prediction. A softmax over decision
+values (margins, not log-odds) is a score, not a probability, so the layer
+is then calibrated on the validation split: one temperature, fitted to the
+validation decision values and folded into its kernel and bias
+(:mod:`strategies.calibration`; the history's ``calibration``). Embeddings
+are not standardised, so no per-channel scale is folded into that layer.
 
 For a regression plan (``plan.task``) the linear model is ridge regression
 (``RidgeCV``, squared loss) with alpha = 1 / (2C) for C in ``svm_c_grid``,
@@ -38,6 +41,7 @@ from sklearn.svm import LinearSVC
 from advisor.environment import usable_cores
 from advisor.plan import Plan, Regime, Task
 from strategies.base import Strategy
+from strategies.calibration import calibrate
 from strategies.embeddings import Embedder
 from strategies.graph import OUTPUT_LAYER, REGRESSION_OUTPUT_LAYER, build_classifier
 from strategies.inputs import LabelledImages, check_inputs
@@ -102,7 +106,8 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
 
     Returns:
         ``(fitted LinearSVC, search record)``: the record has ``c_grid``,
-        ``cv_folds``, ``cv_accuracy`` (mean per C, or `None`), ``best_c``, ``notes``.
+        ``cv_folds``, ``cv_accuracy`` (mean per C, or `None`), ``best_c``,
+        ``c_at_edge`` (:func:`c_at_edge`), ``notes``.
 
     Example:
         >>> from advisor.plan import Optimizer, Plan, Regime
@@ -148,7 +153,44 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, plan: Plan,
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         record["notes"].append(f"svm: liblinear did not fully converge in {SVM_MAX_ITER} iterations.")
     record["best_c"] = float(svm.C)
+    record["c_at_edge"] = c_at_edge(grid, record["cv_accuracy"], record["best_c"])
+    if record["c_at_edge"]:
+        record["notes"].append(
+            f"svm: cross-validation chose C={record['best_c']:g}, the {record['c_at_edge']} value of "
+            f"the grid {grid}, and scored it above its neighbour: a "
+            f"{'smaller' if record['c_at_edge'] == 'lowest' else 'larger'} C might score higher.")
     return svm, record
+
+
+def c_at_edge(grid: Sequence[float], cv_accuracy: Sequence[float] | None, best_c: float) -> str | None:
+    """Say whether the chosen C sits at an edge of the grid and beat its neighbour there.
+
+    A C at the edge that ties its neighbour is not flagged: the scores have
+    levelled off, so going further would not help.
+
+    Args:
+        grid: The C values, ascending.
+        cv_accuracy: Mean cross-validated accuracy per C, or `None` (no search).
+        best_c: The chosen C.
+
+    Returns:
+        ``"lowest"``, ``"highest"`` or `None`.
+
+    Example:
+        >>> c_at_edge([0.1, 1.0, 10.0], [0.80, 0.90, 0.95], 10.0)
+        'highest'
+        >>> c_at_edge([0.1, 1.0, 10.0], [0.95, 0.95, 0.95], 0.1) is None  # a plateau
+        True
+        >>> c_at_edge([0.1, 1.0, 10.0], None, 1.0) is None
+        True
+    """
+    if not cv_accuracy or len(grid) < 2:
+        return None
+    if best_c == grid[0] and cv_accuracy[0] > cv_accuracy[1]:
+        return "lowest"
+    if best_c == grid[-1] and cv_accuracy[-1] > cv_accuracy[-2]:
+        return "highest"
+    return None
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, plan: Plan) -> tuple[RidgeCV, dict[str, Any]]:
@@ -250,11 +292,12 @@ class SVMStrategy(Strategy):
 
     def fit(self, train: LabelledImages, val: LabelledImages, *, class_names: Sequence[str],
             work_dir: Path | None = None, verbose: int = 0) -> SVMStrategy:
-        """Embed (cached), fit the SVM with C by cross-validation, and build ``model_``.
+        """Embed (cached), fit the SVM with C by cross-validation, build ``model_`` and calibrate it.
 
         Args:
             train: Training images and labels.
-            val: Validation images and labels (reported accuracy).
+            val: Validation images and labels (reported accuracy, and the
+                temperature of :func:`~strategies.calibration.calibrate`).
             class_names: One name per class; labels index it.
             work_dir: Unused (nothing to resume). Defaults to `None`.
             verbose: Unused. Defaults to `0`.
@@ -286,7 +329,7 @@ class SVMStrategy(Strategy):
             (5, True, True)
         """
         plan, backbone = self.plan, self.backbone
-        check_inputs(train, val, class_names, plan.image_size, task=plan.task)
+        check_inputs(train, val, class_names, plan.input_size, task=plan.task)
         n_classes = len(class_names)
         keras.utils.set_random_seed(plan.seed)
         started = time.perf_counter()
@@ -312,8 +355,12 @@ class SVMStrategy(Strategy):
         model.get_layer(layer).set_weights(weights)
         history = {"embed": {"wall_s": embedded - started, "train_rows": int(len(x_train)),
                              "dim": embedder.dim},
-                   "svm": record, "notes": list(record["notes"]),
-                   "wall_s": time.perf_counter() - started}
+                   "svm": record, "notes": list(record["notes"])}
+        if plan.task is not Task.REGRESSION:  # the decision values of the validation split
+            decision = np.asarray(x_val, dtype=np.float64) @ weights[0] + weights[1]
+            history["calibration"] = calibrate(model, val, batch_size=plan.batch_size,
+                                               logits=decision)
+        history["wall_s"] = time.perf_counter() - started
         self.svm_ = svm
         self._set_fitted(model, class_names, history)
         return self

@@ -7,6 +7,15 @@ validation loss, and on a divergence restores the best weights and retries
 once at a 10x lower backbone rate (:class:`~strategies.callbacks.TrainingGuard`).
 The probe on cached embeddings and the fine-tuning on images both run it.
 
+With a ``work_dir`` every epoch leaves a complete state on disk
+(:class:`~strategies.callbacks.PhaseCheckpoint`: weights, optimizer, random
+states, the guard's best weights and counters, written atomically), so after
+``kill -9`` the same call resumes from the last completed epoch and ends with
+the weights an uninterrupted run would have had, and a phase that had finished
+is restored instead of trained again. When stderr is not a terminal (a log
+file, CI) and ``verbose`` is 0, each epoch writes one line there
+(:class:`~strategies.callbacks.EpochLog`).
+
 Also here: the plan's augmentation (:func:`augmentation_for`), class weights
 (:func:`class_weight_dict`) and loss (:func:`loss_and_metrics`).
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import sys
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -25,8 +35,9 @@ import keras
 
 from advisor.errors import PlanError
 from advisor.plan import Loss, Plan, Task
-from strategies.batches import build_augmentation
-from strategies.callbacks import TrainingGuard
+from strategies.batches import ImageBatches, build_augmentation
+from strategies.budget import budget_curve
+from strategies.callbacks import EpochLog, PhaseCheckpoint, TrainingGuard, fingerprint, is_terminal
 from strategies.optimizers import learning_rate_schedule, make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -158,9 +169,14 @@ def loss_and_metrics(plan: Plan) -> tuple[Any, list[str]]:
 # The steps of one phase
 # --------------------------------------------------------------------------- #
 def _fit_kwargs(data: Any, batch_size: int, *, shuffle: bool) -> tuple[dict[str, Any], int]:
-    """Return ``model.fit``/``evaluate`` kwargs for a PyDataset or an ``(x, y[, w])`` tuple."""
+    """Return ``model.fit``/``evaluate`` kwargs for a PyDataset or an ``(x, y[, w])`` tuple.
+
+    A PyDataset shuffles itself, seeded per epoch (:func:`strategies.batches.epoch_order`);
+    Keras' own shuffle of its batch order would draw from the global Python RNG,
+    which a resumed run cannot replay, so it is turned off.
+    """
     if isinstance(data, keras.utils.PyDataset):
-        return {"x": data}, len(data)
+        return ({"x": data, "shuffle": False} if shuffle else {"x": data}), len(data)
     x, y, *weights = data
     kwargs = {"x": x, "y": y, "batch_size": batch_size}
     if shuffle:
@@ -179,13 +195,38 @@ def _steps_per_execution(train_kwargs: Mapping[str, Any], steps: int, eager: boo
     return max(1, min(steps, ARRAY_STEPS_PER_EXECUTION))
 
 
-def _callbacks(guard: TrainingGuard, work_dir: Path | None, name: str) -> list:
-    callbacks: list[keras.callbacks.Callback] = [guard]
-    if work_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(Path(work_dir) / "backup" / name)))
-        if importlib.util.find_spec("tensorboard") is not None:
-            callbacks.append(keras.callbacks.TensorBoard(str(Path(work_dir) / "logs" / name)))
+def _callbacks(guard: TrainingGuard, checkpoint: PhaseCheckpoint | None, work_dir: Path | None,
+               name: str, *, log_epochs: bool) -> list:
+    callbacks: list[keras.callbacks.Callback] = [guard]  # the guard first: the others read it
+    if checkpoint is not None:
+        callbacks.append(checkpoint)
+    if log_epochs:
+        callbacks.append(EpochLog(name))
+    if work_dir is not None and importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(Path(work_dir) / "logs" / name)))
     return callbacks
+
+
+def _checkpoint(model: keras.Model, plan: Plan, train_data: Any, guard: TrainingGuard,
+                start: Mapping[str, float], *, work_dir: Path | None, name: str,
+                **settings: Any) -> PhaseCheckpoint | None:
+    """The phase's resumable state in ``work_dir/backup/<name>``, keyed by all that shapes it."""
+    if work_dir is None:
+        return None
+    signature = fingerprint(plan=plan.to_dict(), phase=name, keras=keras.__version__,
+                            backend=keras.backend.backend(),
+                            weights=[list(w.shape) for w in model.weights], **settings)
+    batches = train_data if isinstance(train_data, keras.utils.PyDataset) else None
+    augmentation = train_data.augmentation if isinstance(train_data, ImageBatches) else None
+    return PhaseCheckpoint(Path(work_dir) / "backup" / name, guard, signature=signature,
+                           start=start, batches=batches,
+                           random_objects=() if augmentation is None else (augmentation,))
+
+
+def _epoch_logs(fitted: keras.callbacks.History) -> list[dict[str, float]]:
+    """Each epoch's metrics from a fit's History (Keras' real epoch indices, 1-based)."""
+    return [{"epoch": int(epoch) + 1, **{k: float(v) for k, v in zip(fitted.history, values)}}
+            for epoch, values in zip(fitted.epoch, zip(*fitted.history.values()))]
 
 
 def _compile(model: keras.Model, plan: Plan, train_kwargs: Mapping[str, Any], *, steps: int,
@@ -202,20 +243,18 @@ def _compile(model: keras.Model, plan: Plan, train_kwargs: Mapping[str, Any], *,
                   steps_per_execution=_steps_per_execution(train_kwargs, steps, eager))
 
 
-def _record_attempt(history: dict[str, Any], fitted: keras.callbacks.History, guard: TrainingGuard,
+def _record_attempt(history: dict[str, Any], epochs: list[dict[str, float]], guard: TrainingGuard,
                     *, attempt: int, start: Mapping[str, float], learning_rate: float,
-                    backbone_learning_rate: float | None) -> None:
-    """Append one attempt's epochs and outcome to the phase history."""
-    # History.epoch holds Keras' real epoch indices (a resumed fit starts past 0).
-    for epoch, values in zip(fitted.epoch, zip(*fitted.history.values())):
-        history["epochs"].append({"attempt": attempt, "epoch": int(epoch) + 1,
-                                  **{k: float(v) for k, v in zip(fitted.history, values)}})
+                    backbone_learning_rate: float | None, resumed_from: int | None) -> None:
+    """Append one attempt's epochs (restored ones included) and outcome to the phase history."""
+    for entry in epochs:
+        history["epochs"].append({"attempt": attempt, **entry})
     history["attempts"].append({
         "learning_rate": learning_rate,
         "backbone_learning_rate": backbone_learning_rate,
         "start_val_loss": float(start["loss"]), "best_epoch": guard.best_epoch,
         "best_val_loss": guard.best_loss, "stopped_epoch": guard.stopped_epoch,
-        "diverged": guard.diverged,
+        "diverged": guard.diverged, "resumed_from_epoch": resumed_from,
     })
     history["best_epoch"], history["best_val_loss"] = guard.best_epoch, guard.best_loss
 
@@ -260,6 +299,7 @@ def train(
     rate_factor: float = 1.0,
     work_dir: Path | None = None,
     verbose: int = 0,
+    log_epochs: bool | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place: the one training loop of every Keras regime.
 
@@ -276,6 +316,18 @@ def train(
     retries once with the scaled variables' factor (or, when there are none,
     the rate) 10x lower; the returned history says so.
 
+    With a `work_dir`, each attempt's state is saved after every epoch (model,
+    optimizer, random generators, the guard's best weights and counters;
+    :class:`~strategies.callbacks.PhaseCheckpoint`). Calling ``train`` again
+    with the same arguments after the process was killed (even ``kill -9``)
+    restores a finished attempt without training it and resumes an unfinished
+    one from its last completed epoch. On PyDataset inputs (the fine-tuning)
+    the resumed epochs see the same batches and random draws, so the result
+    matches an uninterrupted run's up to floating-point noise; in-memory
+    arrays (the head on embeddings) are reshuffled by Keras, so a phase
+    interrupted there resumes close to, not exactly on, the uninterrupted
+    path, as does a retry after a divergence.
+
     Args:
         model: A functional model with softmax outputs (a linear output for regression).
         plan: Gives the optimizer, batch size, patience and seed.
@@ -288,16 +340,23 @@ def train(
         scaled_variables: Variables trained at ``rate_factor`` x the rate.
             Defaults to `()`.
         rate_factor: Their factor (backbone rate / head rate). Defaults to `1.0`.
-        work_dir: Folder for ``BackupAndRestore`` checkpoints (resume) and,
+        work_dir: Folder for the resumable state (``backup/<phase>``) and,
             when ``tensorboard`` is installed, TensorBoard logs. Defaults to
             `None` (neither).
         verbose: Keras ``fit`` verbosity. Defaults to `0`.
+        log_epochs: Write one line per epoch (phase, epoch, seconds, loss,
+            metrics, validation) to stderr. Defaults to `None`: when `verbose`
+            is 0 and stderr is not a terminal (a log file, CI), so a long run
+            is never silent there and a terminal stays as quiet as before.
 
     Returns:
         The phase history: ``epochs`` (per-epoch metrics of each attempt),
         ``start`` (validation metrics of the starting weights), ``best_epoch``
         (0 = the start), ``best_val_loss``, ``attempts`` (rates, stop reason),
         ``retried``, ``notes`` (one sentence per event) and ``wall_s``.
+
+    Raises:
+        StorageError: The state cannot be saved in `work_dir` (a full disk).
 
     Example:
         >>> from advisor.plan import Optimizer, Plan, Regime
@@ -325,6 +384,8 @@ def train(
     validation = val_kwargs["x"] if "y" not in val_kwargs else (val_kwargs["x"], val_kwargs["y"])
     history: dict[str, Any] = {"phase": phase, "epochs": [], "attempts": [], "notes": [],
                                "retried": False}
+    if log_epochs is None:
+        log_epochs = verbose == 0 and not is_terminal(sys.stderr)
     scaled = bool(scaled_variables)
     for attempt in range(2):
         _compile(model, plan, train_kwargs, steps=steps, epochs=epochs,
@@ -335,11 +396,33 @@ def train(
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
         guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience)
         name = phase if attempt == 0 else f"{phase}-retry"
-        fitted = model.fit(**train_kwargs, validation_data=validation, epochs=epochs,
-                           callbacks=_callbacks(guard, work_dir, name), verbose=verbose)
-        _record_attempt(history, fitted, guard, attempt=attempt, start=start,
+        checkpoint = _checkpoint(model, plan, train_data, guard, start, work_dir=work_dir, name=name,
+                                 epochs=epochs, warmup_epochs=warmup_epochs, steps=steps,
+                                 learning_rate=learning_rate, rate_factor=rate_factor,
+                                 n_scaled=len(scaled_variables))
+        resumed_from = None
+        if checkpoint is not None and checkpoint.load() is not None:
+            resumed_from = int(checkpoint.state["epoch"])
+            history["notes"].append(
+                f"{name}: restored as it finished before the run was interrupted." if checkpoint.finished
+                else f"{name}: resumed after epoch {resumed_from}, from the state an interrupted "
+                     "run saved.")
+        if checkpoint is not None and checkpoint.finished:
+            checkpoint.restore_final(model)  # finished before the interruption: not trained again
+            epoch_logs = checkpoint.epochs
+        else:
+            fitted = model.fit(**train_kwargs, validation_data=validation, epochs=epochs,
+                               initial_epoch=checkpoint.resume_epoch(epochs) if checkpoint else 0,
+                               callbacks=_callbacks(guard, checkpoint, work_dir, name,
+                                                    log_epochs=log_epochs),
+                               verbose=verbose)
+            if checkpoint is not None:
+                checkpoint.finish(model)
+            epoch_logs = checkpoint.epochs if checkpoint is not None else _epoch_logs(fitted)
+        _record_attempt(history, epoch_logs, guard, attempt=attempt, start=start,
                         learning_rate=learning_rate,
-                        backbone_learning_rate=learning_rate * rate_factor if scaled else None)
+                        backbone_learning_rate=learning_rate * rate_factor if scaled else None,
+                        resumed_from=resumed_from)
         if not guard.diverged:
             if guard.best_epoch == 0:
                 history["notes"].append(
@@ -349,5 +432,6 @@ def train(
         learning_rate, rate_factor = _after_divergence(
             history, guard, attempt=attempt, phase=phase, learning_rate=learning_rate,
             rate_factor=rate_factor, scaled=scaled)
+    history["budget"] = budget_curve(history, max_epochs=epochs)
     history["wall_s"] = time.perf_counter() - started
     return history

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from advisor import config
 from advisor.errors import PlanError
 from advisor.plan import SCHEMA_VERSION, Optimizer, Plan, Regime
 
@@ -65,3 +66,14 @@ def test_execution_settings_round_trip_and_default_for_older_plans():
              if k not in ("momentum", "weight_decay", "augmentation_translate",
                           "augmentation_zoom", "augmented_views", "svm_cv_folds", "precision")}
     assert Plan.from_dict(older) == make_plan()
+
+
+def test_decode_size_round_trips_and_older_plans_decode_at_image_size():
+    # Issue 16: low-resolution folders are cached at native size, upscaled inside the model.
+    native = make_plan(image_size=128, decode_size=28)
+    assert Plan.from_json(native.to_json()) == native
+    assert (native.input_size, native.decode_resize_ratio) == (28, 1.0)
+    older = {k: v for k, v in native.to_dict().items() if k != "decode_size"}
+    plan = Plan.from_dict(older)
+    assert plan.decode_size is None and plan.input_size == 128
+    assert plan.decode_resize_ratio == config.RESIZE_RATIO

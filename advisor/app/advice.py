@@ -48,12 +48,15 @@ class Advice:
         profile: The measurements (:class:`advisor.measure.profile.DatasetProfile`).
         plan: The decision.
         timings: Wall seconds per phase (scan, measure, decide).
+        costs: Expected wall time per regime on this machine
+            (:func:`advisor.app.costs.estimate_costs`), or `None` when not asked for.
     """
 
     dataset: Dataset
     profile: Any
     plan: Plan
     timings: dict[str, float]
+    costs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form written as ``advice.json``."""
@@ -67,7 +70,8 @@ class Advice:
             "plan": self.plan.to_dict(),
             "timings_s": dict(self.timings),
             "environment": describe_environment(),
-        } | ({"targets": targets_summary(self.dataset)} if self.dataset.is_regression else {})
+        } | ({"targets": targets_summary(self.dataset)} if self.dataset.is_regression else {}) | (
+            {"expected_cost": self.costs} if self.costs is not None else {})
 
 
 def targets_summary(dataset: Dataset) -> dict[str, Any]:

@@ -58,6 +58,8 @@ def _keras_verbose(verbose: bool) -> int:
 BASE_HELP = ("Start from your own Keras model (.keras, or a legacy .h5) instead of ImageNet, "
              "e.g. the model.keras of an earlier run: RGB input, pixels 0-255, a Dense layer at the end.")
 FEATURE_LAYER_HELP = "With --base: the layer the new head reads. Defaults to the input of the last Dense layer."
+EXPORT_HELP = ("Also write deployable copies, checked against model.keras on the test split: "
+               "comma-separated litert, litert-int8, onnx, saved_model (see advise export).")
 
 
 def _chosen_backbone(backbone: str | None, base: Path | None, feature_layer: str | None) -> str | None:
@@ -87,11 +89,14 @@ def run_command(
     seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
     overwrite: Annotated[bool, typer.Option(help="Start afresh: replace a finished or interrupted run in --out.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details and list every plan field.")] = False,
+    export: Annotated[str | None, typer.Option("--export", help=EXPORT_HELP)] = None,
+    estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Also measure, on a few batches here (cached per machine), each regime's images/s and print its expected wall time.")] = False,
 ) -> None:
     """Profile DATA_DIR, pick a transfer-learning regime, and run it (advise DATA_DIR)."""
     _setup_logging(verbose)
-    from advisor.app.preflight import check_run_paths
+    from advisor.app.export_formats import check_requirements, parse_formats
+    from advisor.app.preflight import check_choice, check_run_paths
     from advisor.app.run_folder import default_out_dir
     from advisor.plan import Regime
 
@@ -101,9 +106,21 @@ def run_command(
         backbone = _chosen_backbone(backbone, base, feature_layer)
         target = out or default_out_dir(data_dir, dry_run=dry_run)
         check_run_paths(data_dir, out=target, targets=targets, base=base, overwrite=overwrite)
+        check_choice("--head", head, config.HEADS)
+        if export and dry_run:
+            raise AdvisorError(f"--export {export} writes the trained model; --dry-run trains none. Drop one of them.")
+        formats = [check_requirements(f) for f in parse_formats(export)] if export else []
         # TensorFlow/Keras load here, once the arguments and paths are sound.
         from advisor.app import pipeline
+        from advisor.environment import initialize_processes
+
+        initialize_processes()  # joins a multi-host JAX run (KERAS_DISTRIBUTION_*); else a no-op
         from advisor.reports.console import render_advice, render_result
+
+        if formats:
+            from advisor.app.export import check_backend
+
+            formats = [check_backend(f) for f in formats]
 
         advice = None if dry_run or overwrite else pipeline.interrupted_advice(target)
         if advice is not None:
@@ -113,8 +130,14 @@ def run_command(
             advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
                                      seed=seed, epochs=epochs, head=head, feature_layer=feature_layer,
                                      targets=targets, progress=progress)
+        if estimate_cost:
+            advice = pipeline.with_costs(advice)
         if not json_output:
-            render_advice(advice.to_dict(), out_console)
+            render_advice(advice.to_dict(), out_console, verbose=verbose)
+            if advice.costs:
+                from advisor.reports.cost_view import render_costs
+
+                render_costs(advice.costs, out_console)
         if dry_run:
             folder = pipeline.write_advice(advice, target, overwrite=overwrite)
             if json_output:
@@ -124,12 +147,55 @@ def run_command(
             return
         result = pipeline.execute(advice, target, overwrite=overwrite, progress=progress,
                                   verbose=_keras_verbose(verbose))
+        if not json_output:
+            render_result(result.report, result.out, out_console)
+        exports = _export(result.out, formats, json_output=json_output)
     except AdvisorError as exc:
         raise _fail(exc) from None
     if json_output:
-        print(_json(result.report))
-    else:
-        render_result(result.report, result.out, out_console)
+        print(_json(result.report | ({"exports": exports} if formats else {})))
+
+
+def _export(run_dir: Path, formats, *, json_output: bool, out: Path | None = None) -> list[dict]:
+    """Export a finished run in each format; print one line per export (and any warning)."""
+    from advisor.app.export import export_run_formats
+
+    done = []
+    for result in export_run_formats(run_dir, formats, out=out):
+        check = result.check
+        if not json_output:
+            scores = (f"test accuracy {check.value:.4f} (model.keras {check.reference:.4f})"
+                      if check.metric == "accuracy" else f"test MAE {check.value:.4g} (model.keras {check.reference:.4g})")
+            out_console.print(f"{result.format}: [bold]{result.path}[/bold] ({result.bytes / 1e6:.1f} MB), "
+                              f"agrees with model.keras on {check.agreement:.1%} of {check.n_images} test images, "
+                              f"{scores}; class names in {result.sidecar.name}", highlight=False)
+        if result.warning:
+            err.print(f"[yellow]warning:[/yellow] {result.warning}", highlight=False)
+        done.append(result.to_dict())
+    return done
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="The folder of a finished run (advise DATA_DIR --out RUN).")],
+    export_format: Annotated[str, typer.Option("--format", help="litert, litert-int8 (post-training int8), onnx or saved_model; comma-separated for several.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write it (one format). Defaults to RUN_DIR/model.tflite, model-int8.tflite, model.onnx or saved_model/.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Write a run's model as LiteRT (float or int8), ONNX or SavedModel, checked against model.keras first."""
+    _setup_logging(verbose)
+    from advisor.app.export_formats import check_requirements, parse_formats
+
+    try:
+        formats = [check_requirements(f) for f in parse_formats(export_format)]
+        if not run_dir.is_dir():
+            raise AdvisorError(f"{run_dir} is not a folder; pass the folder of a finished run (advise DATA_DIR --out RUN)")
+        exports = _export(run_dir, formats, json_output=json_output, out=out)
+    except AdvisorError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        print(_json({"exports": exports}))
 
 
 @app.command("compare")
@@ -168,6 +234,9 @@ def compare_command(
         check_run_paths(data_dir, out=target, base=base, overwrite=overwrite)
         # TensorFlow/Keras load here, once the arguments and paths are sound.
         from advisor.app import pipeline
+        from advisor.environment import initialize_processes
+
+        initialize_processes()  # joins a multi-host JAX run (KERAS_DISTRIBUTION_*); else a no-op
 
         advices = [pipeline.advise(data_dir, backbone=name, seed=seed, epochs=epochs,
                                    feature_layer=feature_layer if name.startswith(
@@ -202,7 +271,7 @@ def compare_command(
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="A model.keras written by advise.")],
+    model: Annotated[Path, typer.Argument(help="A model.keras written by advise, or an export of it (.tflite, .onnx, saved_model folder).")],
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     top: Annotated[int, typer.Option(min=1, help="Classes per image.")] = 3,
     output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
@@ -210,11 +279,14 @@ def predict_command(
 ) -> None:
     """Predict the top classes of images with a saved model (a regression model: their values)."""
     _setup_logging(verbose)
-    from advisor.app.predict import predict_files
+    from advisor.app.preflight import check_predict_paths
 
     if output_format not in ("table", "csv", "json"):
         raise _fail(AdvisorError(f"--format must be table, csv or json. Received: {output_format!r}"))
     try:
+        check_predict_paths(model, images)  # before Keras loads
+        from advisor.app.predict import predict_files
+
         result = predict_files(model, images, k=top)
     except AdvisorError as exc:
         raise _fail(exc) from None
@@ -230,7 +302,7 @@ def predict_command(
             for row in result.rows:
                 table.add_row(str(row.path), f"{row.value:.4g}")
         else:
-            table.add_column("top classes (probability)")
+            table.add_column("top classes (calibrated probability)")
             for row in result.rows:
                 table.add_row(str(row.path), ", ".join(f"{n} {p:.3f}" for n, p in row.classes))
         out_console.print(table)
@@ -269,7 +341,7 @@ def imagenet_command(
 
 
 #: Sub-commands; any other first argument is a DATA_DIR for ``run``.
-COMMANDS = frozenset({"run", "compare", "predict", "imagenet"})
+COMMANDS = frozenset({"run", "compare", "predict", "export", "imagenet"})
 
 
 def normalize_args(argv: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from advisor.app.evaluation import (
     largest_errors,
     most_confident_mistakes,
 )
-from advisor.app.run_folder import open_run_folder
+from advisor.app.run_folder import RunFolder, open_run_folder, write_error
 from advisor.backbones import get_backbone
 from advisor.backbones.model_file import save_model
 from advisor.data import Dataset
@@ -71,6 +71,12 @@ def execute(
     ``split.json``. It is written as ``<out>.partial`` and renamed when done;
     re-running after an interruption resumes from the partial folder.
 
+    Another run on the same `out` at the same time stops at once
+    (:class:`~advisor.app.run_folder.RunLockedError`) and touches nothing of
+    this one. After ``kill -9`` the same call resumes: the phases that
+    finished are restored and the interrupted one continues from its last
+    completed epoch (:func:`strategies.training.train`).
+
     Args:
         advice: The advice to execute.
         out: Output folder.
@@ -83,11 +89,19 @@ def execute(
         The :class:`RunResult`.
 
     Raises:
-        AdvisorError: The output folder exists, or the data cannot be decoded.
+        AdvisorError: The output folder exists or is in use by another run,
+            the data cannot be decoded, or a file cannot be written
+            (:class:`~advisor.errors.StorageError`).
     """
 
     plan = plan or advice.plan
-    folder = open_run_folder(out, overwrite=overwrite)
+    folder = open_run_folder(out, overwrite=overwrite)  # the run's lock on `out`, until commit
+    with folder:  # released however the run ends (a killed process drops it too)
+        return _execute(advice, plan, folder, progress=progress, verbose=verbose)
+
+
+def _execute(advice: Advice, plan: Plan, folder: RunFolder, *, progress: bool,
+             verbose: int) -> RunResult:
     if folder.resumed:
         logger.warning("Resuming the interrupted run in %s", folder.partial)
     # Saved first, so an interrupted run resumes with the same split and plan.
@@ -96,11 +110,13 @@ def execute(
     timings: dict[str, float] = dict(advice.timings)
 
     start = time.perf_counter()
-    dataset, decoded = decode_dataset(advice.dataset, plan.image_size, progress=progress)
+    # At the plan's decode_size (native, resized inside the model) when it has one.
+    dataset, decoded = decode_dataset(advice.dataset, plan.input_size,
+                                      resize_ratio=plan.decode_resize_ratio, progress=progress)
     timings["decode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    network = get_backbone(plan.backbone, image_size=plan.image_size)
+    network = get_backbone(plan.backbone, image_size=plan.image_size, input_size=plan.decode_size)
     strategy = get_strategy(plan.regime)(plan=plan, backbone=network)
     strategy.fit(_labelled(decoded, dataset, "train"), _labelled(decoded, dataset, "val"),
                  class_names=dataset.class_names, work_dir=folder.work, verbose=verbose)
@@ -114,8 +130,11 @@ def execute(
     start = time.perf_counter()
     regression = plan.task is Task.REGRESSION
     model = strategy.export_model()
-    save_model(model, folder.partial / MODEL_FILE,
-               (dataset.target_name,) if regression else dataset.class_names, task=plan.task.value)
+    try:
+        save_model(model, folder.partial / MODEL_FILE,
+                   (dataset.target_name,) if regression else dataset.class_names, task=plan.task.value)
+    except OSError as exc:
+        raise write_error(folder.partial / MODEL_FILE, exc) from None
     timings["export"] = time.perf_counter() - start
 
     mistakes, examples = _examples(scored, dataset)
@@ -162,7 +181,10 @@ def _score(strategy, plan: Plan, dataset: Dataset, test) -> _Scored:
         return _Scored(truth, predicted, evaluation, regression=True)
     probabilities = np.asarray(strategy.predict_proba(test.images, rows=test.rows))
     truth = dataset.labels("test")
-    return _Scored(truth, probabilities, evaluate(truth, probabilities, dataset.class_names),
+    temperature = (getattr(strategy, "history_", {}).get("calibration") or {}).get("temperature")
+    return _Scored(truth, probabilities, evaluate(truth, probabilities, dataset.class_names,
+                                                      train_labels=dataset.labels("train"),
+                                                      temperature=temperature),
                    regression=False)
 
 

@@ -1,5 +1,10 @@
 """Predict with a saved model: files in, top-k classes (or a regression model's values) out;
-bad files skipped and listed."""
+bad files skipped and listed.
+
+The model is a run's ``model.keras`` or one of its exports (``advise export``):
+a ``.tflite`` or ``.onnx`` file or a SavedModel folder, whose class names (or
+target) are read from the sidecar ``<export>.json`` written beside it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from advisor import config
+from advisor.app.export import read_sidecar
 from advisor.backbones.model_file import load_model, load_task
+from advisor.backbones.preprocessing import decode_resize_ratio
 from advisor.data.images import ImageReadError, find_image_files, load_image
 from advisor.errors import DatasetError
+from strategies.export import load_exported
 
 PREDICT_BATCH_SIZE = 64
+#: Files `predict_files` runs as exports (a SavedModel is a folder).
+EXPORT_SUFFIXES = (".tflite", ".onnx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +89,18 @@ class Predictions:
 def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Predictions:
     """Predict the top-`k` classes of image files with a saved model (or their values).
 
+    A class's probability is the model's output: for a model written by
+    ``advise`` it is calibrated on the run's validation split (temperature
+    scaling, folded into the output layer; :mod:`strategies.calibration`), so
+    0.8 means right about 8 times in 10 on data like the validation split.
     A regression model (``task.json`` says ``regression``) gives each image
     its predicted value instead of classes. Files that cannot be read are
-    skipped and listed, never fatal.
+    skipped and listed, never fatal. An export (``.tflite``, ``.onnx`` or a
+    SavedModel folder, written by ``advise export``) runs on its own runtime,
+    with the class names of its sidecar.
 
     Args:
-        model_path: A ``model.keras`` written by a run.
+        model_path: A ``model.keras`` written by a run, or one of its exports.
         paths: Image files, or folders searched recursively.
         k: Classes per image. Defaults to `3`.
 
@@ -91,7 +108,8 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         The :class:`Predictions`.
 
     Raises:
-        ModelFileError: The model file cannot be used.
+        ModelFileError: The model file cannot be used (or its runtime is not installed).
+        ExportError: An export has no readable sidecar.
         DatasetError: No path exists or no image could be read.
 
     Example:
@@ -108,19 +126,33 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         >>> [(path.name, reason) for path, reason in predictions.skipped]  # doctest: +ELLIPSIS
         [('broken.png', '...')]
     """
-    model, class_names = load_model(model_path)
-    size = int(model.inputs[0].shape[1])
+    model_path = Path(model_path)
+    if model_path.suffix in EXPORT_SUFFIXES or (model_path / "saved_model.pb").is_file():
+        info = read_sidecar(model_path)
+        exported = load_exported(model_path)
+        size, class_names, task = int(info["image_size"]), tuple(info["output_names"]), info["task"]
+        ratio = float(info.get("input", {}).get("resize_ratio", config.RESIZE_RATIO))
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return exported.predict(x, batch_size=PREDICT_BATCH_SIZE)
+    else:
+        model, class_names = load_model(model_path)
+        size, task = int(model.inputs[0].shape[1]), load_task(model_path)
+        ratio = decode_resize_ratio(model)  # 1: a native-size input, resized inside the model
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     images, kept, skipped = [], [], []
     for path in find_image_files(paths):
         try:
-            images.append(load_image(path, size))
+            images.append(load_image(path, size, resize_ratio=ratio))
             kept.append(path)
         except ImageReadError as exc:
             skipped.append((path, str(exc).removeprefix(f"{path}: ")))
     if not images:
         raise DatasetError(f"none of the {len(skipped)} file(s) could be read as an image")
-    probabilities = np.asarray(model.predict(np.stack(images), batch_size=PREDICT_BATCH_SIZE, verbose=0))
-    if load_task(model_path) == "regression":
+    probabilities = np.asarray(predict(np.stack(images)))
+    if task == "regression":
         rows = tuple(Prediction(path, (), value=float(v[0])) for path, v in zip(kept, probabilities))
         return Predictions(rows=rows, skipped=tuple(skipped), task="regression",
                            target_name=class_names[0] if class_names else None)

@@ -1,7 +1,8 @@
 """Check a command's paths before anything heavy is imported or measured.
 
 The CLI calls :func:`check_run_paths` first, so a mistyped DATA_DIR, a missing
-``--targets`` or ``--base`` file, or a finished output folder is reported in
+``--targets`` or ``--base`` file, a finished output folder, or one that another
+run is writing now is reported in
 well under a second, with the one-line error the run itself would give later,
 instead of after TensorFlow has loaded (seconds) or the folder has been
 measured (minutes). Only the standard library, :mod:`advisor.data`'s path
@@ -15,7 +16,9 @@ from pathlib import Path
 from advisor.app.run_folder import check_out_dir
 from advisor.data.scan import check_data_dir
 from advisor.data.targets import check_targets_paths
-from advisor.errors import BackboneError
+from advisor import config
+from advisor.data.images import find_image_files
+from advisor.errors import AdvisorError, BackboneError, PlanError, missing_model_message
 
 
 def check_base_file(base: Path) -> Path:
@@ -57,8 +60,10 @@ def check_run_paths(
     """Refuse, at once, the paths of a run that would fail later.
 
     Checks that `data_dir` is a readable folder, that `targets` and `base`
-    (when given) are files, and that `out` does not hold a finished run
-    unless `overwrite` (an interrupted ``<out>.partial`` is fine: it is resumed).
+    (when given) are files, that no other run is writing `out` now (its lock,
+    :func:`~advisor.app.run_folder.open_run_folder`), and that `out` does not
+    hold a finished run unless `overwrite` (an interrupted ``<out>.partial`` is
+    fine: it is resumed).
 
     Args:
         data_dir: DATA_DIR.
@@ -70,6 +75,7 @@ def check_run_paths(
     Raises:
         DatasetError: `data_dir` or `targets` cannot be used.
         BackboneError: `base` is missing or not a file.
+        RunLockedError: Another run is writing `out` now.
         OutputExistsError: `out` holds a finished run and `overwrite` is false.
 
     Example:
@@ -89,3 +95,35 @@ def check_run_paths(
     if base is not None:
         check_base_file(base)
     check_out_dir(out, overwrite=overwrite)
+
+
+def check_choice(option: str, value: str | None, known: tuple[str, ...]) -> None:
+    """Refuse an option value that is not one of `known` (``None``: not given).
+
+    Example:
+        >>> check_choice("--head", "mlp", config.HEADS)
+        >>> check_choice("--head", "banana", config.HEADS)
+        Traceback (most recent call last):
+        ...
+        advisor.errors.PlanError: Unknown head 'banana'. Known: linear, mlp.
+    """
+    if value is not None and value not in known:
+        raise PlanError(f"Unknown {option.lstrip('-')} {value!r}. Known: {', '.join(known)}.")
+
+
+def check_predict_paths(model: Path, images: list[Path]) -> None:
+    """Refuse, before Keras loads, a missing model and image paths none of which exist.
+
+    Raises:
+        AdvisorError: `model` does not exist.
+        DatasetError: An image path does not exist, or none holds an image.
+
+    Example:
+        >>> check_predict_paths(Path("/no/model.keras"), [Path("x.png")])
+        Traceback (most recent call last):
+        ...
+        advisor.errors.AdvisorError: /no/model.keras does not exist; pass the model.keras of a finished run
+    """
+    if not Path(model).exists():
+        raise AdvisorError(missing_model_message(model))
+    find_image_files(images)  # what predict reads: a missing path or no image is one line

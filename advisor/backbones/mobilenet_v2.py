@@ -22,7 +22,7 @@ from advisor.backbones import torch_port
 from advisor.backbones.base import Block
 from advisor.backbones.preprocessing import (
     TORCHVISION_PREPROCESSING,
-    image_input,
+    model_input,
     torchvision_normalization,
 )
 from advisor.backbones.torch_port import PortSpec, register_port
@@ -92,10 +92,15 @@ def _inverted_residual(x, *, expansion: int, filters: int, stride: int, block_id
     return x
 
 
-def _graph(spec: PortSpec, image_size: int) -> tuple[keras.Model, tuple[Block, ...]]:
-    """Build the graph `spec` declares (its layout, normalisation and layer names)."""
-    inputs = image_input(image_size)
-    x = spec.normalization(inputs)
+def _graph(spec: PortSpec, image_size: int,
+           input_size: int | None = None) -> tuple[keras.Model, tuple[Block, ...]]:
+    """Build the graph `spec` declares (its layout, normalisation and layer names).
+
+    A smaller `input_size` puts the in-graph upscale to `image_size` before the
+    normalisation (:func:`~advisor.backbones.preprocessing.model_input`).
+    """
+    inputs, x = model_input(image_size, input_size)
+    x = spec.normalization(x)
     blocks: list[Block] = []
 
     stem: list[str] = []

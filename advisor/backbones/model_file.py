@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 
 from advisor.cache import atomic_path
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, missing_model_message
 
 CLASS_NAMES_ENTRY = "class_names.json"
 TASK_ENTRY = "task.json"
@@ -93,7 +93,7 @@ def load_task(path: Path | str) -> str:
                 return "classification"
             task = json.loads(archive.read(TASK_ENTRY)).get("task")
     except FileNotFoundError:
-        raise ModelFileError(f"{path} does not exist; pass the model.keras of a finished run") from None
+        raise ModelFileError(missing_model_message(path)) from None
     except (zipfile.BadZipFile, IsADirectoryError):
         raise ModelFileError(f"{path} is not a .keras model file; pass the model.keras of a run") from None
     except (ValueError, AttributeError):
@@ -122,7 +122,7 @@ def load_class_names(path: Path | str) -> tuple[str, ...]:
         with zipfile.ZipFile(path) as archive:
             return tuple(json.loads(archive.read(CLASS_NAMES_ENTRY)))
     except FileNotFoundError:
-        raise ModelFileError(f"{path} does not exist; pass the model.keras of a finished run") from None
+        raise ModelFileError(missing_model_message(path)) from None
     except (zipfile.BadZipFile, IsADirectoryError):
         raise ModelFileError(f"{path} is not a .keras model file; pass the model.keras of a run") from None
     except KeyError:

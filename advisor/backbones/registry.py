@@ -17,7 +17,7 @@ from advisor.backbones.user_model import build_user_backbone, parse_base_model_n
 from advisor.errors import BackboneError
 from advisor.registry import Registry
 
-#: name -> builder(image_size, weights) -> Backbone
+#: name -> builder(image_size=, weights=, input_size=) -> Backbone
 BackboneBuilder = Callable[..., Backbone]
 _BACKBONES: Registry[str, BackboneBuilder] = Registry(
     "backbone", error=BackboneError, sort_key=str,
@@ -63,8 +63,14 @@ def get_backbone(
     image_size: int = config.DEFAULT_IMAGE_SIZE,
     weights: str | None = "imagenet",
     feature_layer: str | None = None,
+    input_size: int | None = None,
 ) -> Backbone:
     """Build a backbone by name, with its pretrained weights.
+
+    With `input_size` below `image_size` the model takes images decoded at
+    `input_size` (:func:`advisor.data.images.load_image`) and upscales them to
+    `image_size` inside the graph before the network (bilinear); its layers,
+    weights and activations are those of the backbone at `image_size`.
 
     Args:
         name: A registered name (see :func:`list_backbones`),
@@ -79,6 +85,9 @@ def get_backbone(
             Defaults to `"imagenet"`.
         feature_layer: For ``base:`` models only, the layer the new head reads.
             Defaults to `None` (the input of the model's last Dense layer).
+        input_size: Square size of the model's uint8 input, at most
+            `image_size` (a base model: its own size only). Defaults to `None`
+            (`image_size`).
 
     Returns:
         The :class:`Backbone`.
@@ -91,23 +100,39 @@ def get_backbone(
         >>> backbone = get_backbone("mobilenet_v2", image_size=224)
         >>> backbone.model.output.shape, backbone.feature_layer
         ((None, 1000), 'global_average_pooling2d')
+        >>> small = get_backbone("mobilenet_v2", image_size=96, input_size=28, weights=None)
+        >>> small.model.input.shape, small.input_size, small.image_size
+        ((None, 28, 28, 3), 28, 96)
     """
     if weights not in ("imagenet", None):
         raise BackboneError(f"weights must be 'imagenet' or None. Received: weights={weights!r}")
     if name.startswith(config.BASE_MODEL_PREFIX):
-        return _build_base_model(name, image_size=image_size, weights=weights,
-                                 feature_layer=feature_layer)
+        backbone = _build_base_model(name, image_size=image_size, weights=weights,
+                                     feature_layer=feature_layer)
+        if input_size not in (None, backbone.input_size):
+            raise BackboneError(
+                f"The base model {name.removeprefix(config.BASE_MODEL_PREFIX)} takes "
+                f"{backbone.input_size}x{backbone.input_size} images; it cannot take "
+                f"input_size={input_size}. Leave the size to the model")
+        return backbone
     if feature_layer is not None:
         raise BackboneError(
             f"feature_layer applies only to a base model (--base PATH), not to backbone {name!r}. "
             f"Received: feature_layer={feature_layer!r}")
     if not isinstance(image_size, int) or image_size < 32:
         raise BackboneError(f"image_size must be an integer >= 32. Received: image_size={image_size!r}")
+    if input_size is not None and (not isinstance(input_size, int)
+                                   or not 1 <= input_size <= image_size):
+        raise BackboneError(
+            f"input_size must be an integer in [1, image_size={image_size}] (the model only "
+            f"upscales; decode larger images at image_size). Received: input_size={input_size!r}")
+    if input_size == image_size:
+        input_size = None
     if name.startswith("keras:"):
         return build_keras_application(name.removeprefix("keras:"), image_size=image_size,
-                                       weights=weights)
+                                       weights=weights, input_size=input_size)
     builder = _BACKBONES.get(name)
-    return builder(image_size=image_size, weights=weights)
+    return builder(image_size=image_size, weights=weights, input_size=input_size)
 
 
 def _build_base_model(name: str, *, image_size: int, weights: str | None,

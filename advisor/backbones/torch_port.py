@@ -30,6 +30,7 @@ import numpy as np
 from advisor import config
 from advisor.backbones.base import Backbone, Block
 from advisor.backbones.checkpoint import load_state_dict
+from advisor.backbones.preprocessing import with_upscale
 from advisor.backbones.registry import register_backbone
 from advisor.cache import atomic_path, cache_dir
 from advisor.errors import BackboneError
@@ -60,8 +61,11 @@ class PortSpec:
         layout: The block table the graph and the key mapping are read from.
         feature_layer: Name of the pooled feature layer.
         classifier_layer: Name of the ImageNet classification layer.
-        build_graph: ``build_graph(spec, image_size) -> (model, blocks)``:
-            the uint8 -> logits graph (random weights) and its blocks in order.
+        build_graph: ``build_graph(spec, image_size, input_size) -> (model,
+            blocks)``: the uint8 -> logits graph (random weights) and its blocks
+            in order; its input is ``input_size`` px (`None`: `image_size`),
+            upscaled in the graph when smaller
+            (:func:`~advisor.backbones.preprocessing.model_input`).
         state_dict_keys: ``state_dict_keys(spec) -> {Keras layer name:
             state-dict prefix}``, for every layer with weights.
         default_size: The input size the checkpoint is converted at. Defaults
@@ -85,7 +89,7 @@ class PortSpec:
     layout: Layout
     feature_layer: str
     classifier_layer: str
-    build_graph: Callable[[PortSpec, int], tuple[keras.Model, tuple[Block, ...]]]
+    build_graph: Callable[[PortSpec, int, int | None], tuple[keras.Model, tuple[Block, ...]]]
     state_dict_keys: Callable[[PortSpec], Mapping[str, str]]
     default_size: int = config.DEFAULT_IMAGE_SIZE
     conversion_version: int = 1
@@ -149,7 +153,7 @@ def converted_weights(spec: PortSpec) -> Path:
         return target
     source = checkpoint_path(spec)
     logger.info("Converting %s to Keras weights (once) -> %s", source.name, target)
-    model, _ = spec.build_graph(spec, spec.default_size)
+    model, _ = spec.build_graph(spec, spec.default_size, None)
     assign_torch_weights(model, load_state_dict(source, sha256=spec.sha256),
                          spec.state_dict_keys(spec), label=spec.label)
     with atomic_path(target, suffix=".weights.h5") as tmp:
@@ -158,13 +162,16 @@ def converted_weights(spec: PortSpec) -> Path:
 
 
 def load_port(spec: PortSpec, *, image_size: int = config.DEFAULT_IMAGE_SIZE,
-              weights: str | None = "imagenet") -> Backbone:
+              weights: str | None = "imagenet", input_size: int | None = None) -> Backbone:
     """Build the backbone `spec` declares, with its converted ImageNet weights.
 
     Args:
         spec: The port.
-        image_size: Square input size. Defaults to `224`.
+        image_size: Square size the network runs at. Defaults to `224`.
         weights: ``"imagenet"`` or `None` (random). Defaults to `"imagenet"`.
+        input_size: Square size of the model's uint8 input, upscaled to
+            `image_size` inside the graph when smaller. Defaults to `None`
+            (`image_size`).
 
     Returns:
         The backbone; its model maps uint8 RGB to ImageNet logits.
@@ -178,10 +185,12 @@ def load_port(spec: PortSpec, *, image_size: int = config.DEFAULT_IMAGE_SIZE,
         >>> from advisor.backbones.mobilenet_v2 import SPEC
         >>> load_port(SPEC, image_size=96, weights=None).weights
         'none'
+        >>> load_port(SPEC, image_size=96, weights=None, input_size=28).model.input.shape
+        (None, 28, 28, 3)
     """
     if weights == "imagenet" and spec.package_first:
         checkpoint_path(spec)  # fail with the pip command before building anything
-    model, blocks = spec.build_graph(spec, image_size)
+    model, blocks = spec.build_graph(spec, image_size, input_size)
     if weights == "imagenet":
         path = converted_weights(spec)
         try:
@@ -200,8 +209,9 @@ def load_port(spec: PortSpec, *, image_size: int = config.DEFAULT_IMAGE_SIZE,
         classifier_layer=spec.classifier_layer,
         blocks=blocks,
         bn_layers=bn_layers,
-        preprocessing=spec.preprocessing,
+        preprocessing=with_upscale(spec.preprocessing, image_size, input_size),
         weights=spec.weights if weights else "none",
+        upscaled_from=None if input_size == image_size else input_size,
     )
 
 

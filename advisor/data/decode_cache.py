@@ -2,8 +2,14 @@
 
 Each list of files is decoded (with :func:`advisor.data.images.load_image`: short
 side resized, centre crop, JPEG draft mode) into one ``(N, size, size, 3)``
-uint8 ``.npy`` file under ``cache_dir("decoded")``. The file's name is a
-SHA-256 over the cache version, the target size and, per file, its absolute
+uint8 ``.npy`` file under ``cache_dir("decoded")``. Low-resolution folders are
+decoded at their native size (``resize_ratio=1``: the central square of each
+short side, kept as it is when it is `size` px; a plan's ``decode_size``), and
+the model upscales them inside its graph, so an entry holds the source pixels
+and not an upscaled copy (a 28 px digit is 2.3 KB instead of 150 KB at 224 px).
+The file's name is a
+SHA-256 over the cache version, the target size, the resize ratio (when not the
+default) and, per file, its absolute
 path, device and inode numbers, byte size and ``mtime_ns``: touching, replacing or renaming any file
 gives a new key, so stale pixels are never served. A second call with the same
 unchanged files only opens the ``.npy`` read-only with ``np.load(mmap_mode="r")``;
@@ -12,18 +18,25 @@ rename), with rows written through ordinary file writes (not a writable map),
 so memory stays flat while building even a 70,000-image cache. When an entry
 for the same files and size is rebuilt, the stale one is deleted.
 
+Runs that share the cache take turns per entry (:func:`advisor.cache.entry_lock`):
+a second process asking for an entry being built waits, then opens it. An entry
+is the ``.npy`` *and* its ``.json``, written in that order; one without the
+other is never read. The disk space of a new entry is reserved before decoding,
+so a full disk fails at once, with a one-line
+:class:`~advisor.errors.StorageError` naming the cache folder, and leaves no entry.
+
 Decoding runs on a thread pool over all cores by default (Pillow releases the
 GIL while decoding and resizing); ``executor="process"`` uses a process pool
 instead. Files that fail to decode are reported, not raised: their rows stay
 zero, ``ok`` is false for them and ``failures`` says why.
 
 API:
-    decode_images(paths, size, *, progress=False, workers=None,
-                  executor="auto") -> DecodedImages
-    decode_dataset(dataset, size, *, progress=False, workers=None,
-                   executor="auto") -> tuple[Dataset, dict[str, DecodedImages]]
+    decode_images(paths, size, *, resize_ratio=config.RESIZE_RATIO, progress=False,
+                  workers=None, executor="auto") -> DecodedImages
+    decode_dataset(dataset, size, *, resize_ratio=config.RESIZE_RATIO, progress=False,
+                   workers=None, executor="auto") -> tuple[Dataset, dict[str, DecodedImages]]
     DecodedImages (frozen): images, ok, failures, paths, size, cache_file,
-        from_cache; .rows; len()
+        from_cache, resize_ratio; .rows; len()
     DecodeFailure (frozen): index, path, reason
 """
 
@@ -43,7 +56,7 @@ from typing import Any, Literal
 import numpy as np
 
 from advisor import config
-from advisor.cache import atomic_path, atomic_write_text, cache_dir
+from advisor.cache import cache_dir, cache_entry, entry_lock, remove_stale_temporaries, reserve_space
 from advisor.data.dataset import Dataset
 from advisor.data.images import ImageReadError, load_image
 from advisor.data.records import SPLITS
@@ -92,6 +105,9 @@ class DecodedImages:
         size: Height and width of each image.
         cache_file: The ``.npy`` file backing `images` (``None`` when empty).
         from_cache: Whether the images were read from an existing cache entry.
+        resize_ratio: The short side was resized to ``size * resize_ratio``
+            before the centre crop (:func:`~advisor.data.images.load_image`).
+            Defaults to `config.RESIZE_RATIO`.
     """
 
     images: np.ndarray
@@ -101,6 +117,7 @@ class DecodedImages:
     size: int
     cache_file: Path | None
     from_cache: bool
+    resize_ratio: float = config.RESIZE_RATIO
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -115,6 +132,7 @@ def decode_images(
     paths: Sequence[Path | str],
     size: int = config.DEFAULT_IMAGE_SIZE,
     *,
+    resize_ratio: float = config.RESIZE_RATIO,
     progress: bool = False,
     workers: int | None = None,
     executor: Literal["auto", "thread", "process"] = "auto",
@@ -122,13 +140,17 @@ def decode_images(
     """Decode image files once into the on-disk cache and memory-map the result.
 
     The cache entry is keyed by the files' absolute paths, inodes, byte sizes
-    and modification times, the target `size` and ``config.DECODE_CACHE_VERSION``;
-    when it exists the call only opens it. Otherwise the files are decoded in
-    parallel with :func:`advisor.data.images.load_image` and written atomically.
+    and modification times, the target `size`, `resize_ratio` and
+    ``config.DECODE_CACHE_VERSION``; when it exists the call only opens it.
+    Otherwise the files are decoded in parallel with
+    :func:`advisor.data.images.load_image` and written atomically.
 
     Args:
         paths: Image files, in the order the rows should have.
         size: Output height and width. Defaults to `config.DEFAULT_IMAGE_SIZE`.
+        resize_ratio: Short side resized to ``size * resize_ratio``, then the
+            centre crop; ``1`` for a native-size decode (the central square).
+            Defaults to `config.RESIZE_RATIO` (torchvision's 256 / 224).
         progress: Show a progress bar on stderr when decoding takes more than
             ``config.PROGRESS_DELAY_S`` seconds. Defaults to `False`.
         workers: Parallel decoders. Defaults to `None` (one per usable core).
@@ -141,7 +163,10 @@ def decode_images(
         listed in ``failures``.
 
     Raises:
-        ValueError: `size` is not positive or `executor` is unknown.
+        ValueError: `size` is not positive, `resize_ratio` is below 1 or
+            `executor` is unknown.
+        StorageError: The entry cannot be written (a full disk, an unwritable
+            cache folder); no part of it is left to be read later.
 
     Example:
         >>> from advisor.data import scan_dataset
@@ -150,39 +175,52 @@ def decode_images(
         ((60, 96, 96, 3), dtype('uint8'), 0)
         >>> decode_images(scan_dataset(digits_dir).files("train"), 96).from_cache
         True
+        >>> native = decode_images(scan_dataset(digits_dir).files("train"), 8, resize_ratio=1)
+        >>> native.images.shape, native.images.nbytes  # the 8x8 scans themselves
+        ((60, 8, 8, 3), 11520)
     """
     if size < 1:
         raise ValueError(f"Expected size >= 1. Received: size={size}")
+    if not resize_ratio >= 1:
+        raise ValueError(f"Expected resize_ratio >= 1. Received: resize_ratio={resize_ratio!r}")
     if executor not in ("auto", "thread", "process"):
         raise ValueError(
             f"Expected executor='auto', 'thread' or 'process'. Received: executor={executor!r}")
     paths = tuple(Path(p) for p in paths)
+    resize_ratio = float(resize_ratio)
     if not paths:
-        return _empty(size)
-    key, set_id = _cache_key(paths, size)
+        return _empty(size, resize_ratio)
+    key, set_id = _cache_key(paths, size, resize_ratio)
     folder = cache_dir(CACHE_SUBDIR)
     npy_file = folder / f"{key}.npy"
     meta_file = folder / f"{key}.json"
-    cached = _open_entry(npy_file, meta_file, paths, size)
+    cached = _open_entry(npy_file, meta_file, paths, size, resize_ratio)
     if cached is not None:
         logger.debug("Decoded-image cache hit: %s", npy_file)
         return cached
-    failed = _build_entry(npy_file, meta_file, paths, size, set_id=set_id, progress=progress,
-                          workers=workers or usable_cores(), executor=executor)
-    _remove_stale(folder, keep=key, set_id=set_id)
+    with entry_lock(npy_file):
+        cached = _open_entry(npy_file, meta_file, paths, size, resize_ratio)  # built while we waited
+        if cached is not None:
+            return cached
+        remove_stale_temporaries(folder)
+        failed = _build_entry(npy_file, meta_file, paths, size, resize_ratio, set_id=set_id,
+                              progress=progress, workers=workers or usable_cores(),
+                              executor=executor)
+        _remove_stale(folder, keep=key, set_id=set_id)
     if failed:
         logger.info("%d of %d image(s) failed to decode.", len(failed), len(paths))
     ok = np.ones(len(paths), dtype=bool)
     ok[[f.index for f in failed]] = False
     images = np.load(npy_file, mmap_mode="r")
     ok.flags.writeable = False
-    return DecodedImages(images, ok, failed, paths, size, npy_file, False)
+    return DecodedImages(images, ok, failed, paths, size, npy_file, False, resize_ratio)
 
 
 def decode_dataset(
     dataset: Dataset,
     size: int = config.DEFAULT_IMAGE_SIZE,
     *,
+    resize_ratio: float = config.RESIZE_RATIO,
     progress: bool = False,
     workers: int | None = None,
     executor: Literal["auto", "thread", "process"] = "auto",
@@ -197,6 +235,9 @@ def decode_dataset(
     Args:
         dataset: A scanned dataset.
         size: Output height and width. Defaults to `config.DEFAULT_IMAGE_SIZE`.
+        resize_ratio: Short side resized to ``size * resize_ratio`` before the
+            centre crop (``1``: native size, a plan's ``decode_size``). Defaults
+            to `config.RESIZE_RATIO`.
         progress: Show progress bars for long decodes. Defaults to `False`.
         workers: Parallel decoders. Defaults to `None` (one per usable core).
         executor: ``"auto"``, ``"thread"`` or ``"process"``. Defaults to `"auto"`.
@@ -218,7 +259,8 @@ def decode_dataset(
     """
     decoded = {
         split: decode_images(
-            dataset.files(split), size, progress=progress, workers=workers, executor=executor
+            dataset.files(split), size, resize_ratio=resize_ratio, progress=progress,
+            workers=workers, executor=executor,
         )
         for split in SPLITS
     }
@@ -229,11 +271,11 @@ def decode_dataset(
 # --------------------------------------------------------------------------- #
 # Internals
 # --------------------------------------------------------------------------- #
-def _empty(size: int) -> DecodedImages:
+def _empty(size: int, resize_ratio: float) -> DecodedImages:
     """The decoded images of an empty file list (no cache entry)."""
     empty = np.zeros((0, size, size, 3), dtype=np.uint8)
     empty.flags.writeable = False
-    return DecodedImages(empty, np.zeros(0, dtype=bool), (), (), size, None, False)
+    return DecodedImages(empty, np.zeros(0, dtype=bool), (), (), size, None, False, resize_ratio)
 
 
 def _build_entry(
@@ -241,37 +283,53 @@ def _build_entry(
     meta_file: Path,
     paths: tuple[Path, ...],
     size: int,
+    resize_ratio: float,
     *,
     set_id: str,
     progress: bool,
     workers: int,
     executor: str,
 ) -> tuple[DecodeFailure, ...]:
-    """Decode `paths` into a new cache entry (the ``.npy`` then its ``.json``, each atomically)."""
+    """Decode `paths` into a new cache entry (the ``.npy`` then its ``.json``, each atomically).
+
+    The ``.json`` is what makes the entry readable: it is written last, and a
+    failure writing it removes the ``.npy`` too.
+    """
     n = len(paths)
     logger.info("Decoding %d image(s) at %dx%d into %s.", n, size, size, npy_file)
-    with atomic_path(npy_file, suffix=".npy") as tmp:
+    meta_file.unlink(missing_ok=True)  # a damaged entry being rebuilt: never pair old with new
+    with cache_entry(npy_file, what="decoded images", suffix=".npy") as tmp:
         header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
         offset = header.offset
         del header
-        failures = _decode_into(tmp, offset, paths, size, progress=progress, workers=workers, executor=executor)
+        reserve_space(tmp, offset + n * size * size * 3)  # a full disk fails now, not at 90%
+        failures = _decode_into(tmp, offset, paths, size, resize_ratio, progress=progress,
+                                workers=workers, executor=executor)
     failed = tuple(DecodeFailure(i, str(paths[i]), reason) for i, reason in sorted(failures))
     meta = {
         "version": config.DECODE_CACHE_VERSION,
         "set_id": set_id,
         "n": n,
         "size": size,
+        "resize_ratio": resize_ratio,
         "failures": [f.to_dict() for f in failed],
     }
-    atomic_write_text(meta_file, json.dumps(meta, sort_keys=True))
+    try:
+        with cache_entry(meta_file, what="the index of decoded images") as tmp:
+            tmp.write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
+    except BaseException:
+        npy_file.unlink(missing_ok=True)
+        raise
     return failed
 
 
-def _cache_key(paths: Sequence[Path], size: int) -> tuple[str, str]:
-    """(key over paths, inodes, sizes, mtimes, size, version; id of the path set and size)."""
+def _cache_key(paths: Sequence[Path], size: int, resize_ratio: float) -> tuple[str, str]:
+    """(key over paths, inodes, sizes, mtimes, size, ratio, version; id of the path set, size, ratio)."""
     key = hashlib.sha256()
     set_id = hashlib.sha256()
-    head = f"v{config.DECODE_CACHE_VERSION}|size={size}|n={len(paths)}\n".encode()
+    # The default ratio adds nothing, so entries written before it was a parameter still match.
+    ratio = "" if resize_ratio == config.RESIZE_RATIO else f"|ratio={resize_ratio!r}"
+    head = f"v{config.DECODE_CACHE_VERSION}|size={size}{ratio}|n={len(paths)}\n".encode()
     key.update(head)
     set_id.update(head)
     for path in paths:
@@ -289,7 +347,7 @@ def _cache_key(paths: Sequence[Path], size: int) -> tuple[str, str]:
 
 
 def _open_entry(
-    npy_file: Path, meta_file: Path, paths: tuple[Path, ...], size: int
+    npy_file: Path, meta_file: Path, paths: tuple[Path, ...], size: int, resize_ratio: float
 ) -> DecodedImages | None:
     """Open a complete cache entry, or return None when there is none (or it is bad)."""
     if not (npy_file.exists() and meta_file.exists()):
@@ -305,6 +363,7 @@ def _open_entry(
     if (
         meta.get("version") != config.DECODE_CACHE_VERSION
         or meta.get("n") != n
+        or meta.get("resize_ratio", config.RESIZE_RATIO) != resize_ratio
         or images.shape != (n, size, size, 3)
         or images.dtype != np.uint8
     ):
@@ -315,7 +374,7 @@ def _open_entry(
     ok.flags.writeable = False
     # Report paths as given this time (the key already pins the resolved files).
     failures = tuple(DecodeFailure(f.index, str(paths[f.index]), f.reason) for f in failures)
-    return DecodedImages(images, ok, failures, paths, size, npy_file, True)
+    return DecodedImages(images, ok, failures, paths, size, npy_file, True, resize_ratio)
 
 
 def _remove_stale(folder: Path, *, keep: str, set_id: str) -> None:
@@ -338,6 +397,7 @@ def _decode_into(
     offset: int,
     paths: tuple[Path, ...],
     size: int,
+    resize_ratio: float,
     *,
     progress: bool,
     workers: int,
@@ -351,7 +411,7 @@ def _decode_into(
     with progress_bar(len(items), f"Decoding {len(items)} images", enabled=progress) as bar:
         if workers == 1 or len(items) < config.DECODE_MIN_PARALLEL:
             for part in chunks:
-                failures.extend(_decode_chunk(str(npy_path), offset, size, part))
+                failures.extend(_decode_chunk(str(npy_path), offset, size, resize_ratio, part))
                 bar.advance(len(part))
             return failures
         if executor == "auto":
@@ -368,7 +428,7 @@ def _decode_into(
         done: set[int] = set()
         try:
             with pool:
-                jobs = {pool.submit(_decode_chunk, str(npy_path), offset, size, part): i
+                jobs = {pool.submit(_decode_chunk, str(npy_path), offset, size, resize_ratio, part): i
                         for i, part in enumerate(chunks)}
                 try:
                     for job in futures.as_completed(jobs):
@@ -383,13 +443,13 @@ def _decode_into(
             # e.g. a main script read from stdin, which spawned workers cannot import.
             logger.warning("The decoder processes failed (%s); decoding in this process.", exc)
             for part in (part for i, part in enumerate(chunks) if i not in done):
-                failures.extend(_decode_chunk(str(npy_path), offset, size, part))
+                failures.extend(_decode_chunk(str(npy_path), offset, size, resize_ratio, part))
                 bar.advance(len(part))
     return failures
 
 
 def _decode_chunk(
-    npy_path: str, offset: int, size: int, items: list[tuple[int, str]]
+    npy_path: str, offset: int, size: int, resize_ratio: float, items: list[tuple[int, str]]
 ) -> list[tuple[int, str]]:
     """Decode `items` and write each into its row of the ``.npy`` at `npy_path`."""
     row_bytes = size * size * 3
@@ -397,7 +457,7 @@ def _decode_chunk(
     with open(npy_path, "r+b") as out:
         for index, path in items:
             try:
-                pixels = load_image(path, size)
+                pixels = load_image(path, size, resize_ratio=resize_ratio)
             except ImageReadError as exc:
                 failures.append((index, _reason(exc, path)))
                 continue

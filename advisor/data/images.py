@@ -44,9 +44,9 @@ def _to_rgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size * RESIZE_RATIO``, then centre-crop ``size``."""
-    short = max(size, int(round(size * config.RESIZE_RATIO)))
+def _resize_and_crop(img: Image.Image, size: int, ratio: float = config.RESIZE_RATIO) -> Image.Image:
+    """Resize the short side to ``size * ratio``, then centre-crop ``size``."""
+    short = max(size, int(round(size * ratio)))
     width, height = img.size
     if width <= height:
         new_w, new_h = short, max(short, int(short * height / width))
@@ -55,6 +55,8 @@ def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
     if (new_w, new_h) == img.size:
+        if img.size == (size, size):
+            return img  # a native-size decode of an image of that size: its own pixels
         return img.crop((left, top, left + size, top + size))
     # Resample only the crop window (its source-pixel box), not the whole image:
     # the same geometry as resize-then-crop to within 2 grey levels, and cheaper
@@ -124,7 +126,8 @@ def open_image(path: Path | str) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.ndarray:
+def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE, *,
+               resize_ratio: float = config.RESIZE_RATIO) -> np.ndarray:
     """Read an image file as a ``(size, size, 3)`` uint8 RGB array.
 
     Follows torchvision's evaluation geometry: resize the short side to
@@ -132,9 +135,16 @@ def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.nd
     JPEGs are downscaled while decoding (Pillow's draft mode), which is much
     cheaper than decoding at full size.
 
+    ``resize_ratio=1`` keeps the central square of the short side instead,
+    resized to `size` (an image whose short side is `size` is only cropped):
+    the native-size decode of a model that resizes and crops inside its graph
+    (a plan's ``decode_size``; :func:`advisor.backbones.preprocessing.upscale`).
+
     Args:
         path: The image file.
         size: Output height and width in pixels. Defaults to `224`.
+        resize_ratio: Short side resized to ``size * resize_ratio`` before the
+            centre crop. Defaults to `config.RESIZE_RATIO` (256 / 224).
 
     Returns:
         A ``(size, size, 3)`` ``uint8`` array.
@@ -143,18 +153,24 @@ def load_image(path: Path | str, size: int = config.DEFAULT_IMAGE_SIZE) -> np.nd
         ImageReadError: The file cannot be used; the message says why.
 
     Example:
-        >>> pixels = load_image(next((digits_dir / "3").iterdir()), 224)
+        >>> path = next((digits_dir / "3").iterdir())  # an 8x8 scan
+        >>> pixels = load_image(path, 224)
         >>> pixels.shape, pixels.dtype
         ((224, 224, 3), dtype('uint8'))
+        >>> native = load_image(path, 8, resize_ratio=1)  # the file's own pixels
+        >>> native.shape, bool((native == np.asarray(open_image(path))).all())
+        ((8, 8, 3), True)
     """
-    img = _resize_and_crop(_read(Path(path), size=size), size)
+    if not resize_ratio >= 1:
+        raise ValueError(f"Expected resize_ratio >= 1. Received: resize_ratio={resize_ratio!r}")
+    img = _resize_and_crop(_read(Path(path), size=size, ratio=resize_ratio), size, resize_ratio)
     pixels = np.asarray(img, dtype=np.uint8)
     if pixels.ndim == 2:  # grayscale: resized on one channel, then copied to three
         pixels = np.stack((pixels, pixels, pixels), axis=-1)
     return pixels
 
 
-def _read(path: Path, *, size: int | None) -> Image.Image:
+def _read(path: Path, *, size: int | None, ratio: float = config.RESIZE_RATIO) -> Image.Image:
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
@@ -171,7 +187,7 @@ def _read(path: Path, *, size: int | None) -> Image.Image:
                     raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
                 img.seek(0)
                 if size is not None and img.format == "JPEG":
-                    short = int(round(size * config.RESIZE_RATIO))
+                    short = int(round(size * ratio))
                     img.draft("RGB", (short, short))
                 img.load()
                 img = ImageOps.exif_transpose(img)

@@ -1,10 +1,13 @@
-"""The records a scan produces: one image, one skipped file, duplicates, sizes, the summary.
+"""The records a scan produces: one image, one skipped file, duplicates, findings, sizes, the summary.
 
 These frozen dataclasses are what :func:`advisor.data.scan.scan_dataset` and
 :func:`advisor.data.targets.scan_targets` fill in and what reports read; each
 has a ``to_dict``/``from_dict`` pair whose JSON round-trips with
 ``sort_keys=True``. :class:`DatasetSummary` carries a ``schema_version`` and
 refuses any other on load. :data:`SPLITS` names the three splits, in order.
+A summary's :attr:`~DatasetSummary.findings` (identical files under two labels,
+copies that straddle splits) are derived from its duplicates, so they are
+written to JSON but never read back.
 The split file lists themselves live in :class:`advisor.data.dataset.Dataset`.
 """
 
@@ -99,6 +102,51 @@ class SkippedFile:
         return cls(path=str(data["path"]), reason=str(data["reason"]))
 
 
+#: Finding kind: one file content filed under two or more classes.
+CONFLICTING_LABELS = "conflicting-labels"
+#: Finding kind: copies of one file in two or more splits.
+DUPLICATES_ACROSS_SPLITS = "duplicates-across-splits"
+#: Finding levels, most severe first.
+FINDING_LEVELS = ("error", "warning")
+#: Files named in one finding's message; the rest are counted.
+_FILES_NAMED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something about the data that the reader must know; the run goes on.
+
+    Args:
+        level: One of :data:`FINDING_LEVELS`: ``"error"`` (the data is wrong:
+            fix it) or ``"warning"`` (results may mislead).
+        kind: A stable key, e.g. :data:`CONFLICTING_LABELS`.
+        message: One line for the reader: what, where, what to do.
+        paths: The files concerned, relative to the dataset root.
+    """
+
+    level: str
+    kind: str
+    message: str
+    paths: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"level": self.level, "kind": self.kind, "message": self.message,
+                "paths": list(self.paths)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(level=str(data["level"]), kind=str(data["kind"]), message=str(data["message"]),
+                   paths=tuple(str(p) for p in data.get("paths", ())))
+
+
+def _some(paths: tuple[str, ...]) -> str:
+    """The first few paths, then how many more."""
+    more = len(paths) - _FILES_NAMED
+    return ", ".join(paths[:_FILES_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
     """Files with exactly the same bytes.
@@ -121,6 +169,44 @@ class DuplicateGroup:
     def cross_class(self) -> bool:
         """Whether the copies are filed under different classes."""
         return len(self.classes) > 1
+
+    @property
+    def cross_split(self) -> bool:
+        """Whether the copies sit in different splits (train/test leakage)."""
+        return len(self.splits) > 1
+
+    def finding(self, *, presplit: bool) -> Finding | None:
+        """Return what the reader must know about this group, or `None`.
+
+        Copies under different classes are an ``"error"`` (conflicting
+        labels); otherwise copies in different splits are a ``"warning"``
+        (in a pre-split folder the splits are the user's and are kept).
+
+        Args:
+            presplit: Whether the splits were given as folders.
+
+        Example:
+            >>> group = DuplicateGroup("ab12", ("cat/1.png", "dog/7.png"), ("cat", "dog"), ("train",))
+            >>> group.finding(presplit=False).level
+            'error'
+        """
+        files = _some(self.paths)
+        if self.cross_class:
+            return Finding(
+                "error", CONFLICTING_LABELS,
+                f"The same image is filed under {len(self.classes)} classes "
+                f"({', '.join(self.classes)}) in {'/'.join(self.splits)}: {files}; keep one "
+                "copy, under the right class.", self.paths)
+        if self.cross_split:
+            where = "given split folders" if presplit else "splits"
+            then = ("the split folders are used as given" if presplit
+                    else "re-scan the folder to keep copies in one split")
+            return Finding(
+                "warning", DUPLICATES_ACROSS_SPLITS,
+                f"Identical files sit in different {where} ({', '.join(self.splits)}): {files}; "
+                f"a copy in val or test of an image seen earlier inflates its score. Remove all "
+                f"but one copy ({then}).", self.paths)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -182,7 +268,8 @@ class DatasetSummary:
         skipped: Files left out, with reasons, sorted by path.
         ignored: Files that are not images by their extension, sorted (hidden
             files and folders are not listed).
-        duplicates: Groups of files with identical bytes.
+        duplicates: Groups of files with identical bytes (what they imply for
+            the reader: :attr:`findings`).
         schema_version: Version of this layout. Defaults to `1`.
     """
 
@@ -209,8 +296,23 @@ class DatasetSummary:
         """Files that are exact copies of an earlier file (group size - 1, summed)."""
         return sum(len(group.paths) - 1 for group in self.duplicates)
 
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """What the reader must know about the duplicates: errors first, then warnings.
+
+        One :class:`Finding` per duplicate group that carries conflicting labels
+        (``"error"``) or straddles splits (``"warning"``); see
+        :meth:`DuplicateGroup.finding`. Derived, so it is written by
+        :meth:`to_dict` and never read back.
+        """
+        found = [f for g in self.duplicates if (f := g.finding(presplit=self.presplit)) is not None]
+        return tuple(sorted(found, key=lambda f: FINDING_LEVELS.index(f.level)))
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (``json.dumps(..., sort_keys=True)`` round-trips).
+
+        Besides the fields it holds ``n_duplicate_files`` and ``findings``
+        (derived; :meth:`from_dict` ignores them).
 
         Example:
             >>> import json
@@ -237,6 +339,9 @@ class DatasetSummary:
             "ignored": list(self.ignored),
             "duplicates": [d.to_dict() for d in self.duplicates],
             "schema_version": self.schema_version,
+            # Derived (never read back): for reports.
+            "n_duplicate_files": self.n_duplicate_files,
+            "findings": [f.to_dict() for f in self.findings],
         }
 
     @classmethod

@@ -4,7 +4,8 @@ The folder is only ever read. Two layouts are understood:
 
 - ``DATA_DIR/<class>/<image>`` (what ``keras.utils.image_dataset_from_directory``
   expects; images may sit in sub-folders of a class folder), split here into
-  stratified train/val/test sets with a fixed, reported seed;
+  stratified train/val/test sets with a fixed, reported seed, identical files
+  always in the same split;
 - ``DATA_DIR/{train,val,test}/<class>/<image>`` (pre-split): the given splits
   are used as they are; a missing ``val`` (or ``test``) split is carved from
   ``train``, stratified.
@@ -66,7 +67,10 @@ def scan_dataset(
     cannot be used are listed in ``summary.skipped`` with a reason. The split
     is stratified per class and depends only on `seed` and each class's file
     names; classes with at least 2 images always get a validation image, and
-    classes with at least 3 a test image when `test_fraction` > 0.
+    classes with at least 3 a test image when `test_fraction` > 0. Identical
+    files are kept in one split (copies under two classes go to ``train``);
+    in a pre-split folder the given splits are kept, and copies that straddle
+    them, like copies under two classes, are listed in ``summary.findings``.
 
     Args:
         data_dir: The dataset folder.
@@ -124,6 +128,8 @@ def scan_dataset(
     )
     if summary.skipped:
         logger.info("Skipped %d unusable file(s) in %s.", len(summary.skipped), root)
+    for finding in summary.findings:
+        logger.info("%s: %s", finding.level, finding.message)
     logger.info(
         "Scanned %s: %d images, %d classes, split %s (seed %d).",
         root,

@@ -1,11 +1,15 @@
 """The stratified train/val/test split, and the checks that the classes can be learned.
 
-Each class is split on its own: its records are sorted by path and shuffled by
-a generator seeded with ``(seed, crc32(class name))``, so the split depends
-only on the seed and that class's file names, never on the other classes or
-on the order the files were found. :func:`split_counts` says how many images
-of a class go to each split (small classes still get a validation and a test
-image); :func:`check_classes` raises the one-line
+Each class is split on its own: its records are sorted by path, gathered into
+groups of identical files (same SHA-256), and the groups are shuffled by a
+generator seeded with ``(seed, crc32(class name))``, so the split depends only
+on the seed and that class's files, never on the other classes or on the
+order the files were found. Identical files share a split, so no copy of a
+test image is trained on; a file whose copies carry different labels (a
+conflict) is kept in ``train`` with all its copies. Without duplicates the
+split is the plain per-class shuffle-and-cut. :func:`split_counts` says how
+many images of a class go to each split (small classes still get a validation
+and a test image); :func:`check_classes` raises the one-line
 :class:`~advisor.errors.DatasetError` when fewer than two classes, or a class
 with too few usable images, are left.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -69,10 +73,18 @@ def stratified_split(
 ) -> None:
     """Split each class of `pool` into train, val and test, appending to `splits`.
 
-    Classes are taken in sorted order; each is sorted by path, then shuffled by
-    its own ``(seed, crc32(class name))`` generator and cut by
-    :func:`split_counts`. `splits` may already hold records (the given splits
-    of a pre-split folder); the new ones are appended.
+    Classes are taken in sorted order. Each is sorted by path and gathered into
+    groups of identical files (ordered by their first path); the groups are
+    shuffled by the class's own ``(seed, crc32(class name))`` generator. The
+    shares of :func:`split_counts` (counted in images) are then filled from the
+    end of the shuffled order: a group goes to ``test`` if it fits in what
+    ``test`` still needs, else to ``val`` if it fits there, else to ``train``.
+    So copies never straddle splits, ``val`` and ``test`` never exceed their
+    share, and without duplicates this is the plain cut ``train | val | test``
+    of the shuffled class. Files whose bytes also appear under another class
+    (conflicting labels) all go to ``train``. `splits` may already hold
+    records (the given splits of a pre-split folder); the new ones are
+    appended, each split in shuffled order.
 
     Args:
         pool: Records to split, by class name.
@@ -88,16 +100,41 @@ def stratified_split(
         >>> stratified_split(pool, splits, seed=0, val_fraction=0.2, test_fraction=0.2)
         >>> [len(splits[name]) for name in SPLITS]
         [6, 2, 2]
+        >>> copies = {"a": [ImageRecord(f"a/{i}.png", 0, 8, 8, "L", "PNG", str(i // 2)) for i in range(10)]}
+        >>> splits = {name: [] for name in SPLITS}
+        >>> stratified_split(copies, splits, seed=0, val_fraction=0.2, test_fraction=0.2)
+        >>> [sorted({r.sha256 for r in splits[name]}) for name in SPLITS]
+        [['0', '1', '3'], ['2'], ['4']]
     """
+    classes_of: dict[str, set[str]] = defaultdict(set)
+    for class_name, records in pool.items():
+        for r in records:
+            classes_of[r.sha256].add(class_name)
     for class_name in sorted(pool):
         records = sorted(pool[class_name], key=lambda r: r.path)
+        conflicting = [r for r in records if len(classes_of[r.sha256]) > 1]
+        groups = _identical_groups([r for r in records if len(classes_of[r.sha256]) == 1])
         rng = np.random.default_rng([seed, zlib.crc32(class_name.encode("utf-8", "surrogateescape"))])
-        order = rng.permutation(len(records))
-        n_train, n_val, _ = split_counts(len(records), val_fraction, test_fraction)
-        shuffled = [records[i] for i in order]
-        splits["train"].extend(shuffled[:n_train])
-        splits["val"].extend(shuffled[n_train : n_train + n_val])
-        splits["test"].extend(shuffled[n_train + n_val :])
+        order = rng.permutation(len(groups))
+        _, n_val, n_test = split_counts(len(records), val_fraction, test_fraction)
+        need = {"test": n_test, "val": n_val}
+        target: dict[int, str] = {}
+        for i in order[::-1]:  # the end of the shuffled order fills test, then val
+            size = len(groups[i])
+            target[i] = next((name for name in ("test", "val") if size <= need[name]), "train")
+            if target[i] != "train":
+                need[target[i]] -= size
+        splits["train"].extend(conflicting)
+        for i in order:
+            splits[target[i]].extend(groups[i])
+
+
+def _identical_groups(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
+    """Records gathered by SHA-256, each group in the order given, groups by their first record."""
+    groups: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        groups.setdefault(r.sha256, []).append(r)
+    return list(groups.values())
 
 
 def check_classes(

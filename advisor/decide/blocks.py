@@ -68,8 +68,9 @@ def plan_feature_layer(regime: Regime, profile: DatasetProfile, backbone: Backbo
     """Return the layer whose pooled output the head reads, and why.
 
     The pooled bottleneck, except for ``svm`` when the linear probe on an
-    earlier block is within ``config.PROBE_BLOCK_TOLERANCE`` of the
-    bottleneck's (CS231n: for different data, classify earlier activations).
+    earlier block is within ``config.PROBE_BLOCK_TOLERANCE`` of the best
+    probe, the bottleneck's or a block's (CS231n: for different data, classify
+    earlier activations).
     """
     probes = profile.probes
     if regime is not Regime.SVM or probes is None:
@@ -82,7 +83,8 @@ def plan_feature_layer(regime: Regime, profile: DatasetProfile, backbone: Backbo
         )
     block = backbone.blocks[backbone.block_index(probes.best_block)]
     return block.output, (
-        f"The linear probe on {block.name} scores {probes.block_accuracy[block.name]:.3f}, within "
-        f"{config.PROBE_BLOCK_TOLERANCE} of (or above) the bottleneck's {probes.linear_accuracy:.3f}: "
-        f"the late layers are ImageNet-specific here, so the SVM reads pooled {block.output} (CS231n)."
+        f"The linear probe on {block.name} scores {probes.block_accuracy[block.name]:.3f}, the "
+        f"earliest block within {config.PROBE_BLOCK_TOLERANCE} of the best probe (blocks "
+        f"{_format_blocks(probes.block_accuracy)}; bottleneck {probes.linear_accuracy:.3f}): the "
+        f"late layers are ImageNet-specific here, so the SVM reads pooled {block.output} (CS231n)."
     )

@@ -8,7 +8,7 @@ from advisor import config
 from advisor.errors import PlanError
 from advisor.plan import Regime, Task
 
-HEADS = ("linear", "mlp")
+HEADS = config.HEADS
 
 
 def check_head(head: str | None) -> None:

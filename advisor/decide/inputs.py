@@ -56,6 +56,67 @@ def plan_image_size(profile: DatasetProfile, backbone: Backbone) -> tuple[int, s
     )
 
 
+def choose_decode_size(max_side: int | None, image_size: int) -> int | None:
+    """Return the native size to decode images at, or `None` to decode at `image_size`.
+
+    When no image's shorter side exceeds `max_side` and that is below the
+    input size, the images are cached at `max_side` (each the central square of
+    its short side, resized only when smaller) and the model does the resize
+    and crop to `image_size` inside its graph: the cache holds the images' own
+    pixels, ``(max_side / image_size) ** 2`` of the bytes, and nothing is
+    resampled while decoding. Larger images are decoded at `image_size`, which
+    downscales them once instead of storing more pixels than the network reads.
+
+    Args:
+        max_side: The longest short side of the folder's images, or `None`
+            when unknown.
+        image_size: The plan's input size.
+
+    Returns:
+        The decode size, or `None`.
+
+    Example:
+        >>> choose_decode_size(28, 128), choose_decode_size(8, 96)
+        (28, 8)
+        >>> choose_decode_size(500, 224), choose_decode_size(224, 224), choose_decode_size(None, 224)
+        (None, None, None)
+    """
+    if max_side is None or max_side < 1 or max_side >= image_size:
+        return None
+    return int(max_side)
+
+
+def plan_decode_size(profile: DatasetProfile, backbone: Backbone,
+                     image_size: int) -> tuple[int | None, str]:
+    """Return the plan's decode size and its reason (see :func:`choose_decode_size`).
+
+    A user's model (not resizable) is decoded at its own input size, natively
+    when it does the resize and crop itself (a ``model.keras`` of a run with a
+    decode size).
+    """
+    if not backbone.resizable:
+        if backbone.decode_resize_ratio == 1.0:
+            return backbone.input_size, (
+                f"The base model resizes and crops inside its graph, so the images are decoded "
+                f"at its {backbone.input_size} px input natively (the central square of each "
+                "short side).")
+        return None, (f"The base model takes {backbone.input_size} px images resized to 256/224 "
+                      "and centre-cropped, so they are decoded that way.")
+    largest = profile.native_max_side
+    decode_size = choose_decode_size(largest, image_size)
+    if decode_size is not None:
+        return decode_size, (
+            f"Every image's short side is at most {largest} px, below the {image_size} px input: "
+            f"decode and cache them at {decode_size} px as they are (the central square), "
+            f"{(image_size / decode_size) ** 2:.0f}x fewer bytes than at {image_size} px, and let "
+            f"the model resize to {image_size} * 256/224 and centre-crop, on the device.")
+    if largest is None:
+        return None, (f"The profile records no largest image size (measured by an older version): "
+                      f"decode at the {image_size} px input.")
+    return None, (f"Short sides reach {largest} px >= the {image_size} px input: decode at "
+                  f"{image_size} px (resize to 256/224, centre-crop), downscaling once.")
+
+
 def plan_augmentation(regime: Regime, profile: DatasetProfile) -> tuple[tuple[str, ...], str]:
     """Return the plan's augmentations and their reason: mirroring only for photo-like data.
 

@@ -18,7 +18,7 @@ from advisor.backbones import Backbone
 from advisor.decide.backbone import plan_backbone
 from advisor.decide.blocks import plan_feature_layer, plan_frozen_blocks
 from advisor.decide.head import check_head, plan_head, plan_svm_c_grid
-from advisor.decide.inputs import plan_augmentation, plan_image_size
+from advisor.decide.inputs import plan_augmentation, plan_decode_size, plan_image_size
 from advisor.decide.prefix import plan_prefix_cache
 from advisor.decide.regime import plan_regime
 from advisor.decide.rules import RegimeRules
@@ -30,6 +30,7 @@ from advisor.decide.training import (
     plan_head_epochs,
     plan_head_learning_rate,
     plan_optimizer,
+    plan_probe,
     plan_patience,
     plan_warmup_epochs,
 )
@@ -106,11 +107,13 @@ def decide(
     fields: dict[str, tuple[Any, str]] = {"regime": (chosen, why_regime)}
     fields["backbone"] = plan_backbone(backbone)
     fields["image_size"] = plan_image_size(profile, backbone)
+    fields["decode_size"] = plan_decode_size(profile, backbone, fields["image_size"][0])
     fields["frozen_blocks"] = plan_frozen_blocks(chosen, profile, backbone, rules)
     fields["feature_layer"] = plan_feature_layer(chosen, profile, backbone)
     fields["optimizer"] = plan_optimizer(chosen, task)
     fields["head_learning_rate"] = plan_head_learning_rate(chosen, task)
     fields["backbone_learning_rate"] = plan_backbone_learning_rate(chosen, fields["head_learning_rate"][0])
+    fields["probe_optimizer"], fields["probe_learning_rate"] = plan_probe(chosen)
     fields["batch_size"] = plan_batch_size(n_train)
     steps = math.ceil(n_train / fields["batch_size"][0])
     fields["head_epochs"] = plan_head_epochs(steps)

@@ -40,7 +40,9 @@ def plan_head_learning_rate(regime: Regime, task: Task) -> tuple[float, str]:
     """Return the new head's learning rate and why (by regime, task and so optimizer)."""
     if _sgd_fine_tune(regime, task):
         rate = config.FINE_TUNE_HEAD_LEARNING_RATE
-        return float(rate), f"SGD fine-tuning: the new head learns at {rate:g}."
+        return float(rate), (f"SGD fine-tuning after the linear probe: the head is already trained, "
+                             f"so it learns at a small {rate:g} (measured on digits: see "
+                             "config.FINE_TUNE_HEAD_LEARNING_RATE).")
     if regime.fine_tunes_backbone:
         rate = config.REGRESSION_FINE_TUNE_LEARNING_RATE
         return float(rate), (
@@ -53,14 +55,41 @@ def plan_head_learning_rate(regime: Regime, task: Task) -> tuple[float, str]:
     )
 
 
+def plan_probe(regime: Regime) -> tuple[tuple[Optimizer, str], tuple[float, str]]:
+    """Return the linear probe's ``(optimizer, why)`` and ``(learning rate, why)``.
+
+    Fine-tuning starts from a linear probe trained on cached embeddings
+    (LP-FT); it is a head trained alone, so it gets the frozen head's AdamW at
+    its default rate, whatever optimizer the fine-tuning then uses.
+
+    Example:
+        >>> plan_probe(Regime.PARTIAL)[0][0], plan_probe(Regime.PARTIAL)[1][0]
+        (<Optimizer.ADAMW: 'adamw'>, 0.001)
+    """
+    rate = float(config.HEAD_ONLY_LEARNING_RATE)
+    if not regime.fine_tunes_backbone:
+        why = f"Regime {regime.value!r} trains its head once (optimizer, head_learning_rate): no separate probe."
+        return (Optimizer.ADAMW, why), (rate, why)
+    return (Optimizer.ADAMW, "The linear probe fine-tuning starts from is a head trained alone: AdamW."), (
+        rate, f"The probe learns at AdamW's default {rate:g}, as a frozen head does; at the "
+              "fine-tuning rate (SGD 1e-3) it was undertrained (digits: validation 0.937 vs 0.959).")
+
+
 def plan_backbone_learning_rate(regime: Regime, head_learning_rate: float) -> tuple[float, str]:
-    """Return the backbone's learning rate (the head's x ``config.BACKBONE_LEARNING_RATE_FACTOR``) and why."""
+    """Return the backbone's learning rate (the head's x ``config.BACKBONE_LEARNING_RATE_FACTOR``) and why.
+
+    Example:
+        >>> plan_backbone_learning_rate(Regime.PARTIAL, 1e-3)[0]
+        0.0001
+    """
     if not regime.fine_tunes_backbone:
         return 0.0, f"Regime {regime.value!r} keeps the backbone frozen: rate 0."
     rate = head_learning_rate * config.BACKBONE_LEARNING_RATE_FACTOR
     return float(rate), (
         f"Backbone layers learn {1 / config.BACKBONE_LEARNING_RATE_FACTOR:.0f}x slower than the "
-        f"head ({rate:g}) so the pretrained weights move little.")
+        f"head ({rate:g}) so the pretrained weights move little: with the backbone at 1e-3, 4 of 5 "
+        "runs on digits diverged in their first epoch (the BatchNorm statistics are frozen, so "
+        "nothing re-normalises what the trained layers change).")
 
 
 def plan_batch_size(n_train: int) -> tuple[int, str]:

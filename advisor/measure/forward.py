@@ -532,6 +532,8 @@ def profile_activations(
         imbalance_ratio=float(summary.imbalance_ratio),
         native_width=float(summary.width.median),
         native_height=float(summary.height.median),
+        native_max_width=int(summary.width.max),
+        native_max_height=int(summary.height.max),
         n_sampled=activations.n_images,
         seed=seed,
         shift=shift,

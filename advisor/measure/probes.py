@@ -112,11 +112,7 @@ def probe_accuracies(
     linear = correct["linear"] / n
     curve = tuple((float(f), correct[f"curve:{f}"] / n) for f in fractions) + ((1.0, linear),)
     block_accuracy = {name: correct[f"block:{name}"] / n for name in blocks}
-    best = next(
-        (name for name, acc in block_accuracy.items()
-         if acc >= linear - config.PROBE_BLOCK_TOLERANCE),
-        None,
-    )
+    best = earliest_best_block(block_accuracy, linear)
     return ProbeStats(
         knn_accuracy=correct["knn"] / n,
         linear_accuracy=float(linear),
@@ -126,3 +122,24 @@ def probe_accuracies(
         block_accuracy=block_accuracy,
         best_block=best,
     )
+
+
+def earliest_best_block(block_accuracy: dict[str, float], bottleneck_accuracy: float) -> str | None:
+    """Return the earliest block within ``config.PROBE_BLOCK_TOLERANCE`` of the best probe, or `None`.
+
+    The best is the highest linear-probe accuracy over the intermediate blocks
+    and the bottleneck; `None` means no intermediate block comes within the
+    tolerance of it (the bottleneck is clearly best). `block_accuracy` is in
+    block order.
+
+    Example:
+        >>> earliest_best_block({"block_8": 0.694, "block_12": 0.70, "block_14": 0.729}, 0.702)
+        'block_14'
+        >>> earliest_best_block({"block_8": 0.80, "block_14": 0.795}, 0.805)
+        'block_8'
+        >>> earliest_best_block({"block_8": 0.60, "block_14": 0.70}, 0.80) is None
+        True
+    """
+    best = max([bottleneck_accuracy, *block_accuracy.values()])
+    return next((name for name, accuracy in block_accuracy.items()
+                 if accuracy >= best - config.PROBE_BLOCK_TOLERANCE), None)

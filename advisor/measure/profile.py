@@ -55,7 +55,10 @@ from advisor import config
 from advisor.errors import PlanError
 from advisor.records import check_schema, record_from_dict, record_to_dict
 
-PROFILE_SCHEMA_VERSION = 1
+#: 2: the largest image sizes (``native_max_width``/``native_max_height``). Version 1
+#: profiles still load (without them); the bump re-keys the profile cache, so a folder
+#: is measured again once and its plan can decode at native size.
+PROFILE_SCHEMA_VERSION = 2
 
 _NUM_IMAGENET_CLASSES = 1000
 #: The profile note of a network without BatchNormalization layers.
@@ -170,7 +173,8 @@ class ProbeStats:
         learning_curve: ``((fraction of each training fold, linear accuracy), ...)``.
         block_accuracy: Intermediate block name -> linear accuracy on its pooled output.
         best_block: The earliest intermediate block whose accuracy is at least
-            `linear_accuracy` minus ``config.PROBE_BLOCK_TOLERANCE``, or `None`.
+            the best probe's (over the blocks and the bottleneck) minus
+            ``config.PROBE_BLOCK_TOLERANCE``, or `None` when none is.
     """
 
     knn_accuracy: float
@@ -248,6 +252,9 @@ class DatasetProfile:
         schema_version: Version of this record's JSON form.
         notes: Sentences for the reader about what could not be measured.
             Defaults to `()`.
+        native_max_width: Largest image width in pixels. Defaults to `None`
+            (not recorded: a profile measured before it was).
+        native_max_height: Largest image height in pixels. Defaults to `None`.
     """
 
     backbone: str
@@ -267,6 +274,8 @@ class DatasetProfile:
     similarity: Similarity
     schema_version: int = PROFILE_SCHEMA_VERSION
     notes: tuple[str, ...] = ()
+    native_max_width: int | None = None
+    native_max_height: int | None = None
 
     @property
     def n_classes(self) -> int:
@@ -277,6 +286,17 @@ class DatasetProfile:
     def native_side(self) -> float:
         """The shorter median side of the images, in pixels."""
         return min(self.native_width, self.native_height)
+
+    @property
+    def native_max_side(self) -> int | None:
+        """No image's shorter side is longer than this (pixels), or `None` when not recorded.
+
+        The smaller of the largest width and the largest height: exact for
+        folders of square images, an upper bound otherwise.
+        """
+        if self.native_max_width is None or self.native_max_height is None:
+            return None
+        return min(self.native_max_width, self.native_max_height)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (``json.dumps(..., sort_keys=True)`` round-trips).

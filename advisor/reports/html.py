@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +54,8 @@ def shift_map_figure(labels: Sequence[str], values: Sequence[float], *, referenc
     ax.bar(range(len(values)), values, color="#4c72b0")
     if reference is not None:
         ax.axhline(reference, color="#dd8452", linestyle="--", label="ImageNet-like photos")
-        ax.legend(loc="upper left")
+        # Beside the axes, not over the bars.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
     ax.set_ylabel("shift (KL)")
@@ -93,6 +95,81 @@ def curves_figure(curves: Mapping[str, Sequence[float]], *, title: str, xlabel: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _png(fig)
+
+
+def history_figure(curves: Mapping[str, Sequence[float]], *, title: str,
+                   best_epoch: int | None = None) -> str:
+    """Plot a training history: losses on the left axes, accuracies (or MAE) on the right, best epoch marked.
+
+    Args:
+        curves: Named per-epoch values (``loss``, ``val_loss``, ``accuracy``...);
+            names with ``loss`` go on the left axes, the others on the right.
+        title: Figure title.
+        best_epoch: The epoch kept (1-based), drawn as a vertical line. Defaults to `None`.
+
+    Example:
+        >>> png = history_figure({"loss": [1.0, 0.5], "val_accuracy": [0.6, 0.7]}, title="t", best_epoch=2)
+    """
+    plt = _pyplot()
+    losses = {k: v for k, v in curves.items() if "loss" in k}
+    others = {k: v for k, v in curves.items() if "loss" not in k}
+    panels = [(name, group) for name, group in (("loss", losses), ("score", others)) if group]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3),
+                             squeeze=False)
+    for ax, (ylabel, group) in zip(axes[0], panels):
+        for name, values in group.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        if best_epoch:
+            ax.axvline(best_epoch, color="#c44e52", linestyle=":", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel if ylabel == "loss" else ", ".join(group))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def reliability_figure(panels: Sequence[tuple[str, Mapping[str, Sequence[Any]]]]) -> str:
+    """Plot reliability diagrams: accuracy against confidence per bin, beside the diagonal.
+
+    Each panel is a ``(title, bins)`` pair, `bins` as
+    :func:`strategies.calibration.reliability_bins` records them (``edges``,
+    ``count``, ``confidence``, ``accuracy``). A bar's height is its bin's
+    accuracy and the red tick its mean confidence: on the diagonal the two
+    agree. Under each diagram, the images per bin.
+
+    Example:
+        >>> bins = {"edges": [0.0, 0.5, 1.0], "count": [1, 3], "confidence": [0.4, 0.8],
+        ...         "accuracy": [0.0, 0.67]}
+        >>> png = reliability_figure([("test (ECE 0.12)", bins)])
+    """
+    plt = _pyplot()
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(2, n, figsize=(3.3 * n, 4.2), squeeze=False, sharex=True,
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for column, (title, bins) in enumerate(panels):
+        top, bottom = axes[0][column], axes[1][column]
+        edges = np.asarray(bins["edges"], dtype=float)
+        lefts, width = edges[:-1], np.diff(edges)
+        filled = [i for i, count in enumerate(bins["count"]) if count]
+        top.bar(lefts[filled], [bins["accuracy"][i] for i in filled], width=width[filled],
+                align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
+        top.hlines([bins["confidence"][i] for i in filled], lefts[filled], lefts[filled] + width[filled],
+                   color="#c44e52", linewidth=2.5, label="mean confidence")
+        top.plot([0, 1], [0, 1], color="#333", linewidth=1, linestyle="--", label="calibrated")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1.02)
+        top.set_title(title, fontsize=9)
+        bottom.bar(lefts, bins["count"], width=width, align="edge", color="#999", edgecolor="white")
+        bottom.set_xlabel("confidence (top probability)")
+    axes[0][0].set_ylabel("accuracy")
+    axes[1][0].set_ylabel("images")
+    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8,
+               frameon=False)  # under the diagrams, off the bars
     return _png(fig)
 
 
@@ -153,21 +230,48 @@ def scatter_figure(true: Sequence[float], predicted: Sequence[float], *, title: 
     return _png(fig)
 
 
-def thumbnails_figure(images: Sequence[np.ndarray], captions: Sequence[str], *, title: str) -> str:
-    """Show images in a row with captions (e.g. the most confident mistakes).
+def wrap_caption(caption: str, width: int = 20) -> str:
+    """Wrap a caption into lines of at most `width` characters, breaking long names too.
+
+    Example:
+        >>> print(wrap_caption("golden_retriever_puppy -> labrador (0.91)", width=16))
+        golden_retriever
+        _puppy ->
+        labrador (0.91)
+    """
+    return "\n".join(textwrap.wrap(caption, width=width, break_long_words=True,
+                                   break_on_hyphens=False) or [""])
+
+
+def thumbnails_figure(images: Sequence[np.ndarray], captions: Sequence[str], *, title: str,
+                      per_row: int = 4, wrap: int = 20) -> str:
+    """Show images in a grid, each over its caption, wrapped so that no two captions overlap.
+
+    Args:
+        images: ``(H, W, 3)`` uint8 images.
+        captions: One per image (e.g. ``"true -> predicted (0.91)"``).
+        title: Figure title.
+        per_row: Images per row. Defaults to `4`.
+        wrap: Characters per caption line. Defaults to `20`.
 
     Example:
         >>> png = thumbnails_figure([np.zeros((8, 8, 3), np.uint8)], ["x"], title="t")
     """
     plt = _pyplot()
     n = max(1, len(images))
-    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.2), squeeze=False)
-    for ax, image, caption in zip(axes[0], images, captions):
+    columns = min(per_row, n)
+    rows = -(-n // columns)
+    wrapped = [wrap_caption(c, wrap) for c in captions]
+    lines = max([w.count("\n") + 1 for w in wrapped] or [1])
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, rows * (1.9 + 0.16 * lines)),
+                             squeeze=False)
+    for ax, image, caption in zip(axes.flat, images, wrapped):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(caption, fontsize=7)
-    for ax in axes[0]:
+        ax.set_title(caption, fontsize=7.5, loc="center")
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -176,6 +280,11 @@ body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#22
 table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f3f3f3}img{max-width:100%}code,pre{background:#f6f6f6}
 .regime{font-size:1.4em;font-weight:bold;color:#1a5fb4}
+.error{color:#b00020}.warning{color:#9a5b00}
+.summary{background:#f4f8fc;border:1px solid #c8d8ea;padding:0.6em 1.2em;border-radius:4px}
+.summary p{margin:0.4em 0}.subtitle{color:#666;margin-top:-0.8em}
+figure{margin:1em 0}figcaption{color:#555;font-size:0.92em}
+details{margin:0.6em 0}summary{cursor:pointer;color:#1a5fb4}
 """
 
 
@@ -201,18 +310,61 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def findings_html(findings: Sequence[tuple[str, str]]) -> str:
+    """Return a list of ``(level, message)`` lines, each marked by its level.
+
+    Args:
+        findings: ``("error" | "warning", message)`` pairs, in the order shown.
+
+    Returns:
+        An escaped ``<ul>``, or ``""`` when there is nothing to say.
+
+    Example:
+        >>> findings_html([("warning", "Only 45 test images.")])
+        "<ul class='findings'><li class='warning'><b>warning</b>: Only 45 test images.</li></ul>"
+    """
+    if not findings:
+        return ""
+    items = "".join(f"<li class='{html.escape(level, quote=True)}'><b>{html.escape(level)}</b>: "
+                    f"{html.escape(message)}</li>" for level, message in findings)
+    return f"<ul class='findings'>{items}</ul>"
+
+
 def image_html(png_base64: str, alt: str) -> str:
     """Return an ``<img>`` embedding a base64 PNG."""
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png_base64}">'
 
 
-def page(title: str, sections: Sequence[tuple[str, str]], *, raw: Mapping[str, Any] | None = None) -> str:
+def figure_html(png_base64: str, alt: str, *, heading: str, caption: str) -> str:
+    """Return a figure: a heading, the embedded PNG and a one-line caption.
+
+    Example:
+        >>> figure_html("AAAA", "counts", heading="Images per class", caption="One bar per class.")[:33]
+        '<figure><h3>Images per class</h3>'
+    """
+    return (f"<figure><h3>{html.escape(heading)}</h3>{image_html(png_base64, alt)}"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def details_html(summary: str, body: str) -> str:
+    """Return a folded ``<details>`` block: `summary` (escaped) shown, `body` (HTML) on a click.
+
+    Example:
+        >>> details_html("12 more fields", "<p>x</p>")
+        '<details><summary>12 more fields</summary><p>x</p></details>'
+    """
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
+def page(title: str, sections: Sequence[tuple[str, str]], *, raw: Mapping[str, Any] | None = None,
+         subtitle: str | None = None) -> str:
     """Assemble a self-contained HTML page from ``(heading, html body)`` sections.
 
     Args:
         title: Page title.
         sections: Headings and their (already escaped) HTML bodies.
         raw: Data appended as pretty JSON in a collapsed block. Defaults to `None`.
+        subtitle: A line under the title (e.g. the data folder). Defaults to `None`.
 
     Example:
         >>> "<h2>Plan</h2>" in page("t", [("Plan", "<p>x</p>")])
@@ -220,6 +372,8 @@ def page(title: str, sections: Sequence[tuple[str, str]], *, raw: Mapping[str, A
     """
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if subtitle:
+        parts.append(f"<p class='subtitle'>{html.escape(subtitle)}</p>")
     for heading, body in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
     if raw is not None:

@@ -6,7 +6,7 @@ Functions take the JSON form of :class:`advisor.measure.profile.DatasetProfile`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from advisor.measure.profile import reference_data
@@ -62,7 +62,8 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("k-NN probe accuracy (CV)", f"{probes['knn_accuracy']:.3f}"),
             ("linear probe accuracy (CV)", f"{probes['linear_accuracy']:.3f} (chance {probes['chance']:.3f})"),
             ("learning curve", ", ".join(f"{f:.0%}: {a:.3f}" for f, a in probes["learning_curve"])),
-            *[(f"linear probe on {block}", f"{acc:.3f}") for block, acc in probes["block_accuracy"].items()],
+            *[(f"linear probe on {block}", f"{acc:.3f}")
+              for block, acc in _network_order(probes["block_accuracy"], (shift or {}).get("blocks"))],
         ]
     else:
         rows.append(("probes", "not run (too few images per class)"))
@@ -100,7 +101,7 @@ def seen_as_rows(profile: Mapping[str, Any], *, limit: int = 12) -> list[tuple[s
 
 
 def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Return ``(alt text, base64 PNG)`` figures: shift per block, learning curve.
+    """Return ``(alt text, base64 PNG)`` figures: shift per block and per layer, learning curve.
 
     Example:
         >>> from advisor.data import scan_dataset
@@ -108,7 +109,7 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         >>> profile = measure_dataset(scan_dataset(digits_dir), backbone, sample_cap=20)
         >>> figures = profile_figures(profile.to_dict())
         >>> [alt for alt, _ in figures]
-        ['shift map over depth', 'shift per BN layer', 'learning curve', 'class counts']
+        ['shift map over depth', 'shift per BN layer', 'learning curve']
     """
     shift = profile["shift"]
     figures = []
@@ -126,7 +127,23 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         figures.append(("learning curve", h.curves_figure(
             {"linear probe": [a for _, a in probes["learning_curve"]]}, x=fractions,
             title="Linear-probe learning curve", xlabel="% of the sample")))
-    counts = dict(zip(profile["class_names"], profile["class_counts"]))
-    figures.append(("class counts", h.bar_figure(list(counts), list(counts.values()),
-                                                 title="Images per class", ylabel="images")))
-    return figures
+    return figures  # the images per class are the dataset section's figure, shown once
+
+
+def _network_order(accuracy: Mapping[str, float], blocks: Sequence[str] | None) -> list[tuple[str, float]]:
+    """Return `accuracy`'s ``(block, value)`` pairs in network order (a JSON round trip sorts them).
+
+    Blocks missing from `blocks` keep their order after the known ones, by the
+    number in their name.
+
+    Example:
+        >>> _network_order({"block_12": 0.8, "block_8": 0.7}, None)
+        [('block_8', 0.7), ('block_12', 0.8)]
+    """
+    index = {name: i for i, name in enumerate(blocks or ())}
+
+    def key(name: str) -> tuple[int, int, str]:
+        digits = "".join(c for c in name if c.isdigit())
+        return (index.get(name, len(index)), int(digits) if digits else 0, name)
+
+    return sorted(accuracy.items(), key=lambda item: key(item[0]))

@@ -35,7 +35,8 @@ FULL_TASKS = ("tuxpaint", "emoji", "digits", "mnist-5k", "fashion-mnist-300",
               "fashion-mnist-1000", "fashion-mnist-10000", "fashion-mnist",
               "animal-silhouettes-1000", "animal-silhouettes")
 QUICK_TASKS = ("tuxpaint", "digits-300", "fashion-mnist-300", "mnist-5k-300")
-#: Backbone rates searched for ``partial``/``full`` (head rate = 10x); the plan's 1e-3 included.
+#: Backbone rates searched for ``partial``/``full`` (the head keeps the plan's head/backbone ratio);
+#: the plans' own 1e-4 included.
 FULL_LR_GRID = (1e-4, 3e-4, 1e-3)
 QUICK_LR_GRID = (1e-4, 1e-3)
 #: AdamW rates searched for the ``last-layer`` head; the plan's 1e-3 included.

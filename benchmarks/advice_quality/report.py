@@ -27,7 +27,7 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
     header = (f"{'task':<24}{'n':>7}{'cls':>4}{'sim':>6} {'peak block':<11}{'probe':>6}"
               + "".join(f"{r:>11}" for r in REGIMES)
               + f"{'oracle':>8} {'pick':<11}{'plan acc':>9}{'regret pp':>10}{'time x':>8}"
-              + f"{'test n':>7}{'se pp':>6}")
+              + f"{'test n':>7}{'se pp':>6}{'paired p':>9}{'conv':>5}")
     lines = [header, "-" * len(header)]
     for row in rows:
         accs = "".join(f"{_pct(row['regimes'][r]['test_accuracy']) if r in row['regimes'] else '-':>11}"
@@ -38,10 +38,17 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
             f"{row['shift_peak_block']!s:<11}{probe:>6}{accs}{_pct(row['oracle_best']):>8} "
             f"{row['pick'] + ('' if row['hit'] else '*'):<11}{_pct(row['plan']['test_accuracy']):>9}"
             f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}"
-            f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}")
+            f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}"
+            f"{'-' if row.get('paired_p') is None else format(row['paired_p'], '.3f'):>9}"
+            f"{'yes' if row.get('converged', True) else 'NO':>5}")
     lines.append("")
     lines.append(f"hit rate {summary['hit_rate']:.0%} ({summary['tasks']} tasks; * = miss, "
                  f"pick > {HIT_PP} pp below the oracle best)")
+    if "paired_hit_rate" in summary:
+        lines.append(f"paired hit rate {summary['paired_hit_rate']:.0%} (a miss only when McNemar's "
+                     f"exact test on the same test images puts the pick below the best, p < 0.05)")
+        lines.append("runs stopped by the budget, not a plateau (conv NO): "
+                     f"{', '.join(summary.get('not_converged', [])) or 'none'}")
     lines.append(f"regret: mean {summary['mean_regret_pp']:.2f} pp, max {summary['max_regret_pp']:.2f} pp")
     if "resolved_misses" in summary:
         lines.append(f"regret > 2 se of the best (a miss the test split resolves): "

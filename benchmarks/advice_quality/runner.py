@@ -17,8 +17,6 @@ from benchmarks.advice_quality.scoring import score_row
 
 #: Seed of every task's split and sample (the tasks are fixed).
 SPLIT_SEED = 0
-#: Head-rate / backbone-rate ratio of the searched fine-tuning plans (the plan's own).
-HEAD_TO_BACKBONE = 10.0
 
 
 def parse_task(spec: str) -> tuple[str, int | None]:
@@ -52,13 +50,14 @@ class Runner:
         self._backbones: dict[tuple[str, int], Any] = {}
         self._done: dict[str, dict[str, float]] = {}
 
-    def backbone(self, name: str, image_size: int | None = None):
+    def backbone(self, name: str, image_size: int | None = None, input_size: int | None = None):
         from advisor.backbones import get_backbone
 
-        key = (name, image_size or 0)
+        key = (name, image_size or 0, input_size or 0)
         if key not in self._backbones:
             self._backbones[key] = (get_backbone(name) if image_size is None
-                                    else get_backbone(name, image_size=image_size))
+                                    else get_backbone(name, image_size=image_size,
+                                                      input_size=input_size))
         return self._backbones[key]
 
     def run(self, advice, plan, heldout: HeldOut | None = None) -> dict[str, float]:
@@ -75,13 +74,14 @@ class Runner:
                          sort_keys=True) + str(advice.dataset.root) + str(heldout and heldout.folder)
         if key in self._done:
             return self._done[key]
-        dataset, decoded = decode_dataset(advice.dataset, plan.image_size)
+        dataset, decoded = decode_dataset(advice.dataset, plan.input_size,
+                                          resize_ratio=plan.decode_resize_ratio)
 
         def labelled(split: str) -> LabelledImages:
             return LabelledImages(images=decoded[split].images, labels=dataset.labels(split),
                                   rows=decoded[split].rows)
 
-        network = self.backbone(plan.backbone, plan.image_size)
+        network = self.backbone(plan.backbone, plan.image_size, plan.decode_size)
         strategy = get_strategy(plan.regime)(plan=plan, backbone=network)
         start = time.perf_counter()
         strategy.fit(labelled("train"), labelled("val"), class_names=dataset.class_names)
@@ -93,12 +93,20 @@ class Runner:
             correct[split] = predicted == dataset.labels(split)
             scores[f"{split}_accuracy"] = float(np.mean(correct[split]))
         scores["split_test_accuracy"] = scores["test_accuracy"]
+        every = correct["test"]
         if heldout is not None:
-            images = decode_images(heldout.paths, plan.image_size)
+            images = decode_images(heldout.paths, plan.input_size, resize_ratio=plan.decode_resize_ratio)
             predicted = strategy.predict(images.images, rows=images.rows)
             hits = predicted == heldout.labels[images.rows]
             scores["heldout_accuracy"] = float(np.mean(hits))
-            scores["test_accuracy"] = float(np.mean(np.concatenate([correct["test"], hits])))
+            every = np.concatenate([correct["test"], hits])
+            scores["test_accuracy"] = float(np.mean(every))
+        # Per-image correctness on the test images (the paired test compares two
+        # regimes on the same images) and the budget curve (did the run converge?).
+        scores["test_correct"] = "".join("1" if hit else "0" for hit in every)
+        history = strategy.history_
+        phase = history.get("fine_tune") or history.get("head") or {}
+        scores["budget"] = phase.get("budget")
         self._done[key] = scores
         return scores
 
@@ -145,6 +153,8 @@ def capped(plan, *, epochs: int | None, head_epochs: int | None, image_size: int
         changes["head_epochs"] = head_epochs
     if image_size is not None and plan.image_size > image_size:
         changes["image_size"] = image_size
+        if plan.decode_size is not None and plan.decode_size >= image_size:
+            changes["decode_size"] = None  # no longer smaller than the input: decode at it
     return dataclasses.replace(plan, **changes) if changes else plan
 
 
@@ -154,8 +164,9 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
         return [(None, plan)]
     if regime == "last-layer":
         return [(lr, dataclasses.replace(plan, head_learning_rate=lr)) for lr in head_lr_grid]
+    ratio = plan.head_learning_rate / plan.backbone_learning_rate  # the plan's own head/backbone ratio
     return [(lr, dataclasses.replace(plan, backbone_learning_rate=lr,
-                                     head_learning_rate=lr * HEAD_TO_BACKBONE)) for lr in lr_grid]
+                                     head_learning_rate=lr * ratio)) for lr in lr_grid]
 
 
 def _mean(runs: list[dict[str, float]], key: str) -> float:
@@ -194,6 +205,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                              "heldout_accuracy": None if heldout is None
                              else _mean(runs, "heldout_accuracy"),
                              "fit_s": _mean(runs, "fit_s"),
+                             "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"],
                              "default": rate is None or math.isclose(rate, _default_rate(decided, regime))})
             log(f"  {spec} {regime:<10} rate={rate} val={searched[-1]['val_accuracy']:.3f} "
                 f"test={searched[-1]['test_accuracy']:.3f} fit={searched[-1]['fit_s']:.0f}s")
@@ -202,6 +214,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         regimes[regime] = {"chosen_rate": best["rate"], "test_accuracy": best["test_accuracy"],
                            "split_test_accuracy": best["split_test_accuracy"],
                            "val_accuracy": best["val_accuracy"], "fit_s": best["fit_s"],
+                           "test_correct": best["test_correct"], "budget": best["budget"],
                            "default_rate_test_accuracy": None if default is None
                            else default["test_accuracy"], "search": searched}
 
@@ -224,7 +237,8 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                  "head_learning_rate": own.head_learning_rate,
                  "test_accuracy": _mean(own_runs, "test_accuracy"),
                  "split_test_accuracy": _mean(own_runs, "split_test_accuracy"),
-                 "fit_s": _mean(own_runs, "fit_s")},
+                 "fit_s": _mean(own_runs, "fit_s"), "test_correct": own_runs[0]["test_correct"],
+                 "budget": own_runs[0]["budget"]},
         "profile": profile.to_dict(),
         "advise_s": sum(advice.timings.values()),
     }

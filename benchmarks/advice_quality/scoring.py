@@ -32,7 +32,56 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         # cheap when cheap is enough: never full when last-layer is within HIT_PP
         "too_expensive": bool(pick == "full" and "last-layer" in good),
         "test_se_pp": test_standard_error_pp(best, row.get("n_test")),
-    }
+        "paired_p": paired_p_value(row["plan"].get("test_correct"),
+                                   row["regimes"][best_regime].get("test_correct")),
+        "converged": all(converged(v.get("budget")) for v in row["regimes"].values()),
+    } | {"paired_hit": bool(picked >= best - HIT_PP / 100) or _not_worse(
+        row["plan"].get("test_correct"), row["regimes"][best_regime].get("test_correct"))}
+
+
+#: The paired test calls the pick worse than the oracle's best below this p-value.
+PAIRED_ALPHA = 0.05
+
+
+def paired_p_value(a: str | None, b: str | None) -> float | None:
+    """Exact McNemar p-value of two classifiers' per-image correctness (``"1"``/``"0"`` strings).
+
+    Only the discordant images count: `a` right and `b` wrong, or the reverse;
+    under "equally accurate" each is a fair coin (``scipy.stats.binomtest``).
+
+    Example:
+        >>> paired_p_value("1111100000", "1111100000")  # no discordant image
+        1.0
+        >>> round(paired_p_value("0" * 10 + "1" * 90, "1" * 100), 4)  # 10 to 0
+        0.002
+    """
+    if not a or not b or len(a) != len(b):
+        return None
+    from scipy.stats import binomtest
+
+    only_a = sum(x == "1" and y == "0" for x, y in zip(a, b))
+    only_b = sum(x == "0" and y == "1" for x, y in zip(a, b))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+
+
+def _not_worse(pick: str | None, best: str | None) -> bool:
+    """Whether the paired test cannot tell the pick from the best (p >= ``PAIRED_ALPHA``)."""
+    p = paired_p_value(pick, best)
+    return p is not None and p >= PAIRED_ALPHA
+
+
+def converged(budget: dict[str, Any] | None) -> bool:
+    """Whether a run's budget curve (``strategies.budget.budget_curve``) ended at a plateau.
+
+    Runs without one (the SVM's closed form) count as converged.
+
+    Example:
+        >>> converged(None), converged({"converged": True}), converged({"converged": False})
+        (True, True, False)
+    """
+    return budget is None or bool(budget.get("converged"))
 
 
 def test_standard_error_pp(accuracy: float, n_test: int | None) -> float | None:
@@ -54,6 +103,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     summary = {
         "tasks": len(rows),
         "hit_rate": float(np.mean([r["hit"] for r in rows])) if rows else math.nan,
+        # a hit by the paired test on the same test images (rows of older runs lack it)
+        "paired_hit_rate": float(np.mean([r.get("paired_hit", r["hit"]) for r in rows])) if rows
+        else math.nan,
+        "not_converged": [r["task"] for r in rows if not r.get("converged", True)],
         "mean_regret_pp": float(np.mean(regrets)) if rows else math.nan,
         "max_regret_pp": float(np.max(regrets)) if rows else math.nan,
         "total_s": float(sum(r["wall_s"] for r in rows)),

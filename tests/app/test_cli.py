@@ -10,10 +10,13 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from advisor.app.cli import app, normalize_args
+from advisor.app.predict import predict_files
+from advisor.data import Dataset
 from advisor.examples import write_dataset
 
 runner = CliRunner()
@@ -70,6 +73,31 @@ def test_json_output_is_only_json(digits, tmp_path):
     assert json.loads(result.stdout)["plan"]["regime"]
 
 
+def test_estimate_cost_prices_every_regime_from_the_measured_rates(digits, tmp_path, monkeypatch):
+    from advisor.app import costs
+    from strategies.throughput import Throughput
+
+    measured = []
+
+    def fake_rates(plan, backbone):  # the real measurement is doctested at 32 px
+        measured.append((plan.regime.value, backbone.image_size == plan.image_size))
+        return Throughput(forward_img_s=100.0, train_img_s=50.0,
+                          prefix_img_s=200.0 if plan.prefix_cache else None,
+                          trains_on_prefix_cache=plan.prefix_cache, batch_size=plan.batch_size,
+                          device="cpu")
+
+    monkeypatch.setattr(costs, "measure_throughput", fake_rates)
+    result = invoke(digits, "--dry-run", "--json", "--estimate-cost", "--out", tmp_path / "a",
+                    "--sample-cap", "60")
+    assert result.exit_code == 0, result.output
+    expected = json.loads(result.stdout)["expected_cost"]
+    assert sorted(measured) == [(r, True) for r in sorted(("svm", "last-layer", "partial", "full"))]
+    assert [r for r, cost in expected.items() if cost["chosen"]] == ["svm"]
+    assert expected["svm"]["epochs"] == 0 and expected["full"]["epochs"] > 0
+    assert expected["full"]["total_s"] > expected["svm"]["total_s"]
+    assert expected["partial"]["fill_s"] > 0  # the prefix cache is priced
+
+
 @pytest.mark.jax_slice
 def test_run_predict_and_refuse_overwrite(digits, tmp_path):
     before = tree_fingerprint(digits)
@@ -87,6 +115,16 @@ def test_run_predict_and_refuse_overwrite(digits, tmp_path):
     rows = json.loads(predicted.stdout)["predictions"]
     assert rows and all(len(r["classes"]) == 3 for r in rows)
     assert tree_fingerprint(digits) == before
+    # Issue 16: the 8 px scans were cached as they are and model.keras takes them so;
+    # predict decodes new files the same way, and reproduces the run's test accuracy.
+    plan = report["plan"]
+    assert (plan["image_size"], plan["decode_size"]) == (96, 8)
+    test = Dataset.load_split(out / "split.json")
+    rows = predict_files(out / "model.keras", test.files("test"), k=1).rows
+    names = test.class_names
+    accuracy = np.mean([names.index(r.classes[0][0]) == label
+                        for r, label in zip(rows, test.labels("test"))])
+    assert accuracy == pytest.approx(report["evaluation"]["accuracy"])
 
 
 @pytest.mark.parametrize("make, message", [
@@ -131,6 +169,18 @@ def test_a_missing_path_fails_before_keras_is_imported(digits, tmp_path, option)
     assert outcome == {"code": 2, "heavy": []}
     assert len(stderr) == 1 and str(missing) in stderr[0] and "does not exist" in stderr[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("predict", "{tmp}/no-model.keras", "{digits}"), "no-model.keras does not exist"),
+    (("predict", "{tmp}/model.keras", "{tmp}/no-image.png"), "no-image.png does not exist"),
+    (("{digits}", "--head", "banana", "--dry-run"), "Unknown head 'banana'. Known: linear, mlp."),
+], ids=["predict-model", "predict-image", "head"])
+def test_a_bad_predict_path_or_option_fails_before_keras_is_imported(digits, tmp_path, args, message):
+    (tmp_path / "model.keras").write_bytes(b"")  # a model that exists: the images are checked next
+    outcome, stderr = advise_in_subprocess(*[a.format(tmp=tmp_path, digits=digits) for a in args])
+    assert outcome == {"code": 2, "heavy": []}
+    assert len(stderr) == 1 and message in stderr[0], stderr
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])

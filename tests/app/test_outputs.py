@@ -54,6 +54,7 @@ def test_interrupted_run_resumes(tmp_path):
     first = open_run_folder(out)
     first.work.mkdir(parents=True)
     (first.work / "backup").write_text("epoch 1")
+    first.release()  # the interrupted run's process is gone, and its lock with it
     second = open_run_folder(out)  # the same command again, after an interruption
     assert second.resumed and (second.work / "backup").read_text() == "epoch 1"
 

@@ -22,6 +22,7 @@ from advisor.app.cli import app, normalize_args
 from advisor.data import Dataset
 from advisor.data.targets import quantile_bins, read_targets, scan_targets
 from advisor.errors import DatasetError
+from advisor.plan import Plan
 
 N_DIGITS = 300
 runner = CliRunner()
@@ -166,8 +167,10 @@ def test_model_reloads_in_plain_keras_and_predict_prints_values(runs, tmp_path):
     run = runs["partial"]
     report = json.loads((run / "report.json").read_text())
     worst = report["largest_errors"]
-    size = report["plan"]["image_size"]
-    np.save(tmp_path / "x.npy", np.stack([load_image(w["file"], size) for w in worst]))
+    plan = Plan.from_dict(report["plan"])  # model.keras takes input_size px, decoded as the plan says
+    np.save(tmp_path / "x.npy", np.stack([load_image(w["file"], plan.input_size,
+                                                     resize_ratio=plan.decode_resize_ratio)
+                                          for w in worst]))
     code = ("import keras, numpy as np, sys; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
             "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))")
     subprocess.run([sys.executable, "-c", code, str(run / "model.keras"), str(tmp_path / "x.npy"),

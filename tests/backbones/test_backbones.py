@@ -105,6 +105,38 @@ def test_ports_are_declared_specs_read_by_one_loader(spec):
     assert spec.name in list_backbones()
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2", "keras:MobileNetV2"])
+def test_a_native_size_input_is_resized_and_cropped_in_the_graph_as_the_decoder_does(name, digits_dir):
+    # Issue 16: images cached at native size; the model does torchvision's geometry itself.
+    files = sorted(digits_dir.glob("*/*.png"))[::200]
+    native = np.stack([load_image(f, 8, resize_ratio=1) for f in files])
+    backbone = get_backbone(name, image_size=96, input_size=8, weights=None)  # plumbing only
+    image = backbone.model.inputs[0]
+    assert image.shape == (None, 8, 8, 3) and image.dtype == "uint8"
+    assert (backbone.input_size, backbone.image_size, backbone.decode_resize_ratio) == (8, 96, 1.0)
+    front = keras.Model(image, backbone.model.get_layer("upscale_crop").output)
+    seen = keras.ops.convert_to_numpy(front(native))
+    decoded = np.stack([load_image(f, 96) for f in files]).astype(np.float32)
+    assert np.abs(seen - decoded).max() <= 1.0  # Pillow's output is rounded to uint8, the graph's not
+    assert "upscale" not in {block.layers[0] for block in backbone.blocks}
+
+
+def test_native_size_input_keeps_the_pretrained_network(digits_dir, doctest_backbone):
+    full = doctest_backbone  # the real MobileNetV2 at 96 px, decoded at 96 px
+    small = get_backbone("mobilenet_v2", image_size=96, input_size=8)
+    assert [b.layers for b in small.blocks] == [b.layers for b in full.blocks]
+    assert small.activation_shape("block_11_add") == full.activation_shape("block_11_add")
+    assert full.input_size == 96 and full.decode_resize_ratio > 1.0
+    files = sorted(digits_dir.glob("*/*.png"))[::60]
+    a, b = (keras.ops.convert_to_numpy(net.feature_extractor()(np.stack(images))) for net, images in (
+        (small, [load_image(f, 8, resize_ratio=1) for f in files]),
+        (full, [load_image(f, 96) for f in files])))
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.9 and cosine.mean() > 0.97, cosine
+    with pytest.raises(BackboneError, match="input_size must be an integer in"):
+        get_backbone("mobilenet_v2", image_size=96, input_size=128, weights=None)
+
+
 def test_unknown_backbone_lists_known_ones():
     with pytest.raises(BackboneError, match="Known: .*mobilenet_v2"):
         get_backbone("resnet9000")

@@ -57,6 +57,24 @@ def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
     assert row["fastest_good"] == "partial" and row["time_vs_fastest_good"] == pytest.approx(1.0)
 
 
+def test_a_miss_by_the_margin_is_a_paired_hit_when_mcnemar_cannot_tell_them_apart():
+    # 100 test images: the pick is 2 points below the best (a margin miss), but on
+    # 2 discordant images only (p = 0.5): the paired test says "not worse".
+    best, pick = "1" * 90 + "0" * 10, "1" * 88 + "0" * 12
+    row = {"task": "t", "pick": "svm", "wall_s": 1.0,
+           "regimes": {"svm": {"test_accuracy": 0.88, "fit_s": 1.0, "test_correct": pick},
+                       "full": {"test_accuracy": 0.90, "fit_s": 9.0, "test_correct": best,
+                                "budget": {"converged": False}}},
+           "plan": {"test_accuracy": 0.88, "fit_s": 1.0, "test_correct": pick}}
+    scores = score_row(row)
+    assert not scores["hit"] and scores["paired_hit"] and scores["paired_p"] == pytest.approx(0.5)
+    assert not scores["converged"]  # full's budget curve was still rising
+    clear = dict(row, plan=dict(row["plan"], test_correct="0" * 10 + "1" * 80 + "0" * 10))
+    assert not score_row(clear)["paired_hit"]  # 10 images to 0: p = 0.002
+    summary = summarise([dict(row, **scores)])
+    assert summary["paired_hit_rate"] == 1.0 and summary["not_converged"] == ["t"]
+
+
 def test_full_is_flagged_when_last_layer_is_within_the_hit_margin():
     almost = 0.9 - HIT_PP / 100 / 2
     row = _row("t", {"svm": 0.5, "last-layer": almost, "partial": 0.88, "full": 0.9}, pick="full")

@@ -90,7 +90,15 @@ def png_bomb() -> bytes:
     return bytes(data)
 
 
-def make_class(folder: Path, n: int, color=(200, 30, 30), ext="png") -> None:
+def make_class(folder: Path, n: int, color=None, ext="png") -> None:
+    """`n` solid images of shades of `color`; by default a colour of the folder's own.
+
+    Distinct folders get distinct files: the same bytes in two class folders
+    would be conflicting labels, which the split keeps in train (issue 19).
+    """
+    if color is None:
+        h = zlib.crc32(str(folder).encode())
+        color = (64 + h % 192, 64 + (h >> 8) % 192, 64 + (h >> 16) % 192)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         shade = tuple(max(0, c - 7 * i) for c in color)

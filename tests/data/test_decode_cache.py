@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import io
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ import advisor.data.decode_cache as decode_cache
 from advisor.data import SPLITS, scan_dataset
 from advisor.data.decode_cache import decode_dataset, decode_images
 from advisor.data.images import load_image
+from advisor.errors import StorageError
 from strategies.batches import ImageBatches, build_augmentation
 
 SIZE = 16
@@ -123,6 +125,28 @@ def test_decode_dataset_aligns_rows_and_labels(small_dir):
         assert len(decoded[split].rows) == len(new.records(split))
         kept = [decoded[split].paths[i] for i in decoded[split].rows]
         assert kept == new.files(split)
+
+
+def test_native_decode_caches_the_files_own_pixels_in_its_own_entry(digits, cache, monkeypatch):
+    # Issue 16: a low-resolution folder is cached at native size (resize_ratio=1), not upscaled.
+    from advisor.data.images import open_image
+
+    paths = digits.files("val")
+    native = decode_images(paths, 8, resize_ratio=1)
+    assert native.images.shape == (len(paths), 8, 8, 3) and native.resize_ratio == 1.0
+    for i in (0, len(paths) - 1):
+        np.testing.assert_array_equal(native.images[i], np.asarray(open_image(paths[i])))
+    upscaled = decode_images(paths, 96)
+    assert upscaled.images.nbytes == native.images.nbytes * (96 // 8) ** 2
+    torchvision = decode_images(paths, 8)  # same size, the 256/224 margin: another entry
+    assert not torchvision.from_cache and torchvision.cache_file != native.cache_file
+    assert not np.array_equal(np.asarray(torchvision.images), np.asarray(native.images))
+    assert native.cache_file.exists()  # not taken for a stale copy of the other one
+    monkeypatch.setattr(decode_cache, "load_image", None)
+    again = decode_images(paths, 8, resize_ratio=1)
+    assert again.from_cache and again.cache_file == native.cache_file
+    with pytest.raises(ValueError, match="resize_ratio"):
+        decode_images(paths, 8, resize_ratio=0.5)
 
 
 def test_empty_list_and_bad_arguments():
@@ -286,3 +310,49 @@ def test_fit_from_the_cache_end_to_end(digits):
     history = model.fit(train, validation_data=val, epochs=3, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.8
     assert train.epoch >= 3  # Keras may call on_epoch_end once more at the end
+
+
+# --------------------------------------------------------------------------- #
+# Issue 20 (part 4): a full disk or an unwritable cache is one line, and leaves no entry
+# --------------------------------------------------------------------------- #
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["reserve", "rows", "index"])
+def test_a_full_disk_while_decoding_is_one_line_and_leaves_no_entry(small_dir, cache, monkeypatch,
+                                                                    where):
+    paths = sorted(small_dir.glob("*/*.png"))
+    with monkeypatch.context() as patch:
+        if where == "reserve":  # the space of the images is reserved before decoding
+            patch.setattr(decode_cache, "reserve_space", _no_space)
+        elif where == "rows":  # a write of decoded rows fails half-way
+            patch.setattr(decode_cache, "_decode_chunk", _no_space)
+        else:  # the .json that makes the .npy an entry cannot be written
+            patch.setattr(decode_cache.json, "dumps", _no_space)
+        with pytest.raises(StorageError) as raised:
+            decode_images(paths, SIZE)
+    message = str(raised.value)
+    assert "\n" not in message and str(cache) in message and "No space left on device" in message
+    assert "free space there or set FINETUNE_ADVISOR_CACHE" in message
+    assert entries(cache) == set(), "nothing half-written may be found later"
+    again = decode_images(paths, SIZE)  # room again: decoded, then read from the cache
+    assert not again.from_cache and decode_images(paths, SIZE).from_cache
+    np.testing.assert_array_equal(again.images[0], load_image(paths[0], SIZE))
+
+
+def test_an_unusable_cache_folder_is_one_line(small_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder cannot be made inside a file, even as root
+    monkeypatch.setenv("FINETUNE_ADVISOR_CACHE", str(blocker / "cache"))
+    with pytest.raises(StorageError, match="Cannot create the cache folder .*set FINETUNE_ADVISOR_CACHE"):
+        decode_images(sorted(small_dir.glob("*/*.png")), SIZE)
+
+
+def test_an_npy_without_its_index_is_not_an_entry(small_dir, cache):
+    paths = sorted(small_dir.glob("*/*.png"))
+    first = decode_images(paths, SIZE)
+    first.cache_file.with_suffix(".json").unlink()  # as if killed between the two renames
+    again = decode_images(paths, SIZE)
+    assert not again.from_cache and entries(cache) == {first.cache_file.name,
+                                                       first.cache_file.with_suffix(".json").name}

@@ -35,7 +35,7 @@ DECIDED_FIELDS = tuple(
     f.name for f in dataclasses.fields(Plan)
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 ) + ("head_units", "head_dropout", "head_batchnorm", "task", "loss",
-     "prefix_cache", "prefix_views", "prefix_cache_mb")
+     "prefix_cache", "prefix_views", "prefix_cache_mb", "decode_size")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def make_profile(
     best_block: str | None = None,
     with_probes: bool = True,
     n_classes: int = 4,
+    max_side: int | None = None,
 ) -> DatasetProfile:
     """A hand-built profile with the numbers decide() reads."""
     blocks = ("stem",) + tuple(f"block_{i}" for i in range(17)) + ("head",)
@@ -83,6 +84,7 @@ def make_profile(
         shift=shift, head=head, probes=probes,
         similarity=Similarity(score=score, components={"shift": score, "head": score},
                               weights={"shift": 0.5, "head": 0.3}),
+        native_max_width=max_side, native_max_height=max_side,
     )
 
 
@@ -125,7 +127,8 @@ def test_decide_table(backbone, n_images, score, departing, regime, frozen):
     assert all(isinstance(r, str) and r for r in plan.reasons.values())
     if regime.fine_tunes_backbone:
         assert plan.optimizer is Optimizer.SGD
-        assert plan.backbone_learning_rate == pytest.approx(plan.head_learning_rate / 10)
+        assert plan.backbone_learning_rate == pytest.approx(
+            plan.head_learning_rate * config.BACKBONE_LEARNING_RATE_FACTOR)
         assert plan.epochs >= config.FINE_TUNE_EPOCH_RANGE[0] and plan.warmup_epochs >= 1
     else:
         assert plan.backbone_learning_rate == 0.0 and plan.epochs == 0 and plan.augmentation == ()
@@ -177,6 +180,25 @@ def test_image_size_follows_native_resolution(backbone, native, expected):
     plan = decide(make_profile(5_000, 0.3, native_side=native), backbone=backbone)
     assert plan.image_size == expected
     assert f"{native} px" in plan.reasons["image_size"]
+
+
+@pytest.mark.parametrize("native, largest, image_size, decode_size", [
+    (8, 8, 96, 8),  # digits: 8 px scans cached as they are, 144x fewer bytes than at 96 px
+    (28, 28, 128, 28),  # MNIST
+    (28, 300, 128, None),  # a few large images: decoded (downscaled once) at the input size
+    (28, 128, 128, None),  # no smaller than the input: nothing to gain
+    (500, 500, 224, None),
+    (28, None, 128, None),  # a profile measured before the largest sizes were recorded
+])
+def test_low_resolution_folders_are_decoded_at_native_size(backbone, native, largest, image_size,
+                                                           decode_size):
+    # Issue 16: cache small images at their own size; the model upscales them inside.
+    plan = decide(make_profile(5_000, 0.3, native_side=native, max_side=largest), backbone=backbone)
+    assert (plan.image_size, plan.decode_size) == (image_size, decode_size)
+    assert plan.input_size == (decode_size or image_size)
+    assert f"{image_size} px" in plan.reasons["decode_size"]
+    if largest is not None:
+        assert f"{largest} px" in plan.reasons["decode_size"]
 
 
 def test_class_weights_only_when_imbalanced(backbone):

@@ -27,7 +27,12 @@ from advisor.data import scan_dataset
 from advisor.data.decode_cache import decode_images
 from advisor.errors import DatasetError, PlanError
 from advisor.examples import available, write_dataset
-from advisor.plan import Optimizer, Plan, Regime
+from advisor.decide.training import (
+    plan_backbone_learning_rate,
+    plan_head_learning_rate,
+    plan_optimizer,
+)
+from advisor.plan import Optimizer, Plan, Regime, Task
 from strategies import (
     LabelledImages,
     NotFittedError,
@@ -71,11 +76,13 @@ def make_plan(regime: Regime, backbone, **overrides) -> Plan:
         Regime.PARTIAL: names[: names.index(PARTIAL_CUT)],
         Regime.FULL: (),
     }[regime]
+    # The advisor's own optimizer and rates: the fine-tuning tests judge its defaults.
+    head_rate = plan_head_learning_rate(regime, Task.CLASSIFICATION)[0]
     settings = dict(
         regime=regime, backbone=backbone.name, image_size=backbone.image_size,
-        frozen_blocks=frozen, feature_layer=backbone.feature_layer, optimizer=Optimizer.ADAMW,
-        head_learning_rate=1e-3,
-        backbone_learning_rate=1e-4 if regime.fine_tunes_backbone else 0.0,
+        frozen_blocks=frozen, feature_layer=backbone.feature_layer,
+        optimizer=plan_optimizer(regime, Task.CLASSIFICATION)[0], head_learning_rate=head_rate,
+        backbone_learning_rate=plan_backbone_learning_rate(regime, head_rate)[0],
         batch_size=32, head_epochs=30, epochs=2 if regime.fine_tunes_backbone else 0,
         warmup_epochs=1, patience=3, augmentation=(), class_weights=None,
         svm_c_grid=(0.01, 0.1, 1.0), seed=0,
@@ -375,6 +382,20 @@ def test_fine_tuning_is_never_worse_than_the_probe_on_validation(split):
         assert history["best_val_loss"] <= history["start"]["val_loss"]
         assert history["start"]["val_loss"] == pytest.approx(
             split.strategy(regime).history_["head"]["best_val_loss"], rel=1e-3, abs=1e-4)
+
+
+def test_fine_tuning_at_the_default_rates_beats_its_probe_start_without_a_retry(split):
+    # A run that silently returned its linear-probe start (best epoch 0), or that
+    # only the divergence guard's retry saved, would pass the test above.
+    if split.name != "digits":
+        pytest.skip("the photos' validation split has 4 images: no claim")
+    for regime in (Regime.PARTIAL, Regime.FULL):
+        history = split.strategy(regime).history_["fine_tune"]
+        assert not history["retried"], history["notes"]
+        assert history["best_epoch"] > 0, history["notes"]
+        assert history["best_val_loss"] < history["start"]["val_loss"]
+    partial = split.strategy(Regime.PARTIAL).history_["fine_tune"]
+    assert max(e["val_accuracy"] for e in partial["epochs"]) >= partial["start"]["val_accuracy"]
 
 
 def test_exported_svm_predicts_what_scikit_learn_predicted(split):

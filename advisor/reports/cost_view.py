@@ -1,0 +1,37 @@
+"""The expected wall time of each regime, as a console table (``advise --estimate-cost``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console) -> None:
+    """Print one row per regime: images/s measured here and the expected wall time.
+
+    Example:
+        >>> costs = {"svm": {"chosen": True, "total_s": 9.0, "epochs": 0,
+        ...                  "rates": {"forward_img_s": 120.0, "train_img_s": 60.0, "device": "cpu"},
+        ...                  "sentence": "svm: about 9 s (9 s embedding)."}}
+        >>> import io
+        >>> console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
+        >>> render_costs(costs, console)
+        >>> text = console.export_text()
+        >>> "svm (plan)" in text, "about 9 s" in text
+        (True, True)
+    """
+    device = next(iter(costs.values()), {}).get("rates", {}).get("device", "?")
+    table = Table(title=f"Expected wall time on this machine ({device})")
+    for column in ("regime", "forward img/s", "train img/s", "expected", "breakdown"):
+        table.add_column(column)
+    for regime, cost in costs.items():
+        rates = cost.get("rates", {})
+        table.add_row(regime + (" (plan)" if cost.get("chosen") else ""),
+                      f"{rates.get('forward_img_s', 0):.0f}",
+                      f"{rates.get('train_img_s', 0):.0f}" if cost.get("epochs") else "-",
+                      "about " + str(cost.get("sentence", "")).split("about ", 1)[-1].split(" (")[0],
+                      str(cost.get("sentence", "")).partition(" (")[2].rstrip(")."))
+    console.print(table)
