@@ -220,7 +220,7 @@ HEAD_ONLY_LEARNING_RATE = 1e-3
 #: backbone at 1e-3 diverged in epoch 1 (4 of 5: the former 1e-2 / 1e-3 on
 #: ``partial`` and ``full``, 1e-3 / 1e-3 on ``full`` and on ``partial`` after an
 #: AdamW probe) and only the guard's 10x-lower retry saved it; every run at 1e-4
-#: (3 first attempts and 4 retries) converged without one.
+#: (4 first attempts and 3 completed retries) converged without one.
 FINE_TUNE_HEAD_LEARNING_RATE = 1e-3
 #: Backbone rate = head rate x this (the usual "10x smaller" fine-tuning rule; see
 #: above for why 1e-3 / 1e-4 and not the former 1e-2 / 1e-3).
