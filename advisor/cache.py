@@ -394,3 +394,41 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         >>> atomic_write_text(cache_dir() / "x.txt", "hello")
     """
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_cached_array(target: Path, shape: tuple[int, ...], dtype, *, what: str,
+                      mmap: bool = False):
+    """Return the ``.npy`` entry at `target` when it is complete and fits, else `None`.
+
+    An entry that is missing, unreadable (logged) or of another shape or dtype
+    is treated as absent, so the caller rebuilds it.
+
+    Args:
+        target: The entry's ``.npy`` file.
+        shape: The shape it must have.
+        dtype: The dtype it must have.
+        what: The cache's name in the warning (``"embedding"``, ``"prefix"``).
+        mmap: Open it as a read-only memory map. Defaults to `False`.
+
+    Example:
+        >>> import numpy as np
+        >>> path = cache_dir("doc") / "entry.npy"
+        >>> np.save(path, np.zeros((2, 3), np.float32))
+        >>> read_cached_array(path, (2, 3), np.float32, what="doc").shape
+        (2, 3)
+        >>> read_cached_array(path, (4, 3), np.float32, what="doc") is None
+        True
+    """
+    import numpy as np
+
+    if not Path(target).is_file():
+        return None
+    try:
+        cached = np.load(target, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring an unreadable %s cache entry %s (%s).", what, target, exc)
+        return None
+    if cached.shape != tuple(shape) or cached.dtype != np.dtype(dtype):
+        return None
+    logger.debug("%s cache hit: %s", what.capitalize(), target)
+    return cached

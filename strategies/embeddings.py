@@ -39,7 +39,7 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone
-from advisor.cache import cache_dir, cache_entry, entry_lock
+from advisor.cache import cache_dir, cache_entry, entry_lock, read_cached_array
 from advisor.errors import BackboneError
 from strategies.batches import ImageBatches
 
@@ -285,17 +285,7 @@ class Embedder:
 
     def _cached(self, target: Path, n: int) -> np.ndarray | None:
         """The entry at `target` when it is complete and fits, else `None`."""
-        if not target.is_file():
-            return None
-        try:
-            cached = np.load(target)
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring an unreadable embedding cache entry %s (%s).", target, exc)
-            return None
-        if cached.shape != (n, self.dim) or cached.dtype != np.float32:
-            return None
-        logger.debug("Embedding cache hit: %s", target)
-        return cached
+        return read_cached_array(target, (n, self.dim), np.float32, what="embedding")
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
         return activation_cache_file(

@@ -42,7 +42,7 @@ import numpy as np
 
 from advisor import config
 from advisor.backbones import Backbone
-from advisor.cache import cache_entry, entry_lock, reserve_space
+from advisor.cache import cache_entry, entry_lock, read_cached_array, reserve_space
 from strategies.batches import ImageBatches, epoch_order
 from strategies.embeddings import activation_cache_file
 
@@ -163,17 +163,7 @@ class PrefixCache:
     @staticmethod
     def _cached(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         """A read-only memory map of the entry at `target` when it is complete and fits."""
-        if not target.is_file():
-            return None
-        try:
-            cached = np.load(target, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring an unreadable prefix cache entry %s (%s).", target, exc)
-            return None
-        if cached.shape != shape or cached.dtype != CACHE_DTYPE:
-            return None
-        logger.debug("Prefix cache hit: %s", target)
-        return cached
+        return read_cached_array(target, shape, CACHE_DTYPE, what="prefix", mmap=True)
 
     def _cache_file(self, images, rows, key, augmentation, augmentation_key):
         return activation_cache_file(
