@@ -58,7 +58,7 @@ def picked_regime(profile_dict: dict[str, Any], thresholds: dict[str, float]) ->
     return choose_regime(profile, rules_for(thresholds))[0].value
 
 
-def _regime_accuracy(row: dict[str, Any], regime: str) -> float | None:
+def regime_accuracy(row: dict[str, Any], regime: str) -> float | None:
     """Test accuracy of `regime` at the plan's default rate (what the advisor would run).
 
     Falls back to the rate the search chose when no searched run was at the default.
@@ -82,7 +82,7 @@ def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> tu
     """(hit rate, mean regret pp) of the regimes picked under `thresholds` at default rates."""
     hits, regrets = [], []
     for row in rows:
-        acc = _regime_accuracy(row, picked_regime(row["profile"], thresholds))
+        acc = regime_accuracy(row, picked_regime(row["profile"], thresholds))
         if acc is None:
             continue
         hits.append(acc >= row["oracle_best"] - HIT_PP / 100)

@@ -21,7 +21,7 @@ from benchmarks.advice_quality.report import (
     suite_results,
     write_results,
 )
-from benchmarks.advice_quality.runner import SPLIT_SEED, Runner, evaluate_task
+from benchmarks.advice_quality.runner import RECIPES, SPLIT_SEED, Runner, evaluate_task
 from benchmarks.advice_quality.scoring import HIT_PP, REGIMES
 
 #: A subsampled task (``<set>-<n>``) is also tested on up to this many images of
@@ -70,6 +70,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"Small tasks, one seed, fine-tuning capped at {QUICK_EPOCHS} epochs (CPU).")
     parser.add_argument("--tasks", type=_names, help="Comma-separated <set>[-<n>] (default: by mode).")
     parser.add_argument("--regimes", type=_names, default=REGIMES, help="Oracle regimes (default: all four).")
+    parser.add_argument("--recipes", type=_names, default=(),
+                        help=f"Also run these recipes, fixed policies beside the oracle ({', '.join(RECIPES)}); "
+                             "with --regimes '' only them, merged into an earlier run by --calibrate-from.")
     parser.add_argument("--lr-grid", type=_floats, help="Backbone rates for partial/full (head = 10x).")
     parser.add_argument("--head-lr-grid", type=_floats, help="AdamW rates for the last-layer head.")
     parser.add_argument("--seeds", type=_ints, help="Training seeds averaged per setting.")
@@ -95,6 +98,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in args.regimes:
         if name not in REGIMES:
             parser.error(f"--regimes: unknown regime {name!r}; known: {', '.join(REGIMES)}.")
+    for name in args.recipes:
+        if name not in RECIPES:
+            parser.error(f"--recipes: unknown recipe {name!r}; known: {', '.join(RECIPES)}.")
     quick = args.quick
     args.tasks = args.tasks or (QUICK_TASKS if quick else FULL_TASKS)
     args.lr_grid = args.lr_grid or (QUICK_LR_GRID if quick else FULL_LR_GRID)
@@ -139,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows.append(evaluate_task(spec, runner, args, log))
     results: dict[str, Any] = {
         "mode": mode, "machine": info, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {"tasks": list(args.tasks), "regimes": list(args.regimes), "seeds": list(args.seeds),
+        "settings": {"tasks": list(args.tasks), "regimes": list(args.regimes),
+                     "recipes": list(args.recipes), "seeds": list(args.seeds),
                      "lr_grid": list(args.lr_grid), "head_lr_grid": list(args.head_lr_grid),
                      "epochs_cap": args.epochs, "head_epochs_cap": args.head_epochs,
                      "image_size_cap": args.image_size, "backbone": args.backbone,

@@ -23,6 +23,9 @@ from benchmarks.advice_quality.scoring import score_row
 def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the task rows of several results, a later source winning per task, re-scored.
 
+    A row of a recipes-only run (``--regimes '' --recipes ...``) adds its recipes
+    to the earlier row of its task instead of replacing it.
+
     Each row is re-picked under the regime thresholds in :mod:`advisor.config`
     now (the runs may predate them; ``pick_at_run`` keeps a pick that changed),
     and the advisor's plan is then scored at the picked regime's default rate:
@@ -37,9 +40,20 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by_task: dict[str, dict[str, Any]] = {}
     for source in sources:
         for row in source["rows"]:
-            by_task[row["task"]] = dict(row)
+            earlier = by_task.get(row["task"])
+            if earlier is not None and not row["regimes"]:  # a recipes-only run: add its recipes
+                earlier["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
+                continue
+            row = dict(row)
+            if earlier is not None:  # a later regime run keeps the recipes it did not re-run
+                row["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
+            by_task[row["task"]] = row
     rows = []
     for row in by_task.values():
+        if not row["regimes"]:
+            print(f"warning: {row['task']} has recipe runs only, and no regime run to merge them into",
+                  file=sys.stderr)
+            continue
         if row.get("n_test") is None:
             row["n_test"] = _count_test_images(row["task"])
         pick = calibration.picked_regime(row["profile"], current)

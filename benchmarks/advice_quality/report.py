@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality import calibration, policies
 from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, summarise
 
 
@@ -76,12 +76,17 @@ def machine() -> dict[str, Any]:
 
 
 def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Print the table of `rows`; return them with their summary, calibration and gap correlation."""
-    summary = summarise(rows)
-    if rows:
-        print(format_table(rows, summary))
+    """Print the table of `rows`; return them with their summary, calibration, gap correlation and policies.
+
+    Rows of a recipes-only run (no regime run, so no oracle) are kept but not scored.
+    """
+    scored = [r for r in rows if "oracle_best" in r]
+    summary = summarise(scored)
+    if scored:
+        print(format_table(scored, summary))
     return {"rows": list(rows), "summary": summary,
-            "calibration": calibration.calibrate(rows), "gap_correlation": calibration.gap_correlation(rows)}
+            "calibration": calibration.calibrate(scored), "gap_correlation": calibration.gap_correlation(scored),
+            "policies": policies.policy_regrets(scored), "similarity_ablation": policies.similarity_ablation(scored)}
 
 
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -110,6 +115,9 @@ def print_extras(results: dict[str, Any]) -> None:
     if "rho" in gap:
         print(f"similarity vs fine-tuned-minus-frozen gap: Spearman rho {gap['rho']:.2f} "
               f"(p {gap['p_value']:.2g}, {len(gap['points'])} tasks)")
+    if results.get("policies") and results["policies"]["advisor"]["tasks"]:
+        print(policies.format_policies(results["policies"], results.get("similarity_ablation", {}),
+                                       results["policies"]["advisor"]["tasks"]))
     for task, kinds in results.get("corruption_correlation", {}).items():
         print(f"similarity vs corruption severity on {task}: " + ", ".join(
             f"{k} rho {v['rho']:.2f}" for k, v in kinds.items() if isinstance(v, dict)))

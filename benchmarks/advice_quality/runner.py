@@ -169,6 +169,40 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
                                      head_learning_rate=lr * ratio)) for lr in lr_grid]
 
 
+#: Recipes a user could follow instead of the advisor, run with ``--recipes`` (the
+#: ``policies`` columns): not one of the four regimes, so not part of the oracle.
+RECIPES = ("fastai",)
+#: fastai's ``Learner.fine_tune`` defaults: one frozen epoch at ``base_lr`` 2e-3 (Adam),
+#: then every layer at half of it with discriminative rates ``slice(base_lr / 100, base_lr)``
+#: (head 1e-3; the backbone's one rate here is the geometric middle, 1e-4), weight decay 0.01.
+FASTAI_FROZEN_LEARNING_RATE = 2e-3
+FASTAI_HEAD_LEARNING_RATE = 1e-3
+FASTAI_BACKBONE_LEARNING_RATE = 1e-4
+FASTAI_WEIGHT_DECAY = 0.01
+
+
+def recipe_plan(recipe: str, full_plan):
+    """Return `full_plan` (decided for ``full``) changed to follow `recipe` (one of ``RECIPES``).
+
+    ``"fastai"``: one frozen epoch of the head, then every layer with AdamW at
+    fastai's rates; the plan's fine-tuning epochs, augmentation and early
+    stopping are kept, so the recipe gets the advisor's budget (fastai's own
+    one-cycle schedule is not reproduced: the plan's warm-up and decay stand in).
+
+    Raises:
+        ValueError: `recipe` is not in ``RECIPES``.
+    """
+    from advisor.plan import Optimizer
+
+    if recipe != "fastai":
+        raise ValueError(f"Unknown recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+    return dataclasses.replace(
+        full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
+        probe_learning_rate=FASTAI_FROZEN_LEARNING_RATE, optimizer=Optimizer.ADAMW,
+        head_learning_rate=FASTAI_HEAD_LEARNING_RATE, backbone_learning_rate=FASTAI_BACKBONE_LEARNING_RATE,
+        weight_decay=FASTAI_WEIGHT_DECAY)
+
+
 def _mean(runs: list[dict[str, float]], key: str) -> float:
     return float(np.mean([r[key] for r in runs]))
 
@@ -218,6 +252,17 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                            "default_rate_test_accuracy": None if default is None
                            else default["test_accuracy"], "search": searched}
 
+    recipes: dict[str, Any] = {}
+    for recipe in getattr(args, "recipes", ()):
+        plan = recipe_plan(recipe, capped(decide(profile, backbone=network, regime="full",
+                                                 seed=SPLIT_SEED), **caps))
+        runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
+        recipes[recipe] = {"test_accuracy": _mean(runs, "test_accuracy"),
+                           "val_accuracy": _mean(runs, "val_accuracy"), "fit_s": _mean(runs, "fit_s"),
+                           "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"]}
+        log(f"  {spec} {recipe:<10} val={recipes[recipe]['val_accuracy']:.3f} "
+            f"test={recipes[recipe]['test_accuracy']:.3f} fit={recipes[recipe]['fit_s']:.0f}s")
+
     own = capped(advice.plan, **caps)
     own_runs = [runner.run(advice, seeded(own, s), heldout) for s in args.seeds]
     row = {
@@ -231,7 +276,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         "shift_peak_block": _peak_block(profile), "first_departing_block":
             profile.shift.first_departing_block,
         "probe_accuracy": None if profile.probes is None else profile.probes.linear_accuracy,
-        "regimes": regimes, "pick": pick,
+        "regimes": regimes, "recipes": recipes, "pick": pick,
         "plan": {"regime": pick, "epochs": own.epochs, "head_epochs": own.head_epochs,
                  "backbone_learning_rate": own.backbone_learning_rate,
                  "head_learning_rate": own.head_learning_rate,
@@ -242,7 +287,8 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         "profile": profile.to_dict(),
         "advise_s": sum(advice.timings.values()),
     }
-    row.update(score_row(row))
+    if regimes:  # a recipes-only run is merged into an earlier row of the task
+        row.update(score_row(row))
     row["wall_s"] = time.perf_counter() - started
     return row
 

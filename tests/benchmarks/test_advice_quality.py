@@ -194,7 +194,7 @@ def test_merging_runs_keeps_the_later_row_per_task_and_fills_the_test_size(monke
     for i, source in enumerate((first, later)):
         paths.append(tmp_path / f"run{i}.json")
         paths[-1].write_text(json.dumps(source))
-    monkeypatch.setattr(calibration, "calibrate", lambda rows: {"note": "stub"})
+    monkeypatch.setattr(calibration, "calibrate", lambda rows, *grid, **kw: {"note": "stub"})
     results = advice_quality.main(["--calibrate-from", *map(str, paths), "--out", str(tmp_path / "out")])
     by_task = {r["task"]: r for r in results["rows"]}
     assert set(by_task) == {"a", "b"}
@@ -229,6 +229,45 @@ def test_merging_re_picks_each_row_under_todays_thresholds(monkeypatch):
     assert (merged["pick"], merged["pick_at_run"]) == ("svm", "partial")
     assert merged["plan"]["test_accuracy"] == pytest.approx(0.89)  # the SVM's default run
     assert merged["hit"] and merged["regret_pp"] == pytest.approx(1.0)
+
+
+def test_a_recipes_only_run_adds_its_recipes_to_the_earlier_row_of_its_task(monkeypatch):
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    accs = {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}
+    regimes_run = _row("t", accs, pick="svm") | {"n_test": 10, "profile": {}}
+    recipes_only = {"task": "t", "regimes": {}, "recipes": {"fastai": {"test_accuracy": 0.85}}}
+    (merged,) = advice_quality.merge_rows([{"rows": [regimes_run]}, {"rows": [recipes_only]}])
+    assert merged["recipes"]["fastai"]["test_accuracy"] == 0.85
+    assert merged["regimes"]["svm"]["test_accuracy"] == 0.9
+    # A later regime run keeps the recipes it did not re-run.
+    (again,) = advice_quality.merge_rows([{"rows": [regimes_run]}, {"rows": [recipes_only]},
+                                          {"rows": [dict(regimes_run)]}])
+    assert again["recipes"] == merged["recipes"]
+
+
+def test_the_fastai_recipe_is_a_full_plan_with_one_frozen_epoch_and_fastais_rates():
+    from advisor.plan import Optimizer
+    from benchmarks.advice_quality import runner
+
+    full = _plan("full")
+    plan = runner.recipe_plan("fastai", full)
+    assert (plan.regime, plan.epochs, plan.frozen_blocks) == (full.regime, full.epochs, full.frozen_blocks)
+    assert plan.head_epochs == 1 and plan.optimizer is Optimizer.ADAMW
+    assert (plan.probe_learning_rate, plan.head_learning_rate, plan.backbone_learning_rate) == (2e-3, 1e-3, 1e-4)
+    with pytest.raises(ValueError, match="Unknown recipe"):
+        runner.recipe_plan("keras-tutorial", full)
+    with pytest.raises(SystemExit):
+        advice_quality.cli.parse_args(["--recipes", "keras-tutorial"])
+
+
+def _plan(regime: str):
+    from advisor.plan import Optimizer, Plan, Regime
+
+    return Plan(regime=Regime(regime), backbone="mobilenet_v2", image_size=96, frozen_blocks=(),
+                feature_layer="global_average_pooling2d", optimizer=Optimizer.SGD,
+                head_learning_rate=1e-3, backbone_learning_rate=1e-4, batch_size=32, head_epochs=20,
+                epochs=30, warmup_epochs=3, patience=6, augmentation=("translate",),
+                class_weights=None, svm_c_grid=(1.0,), seed=0)
 
 
 def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, capsys):
