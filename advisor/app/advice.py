@@ -50,6 +50,8 @@ class Advice:
         timings: Wall seconds per phase (scan, measure, decide).
         costs: Expected wall time per regime on this machine
             (:func:`advisor.app.costs.estimate_costs`), or `None` when not asked for.
+        budget: ``advise --budget``'s choice (:func:`advisor.app.costs.fit_budget`),
+            or `None` without a budget.
     """
 
     dataset: Dataset
@@ -57,6 +59,7 @@ class Advice:
     plan: Plan
     timings: dict[str, float]
     costs: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form written as ``advice.json``."""
@@ -71,7 +74,8 @@ class Advice:
             "timings_s": dict(self.timings),
             "environment": describe_environment(),
         } | ({"targets": targets_summary(self.dataset)} if self.dataset.is_regression else {}) | (
-            {"expected_cost": self.costs} if self.costs is not None else {})
+            {"expected_cost": self.costs} if self.costs is not None else {}) | (
+            {"budget": self.budget} if self.budget is not None else {})
 
 
 def targets_summary(dataset: Dataset) -> dict[str, Any]:
@@ -203,7 +207,8 @@ def interrupted_advice(out: Path) -> Advice | None:
         data = json.loads(advice_file.read_text(encoding="utf-8"))
         return Advice(dataset=Dataset.load_split(split_file),
                       profile=DatasetProfile.from_dict(data["profile"]),
-                      plan=Plan.from_dict(data["plan"]), timings=dict(data.get("timings_s", {})))
+                      plan=Plan.from_dict(data["plan"]), timings=dict(data.get("timings_s", {})),
+                      costs=data.get("expected_cost"), budget=data.get("budget"))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise PlanError(
             f"{advice_file} is damaged ({type(exc).__name__}); delete {partial} to start over"

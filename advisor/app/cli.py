@@ -92,6 +92,7 @@ def run_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details and list every plan field.")] = False,
     export: Annotated[str | None, typer.Option("--export", help=EXPORT_HELP)] = None,
     estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Also measure, on a few batches here (cached per machine), each regime's images/s and print its expected wall time.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help="A time budget (90s, 10m, 1.5h): run the regime expected to finish within it on this machine (implies --estimate-cost).")] = None,
 ) -> None:
     """Profile DATA_DIR, pick a transfer-learning regime, and run it (advise DATA_DIR)."""
     _setup_logging(verbose)
@@ -107,6 +108,13 @@ def run_command(
         target = out or default_out_dir(data_dir, dry_run=dry_run)
         check_run_paths(data_dir, out=target, targets=targets, base=base, overwrite=overwrite)
         check_choice("--head", head, config.HEADS)
+        budget_s = None
+        if budget is not None:
+            from advisor.decide.budget import parse_budget
+
+            budget_s = parse_budget(budget)
+            if forced is not None:
+                raise AdvisorError(f"--budget {budget} chooses the regime; --regime {regime} forces one. Drop one of them.")
         if export and dry_run:
             raise AdvisorError(f"--export {export} writes the trained model; --dry-run trains none. Drop one of them.")
         formats = [check_requirements(f) for f in parse_formats(export)] if export else []
@@ -130,14 +138,16 @@ def run_command(
             advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
                                      seed=seed, epochs=epochs, head=head, feature_layer=feature_layer,
                                      targets=targets, progress=progress)
-        if estimate_cost:
+        if budget_s is not None and advice.budget is None:
+            advice = pipeline.fit_budget(advice, budget_s, epochs=epochs, head=head)
+        elif estimate_cost:
             advice = pipeline.with_costs(advice)
         if not json_output:
             render_advice(advice.to_dict(), out_console, verbose=verbose)
             if advice.costs:
                 from advisor.reports.cost_view import render_costs
 
-                render_costs(advice.costs, out_console)
+                render_costs(advice.costs, out_console, advice.budget)
         if dry_run:
             folder = pipeline.write_advice(advice, target, overwrite=overwrite)
             if json_output:

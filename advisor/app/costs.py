@@ -1,9 +1,12 @@
-"""Expected wall time of every regime on this machine, for the advice (``advise --estimate-cost``).
+"""Expected wall time and accuracy of every regime here (``advise --estimate-cost``, ``--budget``).
 
 For each regime the advisor decides the plan it would run (the advice's own
 plan for its regime), measures the images/s of that plan's graphs here
 (:func:`strategies.throughput.measure_throughput`, a few batches, cached per
-machine) and prices it with :func:`advisor.decide.cost.expected_cost`.
+machine), prices it with :func:`advisor.decide.cost.expected_cost` and adds
+its expected accuracy (:func:`advisor.decide.expectation.expected_accuracy`).
+:func:`fit_budget` then keeps the plan, or re-decides it for the regime
+:func:`advisor.decide.budget.choose_within_budget` picks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 from advisor.app.advice import Advice
 from advisor.backbones import get_backbone
 from advisor.decide import decide
+from advisor.decide.budget import choose_within_budget
 from advisor.decide.cost import expected_cost
+from advisor.decide.expectation import expected_accuracy
 from advisor.plan import Regime
 from strategies.throughput import measure_throughput
 
@@ -27,7 +32,8 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         regimes: Regimes to price. Defaults to all four.
 
     Returns:
-        ``{regime name: {"chosen": bool, "rates": Throughput dict, **expected_cost(...)}}``.
+        ``{regime name: {"chosen": bool, "rates": Throughput dict, "expected_accuracy":
+        Expectation dict or None, **expected_cost(...)}}``.
 
     Example:
         >>> advice = advise(digits_dir)  # measures at 224 px first  # doctest: +SKIP
@@ -44,7 +50,9 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         network = get_backbone(regime_plan.backbone, image_size=regime_plan.image_size,
                                input_size=regime_plan.decode_size)
         rates = measure_throughput(regime_plan, network)
+        expectation = expected_accuracy(advice.profile, regime)
         costs[regime.value] = {"chosen": regime is plan.regime, "rates": rates.to_dict(),
+                               "expected_accuracy": None if expectation is None else expectation.to_dict(),
                                **expected_cost(regime_plan, n_train=sizes["train"],
                                                n_val=sizes["val"], n_test=sizes["test"],
                                                forward_img_s=rates.forward_img_s,
@@ -55,4 +63,29 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
 
 def with_costs(advice: Advice) -> Advice:
     """Return `advice` with :func:`estimate_costs` of every regime filled in."""
-    return dataclasses.replace(advice, costs=estimate_costs(advice))
+    return advice if advice.costs is not None else dataclasses.replace(advice, costs=estimate_costs(advice))
+
+
+def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
+               head: str | None = None) -> Advice:
+    """Return `advice` with the regime expected to finish within `budget_s` seconds here.
+
+    Prices every regime (:func:`with_costs`); the plan stands when its regime
+    fits, else it is decided again for the regime
+    :func:`~advisor.decide.budget.choose_within_budget` picks, with that
+    sentence as the regime's reason (with the caller's `epochs` and `head`
+    overrides, as ``advise`` decided the first plan). ``advice.budget`` records the choice.
+    """
+    advice = with_costs(advice)
+    plan = advice.plan
+    expected_s = {Regime(name): cost["total_s"] for name, cost in advice.costs.items()}
+    accuracy = {Regime(name): cost["expected_accuracy"]["estimate"] for name, cost in advice.costs.items()
+                if cost.get("expected_accuracy")}
+    chosen, why = choose_within_budget(plan.regime, expected_s, budget_s, expected_accuracy=accuracy)
+    if chosen is not plan.regime:
+        plan = decide(advice.profile, backbone=get_backbone(plan.backbone), regime=chosen, seed=plan.seed,
+                      task=plan.task, epochs=epochs, head=head, forced_by=why.rstrip("."))
+    costs = {name: {**cost, "chosen": name == chosen.value} for name, cost in advice.costs.items()}
+    return dataclasses.replace(advice, plan=plan, costs=costs, budget={
+        "budget_s": budget_s, "pick": advice.plan.regime.value, "regime": chosen.value,
+        "expected_s": expected_s[chosen], "fits": expected_s[chosen] <= budget_s, "reason": why})

@@ -18,8 +18,8 @@ from advisor.app.advice import (
     write_advice,
 )
 from advisor.app.compare import compare
-from advisor.app.costs import estimate_costs, with_costs
+from advisor.app.costs import estimate_costs, fit_budget, with_costs
 from advisor.app.execute import RunResult, execute
 
 __all__ = ["ADVICE_FILE", "MODEL_FILE", "REPORT_FILE", "SPLIT_FILE", "Advice", "RunResult", "advise",
-           "compare", "estimate_costs", "execute", "interrupted_advice", "with_costs", "write_advice"]
+           "compare", "estimate_costs", "execute", "fit_budget", "interrupted_advice", "with_costs", "write_advice"]

@@ -63,23 +63,23 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
         # bound for the suffix alone on cached activations.
         epoch = n_train / train_img_s + n_val / forward_img_s
     total = embed + fill + epochs * epoch
-    parts = [f"{_duration(embed)} embedding"]
+    parts = [f"{format_duration(embed)} embedding"]
     if fill:
-        parts.append(f"{_duration(fill)} prefix cache")
+        parts.append(f"{format_duration(fill)} prefix cache")
     if epochs:
-        parts.append(f"{epochs} epochs x {_duration(epoch)}")
+        parts.append(f"{epochs} epochs x {format_duration(epoch)}")
     tail = "; early stopping usually ends sooner" if epochs else ""
     return {"embed_s": round(embed, 1), "fill_s": round(fill, 1), "epoch_s": round(epoch, 1),
             "epochs": epochs, "total_s": round(total, 1),
-            "sentence": f"{plan.regime.value}: about {_duration(total)}"
+            "sentence": f"{plan.regime.value}: about {format_duration(total)}"
                         f"{' at most' if epochs else ''} ({', '.join(parts)}{tail})."}
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """``"42 s"``, ``"7 min"`` or ``"1.5 h"``.
 
     Example:
-        >>> _duration(42.4), _duration(412), _duration(5400)
+        >>> format_duration(42.4), format_duration(412), format_duration(5400)
         ('42 s', '7 min', '1.5 h')
     """
     if seconds < 90:

@@ -50,6 +50,7 @@ def decide(
     task: Task | str | None = None,
     loss: Loss | str | None = None,
     rules: RegimeRules | None = None,
+    forced_by: str = "the caller",
 ) -> Plan:
     """Turn a measured profile into a plan, with a reason for every field.
 
@@ -73,6 +74,8 @@ def decide(
             (see :func:`~advisor.decide.task.choose_task`).
         rules: Thresholds of the regime table. Defaults to `None`
             (``RegimeRules()``, the calibrated constants of :mod:`advisor.config`).
+        forced_by: Who forced `regime`, for its reason (e.g. ``advise --budget``'s
+            sentence). Defaults to `"the caller"`.
 
     Returns:
         The :class:`~advisor.plan.Plan`.
@@ -99,7 +102,7 @@ def decide(
             "Measure the dataset again with the backbone you plan to use."
         )
     rules = RegimeRules() if rules is None else rules
-    chosen, why_regime = plan_regime(profile, regime, rules)
+    chosen, why_regime = plan_regime(profile, regime, rules, forced_by)
     check_head(head)  # an unknown head is reported before an unknown task or loss
     task, loss, why_task, why_loss = choose_task(task, loss)
     n_train = max(1, profile.n_train)

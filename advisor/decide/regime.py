@@ -87,8 +87,10 @@ def choose_regime(profile: DatasetProfile, rules: RegimeRules | None = None) -> 
 
 
 def plan_regime(profile: DatasetProfile, forced: Regime | str | None,
-                rules: RegimeRules) -> tuple[Regime, str]:
+                rules: RegimeRules, forced_by: str = "the caller") -> tuple[Regime, str]:
     """Return the plan's regime and its reason: the table's pick, or `forced` with the pick beside it.
+
+    `forced_by` says who forced it (``"the caller"``, or ``advise --budget``'s sentence).
 
     Raises:
         PlanError: `forced` names no regime.
@@ -97,5 +99,5 @@ def plan_regime(profile: DatasetProfile, forced: Regime | str | None,
     if forced is None:
         return measured, why
     chosen = Regime.parse(forced)
-    return chosen, (f"Forced to {chosen.value!r} by the caller; the measures alone pick "
+    return chosen, (f"Forced to {chosen.value!r} by {forced_by}; the measures alone pick "
                     f"{measured.value!r}: {why}")

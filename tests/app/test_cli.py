@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from advisor.app.cli import app, normalize_args
 from advisor.app.predict import predict_files
 from advisor.data import Dataset
 from advisor.examples import write_dataset
+from tests.app.cli_process import advise_in_subprocess
 
 runner = CliRunner()
 
@@ -96,6 +95,27 @@ def test_estimate_cost_prices_every_regime_from_the_measured_rates(digits, tmp_p
     assert expected["svm"]["epochs"] == 0 and expected["full"]["epochs"] > 0
     assert expected["full"]["total_s"] > expected["svm"]["total_s"]
     assert expected["partial"]["fill_s"] > 0  # the prefix cache is priced
+    svm, full = expected["svm"]["expected_accuracy"], expected["full"]["expected_accuracy"]
+    assert 0 < svm["low"] < svm["estimate"] < svm["high"] <= 1
+    assert full["high"] is None and full["low"] == svm["low"]  # fine-tuning: the frozen floor
+
+    # --budget prices the same regimes (cached rates) and keeps the pick that fits.
+    result = invoke(digits, "--dry-run", "--json", "--budget", "1h", "--out", tmp_path / "b",
+                    "--sample-cap", "60")
+    assert result.exit_code == 0, result.output
+    advice = json.loads(result.stdout)
+    assert advice["budget"]["regime"] == advice["plan"]["regime"] == "svm" and advice["budget"]["fits"]
+    assert advice["budget"]["budget_s"] == 3600
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--budget", "soon"), "write it like 90s, 10m or 1.5h"),
+    (("--budget", "10m", "--regime", "full"), "Drop one of them"),
+])
+def test_a_bad_budget_is_one_line_before_anything_is_measured(digits, tmp_path, args, message):
+    result = invoke(digits, "--dry-run", *args, "--out", tmp_path / "a")
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.jax_slice
@@ -136,28 +156,6 @@ def test_bad_folders_exit_2_with_one_line(tmp_path, make, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
-
-
-#: Runs ``advise ARGS...`` in a fresh interpreter, then prints its exit code and
-#: which heavy frameworks were imported by then (issue 18: none, for a bad path).
-_DRIVER = """
-import json, sys
-from advisor.app.cli import main
-sys.argv = ["advise", *sys.argv[1:]]
-try:
-    main()
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch", "sklearn") if m in sys.modules)
-print(json.dumps({"code": code, "heavy": heavy}))
-"""
-
-
-def advise_in_subprocess(*args) -> tuple[dict, list[str]]:
-    done = subprocess.run([sys.executable, "-c", _DRIVER, *map(str, args)], capture_output=True,
-                          text=True, timeout=120, check=False, env=os.environ | {"COLUMNS": "300"})
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr.strip().splitlines()
 
 
 @pytest.mark.parametrize("option", [None, "--targets", "--base"])

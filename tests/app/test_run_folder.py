@@ -22,6 +22,7 @@ from advisor.app import run_folder
 from advisor.app.preflight import check_run_paths
 from advisor.app.run_folder import RunLockedError, lock_path, open_run_folder
 from advisor.errors import StorageError
+from tests.app.cli_process import advise_in_subprocess
 
 
 def fingerprint(root: Path) -> dict[str, str]:
@@ -69,32 +70,15 @@ sys.stdin.read()
 folder.commit()
 """
 
-#: ``advise ARGS...`` in a fresh interpreter: its exit code and the heavy modules it loaded.
-_DRIVER = """
-import json, sys
-from advisor.app.cli import main
-sys.argv = ["advise", *sys.argv[1:]]
-try:
-    main()
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "heavy": sorted(m for m in ("keras", "tensorflow") if m in sys.modules)}))
-"""
-
-
 def test_two_advise_processes_on_one_out_the_second_fails_in_one_line(tmp_path):
     out = tmp_path / "flowers"
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), "hold"], text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        done = subprocess.run([sys.executable, "-c", _DRIVER, "run", str(tmp_path), "--out", str(out)],
-                              capture_output=True, text=True, timeout=120, check=False,
-                              env=os.environ | {"COLUMNS": "300"})
-        outcome = json.loads(done.stdout.strip().splitlines()[-1])
-        assert outcome == {"code": 2, "heavy": []}, done.stderr
-        assert done.stderr.strip().splitlines() == [(
+        outcome, stderr = advise_in_subprocess("run", tmp_path, "--out", out)
+        assert outcome == {"code": 2, "heavy": []}, stderr
+        assert stderr == [(
             f"error: {out} is being written by another advise run (process {holder.pid}); wait "
             "for it to finish, or pass --out to write elsewhere")]
     finally:

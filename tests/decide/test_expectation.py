@@ -1,0 +1,39 @@
+"""Expected accuracy per regime: the probe's learning curve at the training split's size."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from advisor.decide.expectation import expected_accuracy, extrapolate_learning_curve
+from tests.decide.test_decide import make_profile
+
+
+def test_a_falling_error_extrapolates_above_the_last_point_and_a_flat_one_stays():
+    rising = ((0.25, 0.7), (0.5, 0.8), (1.0, 0.85))
+    assert extrapolate_learning_curve(rising, 1000, 4000) > 0.85
+    assert extrapolate_learning_curve(rising, 1000, 1000) == pytest.approx(0.86, abs=0.01)
+    assert extrapolate_learning_curve(((0.5, 0.8), (1.0, 0.78)), 1000, 4000) == 0.78
+    assert extrapolate_learning_curve(((1.0, 0.8),), 1000, 4000) == 0.8
+
+
+def test_frozen_regimes_get_a_closed_interval_and_fine_tuning_its_floor():
+    profile = make_profile(3000, 0.4)
+    svm = expected_accuracy(profile, "svm")
+    assert svm.low < svm.estimate < svm.high
+    assert expected_accuracy(profile, "last-layer") == svm
+    full = expected_accuracy(profile, "full")
+    assert full.high is None and full.low == svm.low
+    assert "not modelled" in full.basis and full.describe().startswith(">= ")
+
+
+def test_the_interval_narrows_with_the_images_the_probe_was_scored_on():
+    few = expected_accuracy(make_profile(300, 0.4), "svm")
+    many = expected_accuracy(make_profile(3000, 0.4), "svm")
+    assert (many.high - many.low) < (few.high - few.low)
+
+
+def test_no_probes_no_expectation():
+    profile = make_profile(3000, 0.4)
+    assert expected_accuracy(dataclasses.replace(profile, probes=None), "svm") is None
