@@ -58,8 +58,10 @@ def _keras_verbose(verbose: bool) -> int:
 BASE_HELP = ("Start from your own Keras model (.keras, or a legacy .h5) instead of ImageNet, "
              "e.g. the model.keras of an earlier run: RGB input, pixels 0-255, a Dense layer at the end.")
 FEATURE_LAYER_HELP = "With --base: the layer the new head reads. Defaults to the input of the last Dense layer."
+#: How --out's default reads in the help (the folder is run_folder.default_out_dir's).
+OUT_DEFAULT = "./advise-runs/NAME"
 EXPORT_HELP = ("Also write deployable copies, checked against model.keras on the test split: "
-               "comma-separated litert, litert-int8, onnx, saved_model (see advise export).")
+               "comma-separated litert, litert-dynamic, litert-int8, onnx, saved_model (see advise export).")
 
 
 def _chosen_backbone(backbone: str | None, base: Path | None, feature_layer: str | None) -> str | None:
@@ -75,24 +77,24 @@ def _chosen_backbone(backbone: str | None, base: Path | None, feature_layer: str
 
 @app.command("run")
 def run_command(
-    data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class (or train/val/test of those).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Advice only: measure and plan, do not train.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<folder name>.")] = None,
-    regime: Annotated[str | None, typer.Option(help="Force a regime: svm, last-layer, partial or full.")] = None,
-    backbone: Annotated[str | None, typer.Option(help=f"Backbone name (or keras:<Application>). Defaults to {config.DEFAULT_BACKBONE}, or {config.STRONGER_BACKBONE} when the plan fine-tunes on {config.STRONGER_BACKBONE_MIN_IMAGES:,}+ images.")] = None,
-    sample_cap: Annotated[int, typer.Option(min=10, help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
-    epochs: Annotated[int | None, typer.Option(min=0, help="Override the plan's fine-tuning epochs.")] = None,
-    head: Annotated[str | None, typer.Option(help="Force the head: linear (one softmax layer) or mlp (Dense + BatchNorm + Dropout under it).")] = None,
-    base: Annotated[Path | None, typer.Option("--base", help=BASE_HELP)] = None,
-    feature_layer: Annotated[str | None, typer.Option("--feature-layer", help=FEATURE_LAYER_HELP)] = None,
-    targets: Annotated[Path | None, typer.Option("--targets", help="Regression: a CSV of (image path relative to DATA_DIR, number) rows; DATA_DIR may then be a flat folder.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
-    overwrite: Annotated[bool, typer.Option(help="Start afresh: replace a finished or interrupted run in --out.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details and list every plan field.")] = False,
-    export: Annotated[str | None, typer.Option("--export", help=EXPORT_HELP)] = None,
-    estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Also measure, on a few batches here (cached per machine), each regime's images/s and print its expected wall time.")] = False,
-    budget: Annotated[str | None, typer.Option("--budget", help="A time budget (90s, 10m, 1.5h): run the regime expected to finish within it on this machine (implies --estimate-cost).")] = None,
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="One sub-folder per class (or train/val/test of those).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Advice only: measure and plan, do not train; writes advice.json and advice.html.")] = False,
+    out: Annotated[Path | None, typer.Option(metavar="DIR", help=f"Output folder. Defaults to {OUT_DEFAULT}, NAME being DATA_DIR's name (NAME-advice for a dry run).")] = None,
+    regime: Annotated[str | None, typer.Option(metavar="NAME", help="Force a regime: svm, last-layer, partial or full.")] = None,
+    backbone: Annotated[str | None, typer.Option(metavar="NAME", help=f"Backbone name, or keras:APPLICATION (a keras.applications model). Defaults to {config.DEFAULT_BACKBONE}, or {config.STRONGER_BACKBONE} when the plan fine-tunes {config.STRONGER_BACKBONE_MIN_IMAGES:,}+ images.")] = None,
+    sample_cap: Annotated[int, typer.Option(min=10, metavar="N", help="Images embedded for the measurements.")] = config.SAMPLE_CAP,
+    epochs: Annotated[int | None, typer.Option(min=0, metavar="N", help="Override the plan's fine-tuning epochs.")] = None,
+    head: Annotated[str | None, typer.Option(metavar="NAME", help="Force the head: linear (one softmax layer) or mlp (Dense + BatchNorm + Dropout under it).")] = None,
+    base: Annotated[Path | None, typer.Option("--base", metavar="MODEL", help=BASE_HELP)] = None,
+    feature_layer: Annotated[str | None, typer.Option("--feature-layer", metavar="LAYER", help=FEATURE_LAYER_HELP)] = None,
+    targets: Annotated[Path | None, typer.Option("--targets", metavar="CSV", help="Regression: a CSV of (image path relative to DATA_DIR, number) rows; DATA_DIR may then be a flat folder.")] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the split, the sample and the run.")] = config.DEFAULT_SEED,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Start afresh: replace a finished or interrupted run in --out.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", metavar="", help="Print only JSON on stdout.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details and list every plan field.")] = False,
+    export: Annotated[str | None, typer.Option("--export", metavar="FORMATS", help=EXPORT_HELP)] = None,
+    estimate_cost: Annotated[bool, typer.Option("--estimate-cost", metavar="", help="Also measure, on a few batches here (cached per machine), each regime's images/s and print its expected wall time.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", metavar="TIME", help="A time budget (90s, 10m, 1.5h): run the regime expected to finish within it on this machine (implies --estimate-cost).")] = None,
 ) -> None:
     """Profile DATA_DIR, pick a transfer-learning regime, and run it (advise DATA_DIR)."""
     _setup_logging(verbose)
@@ -187,13 +189,13 @@ def _export(run_dir: Path, formats, *, json_output: bool, out: Path | None = Non
 
 @app.command("export")
 def export_command(
-    run_dir: Annotated[Path, typer.Argument(help="The folder of a finished run (advise DATA_DIR --out RUN).")],
-    export_format: Annotated[str, typer.Option("--format", help="litert, litert-int8 (post-training int8), onnx or saved_model; comma-separated for several.")],
-    out: Annotated[Path | None, typer.Option(help="Where to write it (one format). Defaults to RUN_DIR/model.tflite, model-int8.tflite, model.onnx or saved_model/.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The folder of a finished run (advise DATA_DIR --out RUN).")],
+    export_format: Annotated[str, typer.Option("--format", metavar="FORMATS", help="litert, litert-dynamic (int8 weights), litert-int8 (int8 throughout), onnx or saved_model; comma-separated for several.")],
+    out: Annotated[Path | None, typer.Option(metavar="PATH", help="Where to write it (one format). Defaults to RUN_DIR/model.tflite, model-dynamic.tflite, model-int8.tflite, model.onnx or saved_model/.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", metavar="", help="Print only JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details.")] = False,
 ) -> None:
-    """Write a run's model as LiteRT (float or int8), ONNX or SavedModel, checked against model.keras first."""
+    """Write a run's model as LiteRT (float, int8 weights or int8), ONNX or SavedModel, checked against model.keras first."""
     _setup_logging(verbose)
     from advisor.app.export_formats import check_requirements, parse_formats
 
@@ -210,18 +212,18 @@ def export_command(
 
 @app.command("compare")
 def compare_command(
-    data_dir: Annotated[Path, typer.Argument(help="One sub-folder per class.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder. Defaults to ./advise-runs/<name>-compare.")] = None,
-    regimes: Annotated[str | None, typer.Option(help="Comma-separated regimes to run for every backbone, or 'advised'. Defaults to all four with one backbone, the advised one with several.")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone name.")] = config.DEFAULT_BACKBONE,
-    backbones: Annotated[str | None, typer.Option(help="Comma-separated backbones to put side by side, e.g. mobilenet_v2,efficientnet_lite0 (overrides --backbone).")] = None,
-    base: Annotated[Path | None, typer.Option("--base", help=BASE_HELP + " Runs beside --backbones when given.")] = None,
-    feature_layer: Annotated[str | None, typer.Option("--feature-layer", help=FEATURE_LAYER_HELP)] = None,
-    epochs: Annotated[int | None, typer.Option(min=0, help="Override fine-tuning epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split and the runs.")] = config.DEFAULT_SEED,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished comparison.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="One sub-folder per class.")],
+    out: Annotated[Path | None, typer.Option(metavar="DIR", help=f"Output folder. Defaults to {OUT_DEFAULT}-compare, NAME being DATA_DIR's name.")] = None,
+    regimes: Annotated[str | None, typer.Option(metavar="LIST", help="Comma-separated regimes to run for every backbone, or 'advised'. Defaults to all four with one backbone, the advised one with several.")] = None,
+    backbone: Annotated[str, typer.Option(metavar="NAME", help="Backbone name.")] = config.DEFAULT_BACKBONE,
+    backbones: Annotated[str | None, typer.Option(metavar="LIST", help="Comma-separated backbones to put side by side, e.g. mobilenet_v2,efficientnet_lite0 (overrides --backbone).")] = None,
+    base: Annotated[Path | None, typer.Option("--base", metavar="MODEL", help=BASE_HELP + " Runs beside --backbones when given.")] = None,
+    feature_layer: Annotated[str | None, typer.Option("--feature-layer", metavar="LAYER", help=FEATURE_LAYER_HELP)] = None,
+    epochs: Annotated[int | None, typer.Option(min=0, metavar="N", help="Override the plans' fine-tuning epochs.")] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the split and the runs.")] = config.DEFAULT_SEED,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace a finished comparison.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", metavar="", help="Print only JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details and Keras' per-epoch lines.")] = False,
 ) -> None:
     """Run several regimes (or backbones) under one split and compare them side by side."""
     _setup_logging(verbose)
@@ -281,11 +283,11 @@ def compare_command(
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="A model.keras written by advise, or an export of it (.tflite, .onnx, saved_model folder).")],
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    top: Annotated[int, typer.Option(min=1, help="Classes per image.")] = 3,
-    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.keras written by advise, or an export of it (.tflite, .onnx, saved_model folder).")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Image files or folders.")],
+    top: Annotated[int, typer.Option(min=1, metavar="K", help="Classes per image.")] = 3,
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")] = "table",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details.")] = False,
 ) -> None:
     """Predict the top classes of images with a saved model (a regression model: their values)."""
     _setup_logging(verbose)
@@ -306,7 +308,7 @@ def predict_command(
         print(result.to_csv(), end="")
     else:
         table = Table(title=f"Predictions of {model}")
-        table.add_column("image")
+        table.add_column("image", overflow="fold")  # the whole path, wrapped: never cut to a common prefix
         if result.task == "regression":
             table.add_column(f"predicted {result.target_name or 'value'}")
             for row in result.rows:
@@ -328,11 +330,11 @@ def _json(data) -> str:
 
 @app.command("imagenet")
 def imagenet_command(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    backbone: Annotated[str, typer.Option(help="Backbone name.")] = config.DEFAULT_BACKBONE,
-    top: Annotated[int, typer.Option(min=1, max=20, help="How many classes to show.")] = 5,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many images.")] = 8,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Image files or folders of images.")],
+    backbone: Annotated[str, typer.Option(metavar="NAME", help="Backbone name.")] = config.DEFAULT_BACKBONE,
+    top: Annotated[int, typer.Option(min=1, max=20, metavar="K", help="How many classes to show.")] = 5,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="At most this many images.")] = 8,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details.")] = False,
 ) -> None:
     """Show the backbone's top ImageNet classes for a few images (what the network sees)."""
     _setup_logging(verbose)

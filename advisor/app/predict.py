@@ -86,6 +86,26 @@ class Predictions:
         return buffer.getvalue()
 
 
+#: Unreadable files named in the error when none could be read.
+_UNREADABLE_NAMED = 3
+
+
+def _unreadable_message(skipped: Sequence[tuple[Path, str]]) -> str:
+    """Say, in one line, that no file could be read: the first few with their reasons, then a count.
+
+    Example:
+        >>> _unreadable_message([(Path("a.png"), "empty file (0 bytes)")])
+        'none of the 1 file(s) could be read as an image (a.png: empty file (0 bytes)); pass readable JPEG, PNG, BMP, GIF, TIFF or WebP images'
+        >>> _unreadable_message([(Path(f"{i}.png"), "not an image Pillow can read") for i in range(5)])[-71:]
+        '... and 2 more); pass readable JPEG, PNG, BMP, GIF, TIFF or WebP images'
+    """
+    named = "; ".join(f"{path}: {reason}" for path, reason in skipped[:_UNREADABLE_NAMED])
+    rest = len(skipped) - _UNREADABLE_NAMED
+    more = f"; ... and {rest} more" if rest > 0 else ""
+    return (f"none of the {len(skipped)} file(s) could be read as an image ({named}{more}); "
+            "pass readable JPEG, PNG, BMP, GIF, TIFF or WebP images")
+
+
 def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Predictions:
     """Predict the top-`k` classes of image files with a saved model (or their values).
 
@@ -150,7 +170,7 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         except ImageReadError as exc:
             skipped.append((path, str(exc).removeprefix(f"{path}: ")))
     if not images:
-        raise DatasetError(f"none of the {len(skipped)} file(s) could be read as an image")
+        raise DatasetError(_unreadable_message(skipped))
     probabilities = np.asarray(predict(np.stack(images)))
     if task == "regression":
         rows = tuple(Prediction(path, (), value=float(v[0])) for path, v in zip(kept, probabilities))

@@ -38,6 +38,7 @@ API:
     probe_accuracies (advisor.measure.probes) -> ProbeStats | None
     similarity_score (advisor.measure.similarity) -> Similarity
     reference_data(backbone) -> str
+    in_network_order(block_accuracy, blocks) -> dict (probe blocks after a sorted JSON round trip)
     ShiftMap, HeadStats, ProbeStats, Similarity, DatasetProfile (frozen; to_dict/from_dict)
 """
 
@@ -45,8 +46,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,34 @@ def reference_data(backbone: str) -> str:
     if backbone.startswith(config.BASE_MODEL_PREFIX):
         return config.REFERENCE_BASE_MODEL
     return config.REFERENCE_IMAGENET
+
+
+def in_network_order(accuracy: Mapping[str, float], blocks: Sequence[str] | None = None) -> dict[str, float]:
+    """Return `accuracy` (block name -> probe accuracy) with its blocks in network order.
+
+    A JSON round trip with ``sort_keys`` files ``block_12`` before ``block_8``;
+    this puts them back in the order of `blocks` (the shift map's, input side
+    first). Blocks `blocks` lacks (or all, without it) follow by the number in
+    their name, then by name.
+
+    Args:
+        accuracy: Block name -> accuracy, in any order.
+        blocks: The network's block names, input side first. Defaults to `None`.
+
+    Returns:
+        A new dict, in network order.
+
+    Example:
+        >>> in_network_order({"block_12": 0.8, "block_14": 0.9, "block_8": 0.7})
+        {'block_8': 0.7, 'block_12': 0.8, 'block_14': 0.9}
+    """
+    index = {name: i for i, name in enumerate(blocks or ())}
+
+    def key(name: str) -> tuple[int, int, str]:
+        digits = "".join(c for c in name if c.isdigit())
+        return (index.get(name, len(index)), int(digits) if digits else 0, name)
+
+    return {name: accuracy[name] for name in sorted(accuracy, key=key)}
 
 
 # --------------------------------------------------------------------------- #
@@ -321,8 +350,13 @@ class DatasetProfile:
         """
         check_schema(data, record="Profile", version=PROFILE_SCHEMA_VERSION, error=PlanError)
         # Unknown fields are ignored, as profiles always have been read.
-        return record_from_dict(cls, data, record="profile", error=PlanError,
-                                allow_unknown=True)
+        profile = record_from_dict(cls, data, record="profile", error=PlanError, allow_unknown=True)
+        if profile.probes is None:
+            return profile
+        # Sorted JSON keys put block_12 before block_8: restore the network's order.
+        ordered = in_network_order(profile.probes.block_accuracy,
+                                   profile.shift.blocks if profile.shift is not None else None)
+        return replace(profile, probes=replace(profile.probes, block_accuracy=ordered))
 
     def to_json(self) -> str:
         """Return the profile as sorted-key JSON text."""

@@ -41,6 +41,8 @@ def _table(title: str, rows, header=("", "")) -> Table:
 
 #: Findings printed under the dataset table; report.html lists them all.
 _FINDINGS_SHOWN = 10
+#: Skipped files named under the dataset table; the JSON lists them all.
+_SKIPPED_SHOWN = 5
 #: Rich style of each finding level.
 _LEVEL_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -72,6 +74,16 @@ def _duplicate_text(dataset: Mapping[str, Any]) -> str:
     detail = ", ".join(n for n in notes if n) or "each group in one split"
     return (f"{copies} cop{'y' if copies == 1 else 'ies'} in {len(groups)} "
             f"group{'' if len(groups) == 1 else 's'} ({detail})")
+
+
+def _count_named(n: int) -> str:
+    """Say a count of skipped files, pointing below when there are any.
+
+    Example:
+        >>> _count_named(0), _count_named(4)
+        ('0', '4 (named below)')
+    """
+    return f"{n} (named below)" if n else "0"
 
 
 def _finding_counts(findings: list[Mapping[str, Any]]) -> str:
@@ -114,6 +126,37 @@ def render_findings(findings: list[Mapping[str, Any]], console: Console) -> None
                       highlight=False)
 
 
+def render_skipped(skipped: list[Mapping[str, Any]], console: Console, *,
+                   listed_in: str = "advice.json") -> None:
+    """Name the first skipped files with their reasons, one a line, then count the rest.
+
+    At most ``_SKIPPED_SHOWN`` are named; the HTML report lists more and the
+    JSON (`listed_in`) all of them.
+
+    Args:
+        skipped: ``DatasetSummary.to_dict()["skipped"]`` (``path`` relative to
+            the dataset folder, ``reason``).
+        console: Where to print.
+        listed_in: The file that lists them all. Defaults to `"advice.json"`.
+
+    Example:
+        >>> import io
+        >>> console = Console(file=io.StringIO(), width=200)
+        >>> render_skipped([{"path": f"cat/{i}.jpg", "reason": "empty file (0 bytes)"} for i in range(7)],
+        ...                console)
+        >>> lines = console.file.getvalue().splitlines()
+        >>> lines[0], lines[-1]
+        ('skipped: cat/0.jpg: empty file (0 bytes)', '... and 2 more skipped files; advice.json lists them all.')
+    """
+    for item in skipped[:_SKIPPED_SHOWN]:
+        console.print(f"[yellow]skipped[/yellow]: {escape(str(item.get('path')))}: "
+                      f"{escape(str(item.get('reason')))}", highlight=False)
+    rest = len(skipped) - _SKIPPED_SHOWN
+    if rest > 0:
+        console.print(f"... and {rest} more skipped file{'' if rest == 1 else 's'}; "
+                      f"{escape(listed_in)} lists them all.", highlight=False)
+
+
 def render_advice(advice: Mapping[str, Any], console: Console, *, verbose: bool = False) -> None:
     """Print the advice in one line, then the size table, shift map, probes and the plan with reasons.
 
@@ -152,13 +195,14 @@ def render_advice(advice: Mapping[str, Any], console: Console, *, verbose: bool 
                  ("imbalance (largest / smallest)", f"{dataset.get('imbalance_ratio', 0):.2f}"),
                  ("per class", ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:12])
                   + (" ..." if len(counts) > 12 else "")),
-                 ("skipped files", len(dataset.get("skipped", []))),
+                 ("skipped files", _count_named(len(dataset.get("skipped", []) or []))),
                  ("duplicate files", escape(_duplicate_text(dataset))),
                  ("split (train / val / test)", " / ".join(
                      str(v) for v in advice["split"]["sizes"].values())
                   + f", seed {advice['split']['seed']}"
                   + (" (given)" if advice["split"]["presplit"] else ""))]
     console.print(_table(f"Dataset: {advice['data_dir']}", size_rows))
+    render_skipped(dataset.get("skipped", []) or [], console)
     render_findings(dataset.get("findings", []), console)
     shift = profile["shift"]
     reference = reference_data(profile["backbone"])

@@ -40,7 +40,8 @@ def shift_map_figure(labels: Sequence[str], values: Sequence[float], *, referenc
     Args:
         labels: Layer or block names, input side first.
         values: The shift of each (e.g. mean Gaussian KL).
-        reference: Level that ImageNet-like photos reach, drawn as a line. Defaults to `None`.
+        reference: The level above which a block counts as departing, drawn as a
+            dashed line. Defaults to `None`.
         title: Figure title. Defaults to a description of the shift map.
 
     Returns:
@@ -53,14 +54,77 @@ def shift_map_figure(labels: Sequence[str], values: Sequence[float], *, referenc
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.bar(range(len(values)), values, color="#4c72b0")
     if reference is not None:
-        ax.axhline(reference, color="#dd8452", linestyle="--", label="ImageNet-like photos")
+        ax.axhline(reference, color="#dd8452", linestyle="--", label=f"departing above {reference:g}")
         # Beside the axes, not over the bars.
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_ylabel("shift (KL)")
     ax.set_title(title)
     return _png(fig)
+
+
+#: Layer names the per-layer shift plot labels at most; beyond, every k-th is named.
+_LAYER_LABELS_MAX = 80
+#: Height of one layer's bar row in the per-layer shift plot (inches; 8 pt names fit).
+_LAYER_ROW_INCHES = 0.16
+
+
+def layer_shift_plot(labels: Sequence[str], values: Sequence[float], *, reference: float | None = None,
+                     title: str = "Shift per BatchNormalization layer"):
+    """Draw the shift of every layer as horizontal bars, input side at the top, each named.
+
+    Names stay horizontal at 8 pt, one row each, so none overlaps however many
+    layers there are (past ``_LAYER_LABELS_MAX``, every k-th is named). The
+    reference line's legend sits beside the axes, off the bars.
+
+    Args:
+        labels: Layer names, input side first.
+        values: The shift of each (mean Gaussian KL).
+        reference: The level above which a block counts as departing, drawn as a
+            dashed line. Defaults to `None`.
+        title: Figure title. Defaults to `"Shift per BatchNormalization layer"`.
+
+    Returns:
+        The matplotlib figure (:func:`layer_shift_figure` encodes it).
+
+    Example:
+        >>> fig = layer_shift_plot(["bn_Conv1", "block_1_expand_BN"], [0.4, 0.7], reference=0.1)
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        ['bn_Conv1', 'block_1_expand_BN']
+        >>> _pyplot().close(fig)
+    """
+    plt = _pyplot()
+    n = len(values)
+    fig, ax = plt.subplots(figsize=(7.5, max(2.0, _LAYER_ROW_INCHES * n + 1.0)))
+    rows = np.arange(n)
+    ax.barh(rows, values, height=0.7, color="#4c72b0")
+    step = max(1, -(-n // _LAYER_LABELS_MAX))
+    ax.set_yticks(rows[::step])
+    ax.set_yticklabels(list(labels)[::step], fontsize=8)
+    ax.set_ylim(n - 0.5, -0.5)  # input side at the top
+    if reference is not None:
+        ax.axvline(reference, color="#dd8452", linestyle="--", label=f"departing above {reference:g}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_xlabel("shift (KL)")
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()  # the scale beside the title, not a long scroll away
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, pad=10)
+    return fig
+
+
+def layer_shift_figure(labels: Sequence[str], values: Sequence[float], *, reference: float | None = None,
+                       title: str = "Shift per BatchNormalization layer") -> str:
+    """Plot the shift of every layer as named horizontal bars (:func:`layer_shift_plot`), as a PNG.
+
+    Returns:
+        The PNG, base64-encoded.
+
+    Example:
+        >>> png = layer_shift_figure(["bn_Conv1", "block_1_expand_BN"], [0.4, 0.7], reference=0.1)
+    """
+    return _png(layer_shift_plot(labels, values, reference=reference, title=title))
 
 
 def bar_figure(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str) -> str:

@@ -31,7 +31,25 @@ from advisor.reports.summary import (
 _LISTED = 200
 
 
-def _dataset_section(dataset: Mapping[str, Any]) -> str:
+def _more(n_listed: int, n_all: int, listed_in: str) -> str:
+    """Say how many rows a cut table left out, and where they all are ("" when none).
+
+    Example:
+        >>> _more(200, 230, "report.json")
+        '<p>... and 30 more (all in report.json).</p>'
+    """
+    if n_all <= n_listed:
+        return ""
+    return f"<p>... and {n_all - n_listed} more (all in {html.escape(listed_in)}).</p>"
+
+
+def _dataset_section(dataset: Mapping[str, Any], *, listed_in: str = "advice.json") -> str:
+    """The dataset's sizes and figures, its identical files and skipped files (the first ``_LISTED`` of each).
+
+    Args:
+        dataset: ``DatasetSummary.to_dict()``.
+        listed_in: The JSON file beside the page, which lists every row. Defaults to `"advice.json"`.
+    """
     counts = dataset.get("class_counts", {})
     groups = dataset.get("duplicates", []) or []
     rows = [("images", dataset.get("n_images")), ("classes", dataset.get("n_classes")),
@@ -59,11 +77,13 @@ def _dataset_section(dataset: Mapping[str, Any]) -> str:
     if groups:
         body += "<h3>Identical files</h3>" + h.table_html(
             [(", ".join(g["paths"]), ", ".join(g.get("classes", [])), ", ".join(g.get("splits", [])))
-             for g in groups[:_LISTED]], header=["files", "classes", "splits"])
-    skipped = dataset.get("skipped", [])
+             for g in groups[:_LISTED]], header=["files", "classes", "splits"]) + _more(
+                 _LISTED, len(groups), listed_in)
+    skipped = dataset.get("skipped", []) or []
     if skipped:
         body += "<h3>Skipped files</h3>" + h.table_html(
-            [(s.get("path"), s.get("reason")) for s in skipped[:_LISTED]], header=["file", "reason"])
+            [(s.get("path"), s.get("reason")) for s in skipped[:_LISTED]], header=["file", "reason"]
+        ) + _more(_LISTED, len(skipped), listed_in)
     return body
 
 
@@ -107,7 +127,8 @@ _PROFILE_FIGURES = {
                              "statistics (mean KL of the BatchNormalization inputs), input side "
                              "first; the dashed line is the level where a block counts as departing."),
     "shift per BN layer": ("Shift per BatchNormalization layer",
-                           "The same measure for every BatchNormalization layer, input side first."),
+                           "The same measure for each BatchNormalization layer of the blocks above, "
+                           "input side at the top, with the same dashed departure level."),
     "learning curve": ("Linear-probe learning curve",
                        "Cross-validated accuracy of a linear probe on growing shares of the "
                        "sample: still rising at 100% means more images would help."),
@@ -162,7 +183,7 @@ def advice_html(advice: Mapping[str, Any]) -> str:
          *_targets_section(advice.get("targets")),
          (f"Similarity to {reference_data(advice['profile']['backbone'])}",
           _profile_section(advice["profile"])),
-         ("Dataset", _dataset_section(advice["dataset"]))],
+         ("Dataset", _dataset_section(advice["dataset"], listed_in="advice.json"))],
         raw=advice, subtitle=f"Data: {data_dir}",
     )
 
@@ -403,7 +424,7 @@ def _run_page(report: Mapping[str, Any], results: str) -> str:
          *_targets_section(report.get("targets")),
          (f"Similarity to {reference_data(report['profile']['backbone'])}",
           _profile_section(report["profile"])),
-         ("Dataset", _dataset_section(report["dataset"]))],
+         ("Dataset", _dataset_section(report["dataset"], listed_in="report.json"))],
         raw=report, subtitle=f"Data: {data_dir}",
     )
 

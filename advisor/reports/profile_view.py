@@ -6,10 +6,10 @@ Functions take the JSON form of :class:`advisor.measure.profile.DatasetProfile`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from advisor.measure.profile import reference_data
+from advisor.measure.profile import in_network_order, reference_data
 from advisor.reports import html as h
 
 #: Characters of the per-block shift sparkline, lowest to highest.
@@ -58,12 +58,12 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
                      f"{shift['n_images']} of the {profile['n_sampled']} embedded"))
     probes = profile.get("probes")
     if probes:
+        blocks = in_network_order(probes["block_accuracy"], (shift or {}).get("blocks"))  # not the JSON's
         rows += [
             ("k-NN probe accuracy (CV)", f"{probes['knn_accuracy']:.3f}"),
             ("linear probe accuracy (CV)", f"{probes['linear_accuracy']:.3f} (chance {probes['chance']:.3f})"),
             ("learning curve", ", ".join(f"{f:.0%}: {a:.3f}" for f, a in probes["learning_curve"])),
-            *[(f"linear probe on {block}", f"{acc:.3f}")
-              for block, acc in _network_order(probes["block_accuracy"], (shift or {}).get("blocks"))],
+            *[(f"linear probe on {block}", f"{acc:.3f}") for block, acc in blocks.items()],
         ]
     else:
         rows.append(("probes", "not run (too few images per class)"))
@@ -119,8 +119,10 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
             title=f"Shift from {reference_data(profile['backbone'])} statistics per block "
                   "(mean KL of BN inputs)")))
     if shift is not None and shift.get("layers"):
-        figures.append(("shift per BN layer", h.shift_map_figure(
-            shift["layers"], shift["layer_kl"], title="Shift per BatchNormalization layer")))
+        figures.append(("shift per BN layer", h.layer_shift_figure(
+            shift["layers"], shift["layer_kl"], reference=shift["departure_kl"],
+            title=f"Shift from {reference_data(profile['backbone'])} statistics per "
+                  "BatchNormalization layer")))
     probes = profile.get("probes")
     if probes and probes.get("learning_curve"):
         fractions = [100 * f for f, _ in probes["learning_curve"]]
@@ -128,22 +130,3 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
             {"linear probe": [a for _, a in probes["learning_curve"]]}, x=fractions,
             title="Linear-probe learning curve", xlabel="% of the sample")))
     return figures  # the images per class are the dataset section's figure, shown once
-
-
-def _network_order(accuracy: Mapping[str, float], blocks: Sequence[str] | None) -> list[tuple[str, float]]:
-    """Return `accuracy`'s ``(block, value)`` pairs in network order (a JSON round trip sorts them).
-
-    Blocks missing from `blocks` keep their order after the known ones, by the
-    number in their name.
-
-    Example:
-        >>> _network_order({"block_12": 0.8, "block_8": 0.7}, None)
-        [('block_8', 0.7), ('block_12', 0.8)]
-    """
-    index = {name: i for i, name in enumerate(blocks or ())}
-
-    def key(name: str) -> tuple[int, int, str]:
-        digits = "".join(c for c in name if c.isdigit())
-        return (index.get(name, len(index)), int(digits) if digits else 0, name)
-
-    return sorted(accuracy.items(), key=lambda item: key(item[0]))

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
+from advisor.app import cli, predict, preflight
 from advisor.app.cli import app, normalize_args
-from advisor.app.predict import predict_files
+from advisor.app.predict import Prediction, Predictions, predict_files
 from advisor.data import Dataset
 from advisor.examples import write_dataset
 from tests.app.cli_process import advise_in_subprocess
@@ -288,3 +294,36 @@ def test_advisor_switches_to_the_stronger_backbone_only_when_the_plan_fine_tunes
     forced = invoke(digits, "--dry-run", "--json", "--sample-cap", "60", "--regime", "partial",
                     "--backbone", "mobilenet_v2", "--out", tmp_path / "c")
     assert json.loads(forced.stdout)["plan"]["backbone"] == "mobilenet_v2"
+
+
+@pytest.mark.parametrize("command", [None, "run", "compare", "predict", "export", "imagenet"])
+def test_help_fits_80_columns_and_describes_every_option(command):
+    # Issue 19: the defaults of --out and --backbone ended in "…" at 80 columns; --verbose had no help.
+    args = ["--help"] if command is None else [command, "--help"]
+    result = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    group = typer.main.get_command(app)
+    commands = [group] if command is None else [group.commands[command]]
+    undescribed = [f"{c.name} {p.opts[0]}" for c in commands for p in c.params
+                   if isinstance(p, click.Option) and not p.help]
+    assert not undescribed
+    if command == "run":
+        assert "./advise-runs/NAME" in text and "efficientnet_lite0 when" in text
+
+
+def test_predict_table_shows_whole_paths_at_80_columns(tmp_path, monkeypatch):
+    # Issue 19: long paths were cut to the prefix they share ("/data/holiday-2024-summer-...").
+    folder = tmp_path / "holiday-2024-summer-camera-roll" / "beach"
+    paths = [folder / f"IMG_2024_07_{i:02d}_sunset_panorama.jpg" for i in range(3)]
+    result = Predictions(rows=tuple(Prediction(p, (("beach", 0.81), ("sea", 0.12))) for p in paths),
+                         skipped=())
+    monkeypatch.setattr(preflight, "check_predict_paths", lambda *args: None)
+    monkeypatch.setattr(predict, "predict_files", lambda *args, **kwargs: result)
+    monkeypatch.setattr(cli, "out_console", Console(file=io.StringIO(), width=80))
+    assert invoke("predict", tmp_path / "model.keras", folder).exit_code == 0
+    table = cli.out_console.file.getvalue()
+    assert "…" not in table
+    images = "".join(line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│"))
+    assert all(str(path) in images for path in paths), table

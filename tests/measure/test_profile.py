@@ -17,6 +17,10 @@ from advisor.data import SPLITS, scan_dataset
 from advisor.data.decode_cache import decode_images
 from advisor.measure import (
     DatasetProfile,
+    HeadStats,
+    ProbeStats,
+    ShiftMap,
+    Similarity,
     gaussian_kl,
     head_stats,
     probe_accuracies,
@@ -241,6 +245,26 @@ def test_shift_map_names_the_first_departing_block():
     assert shift.block_kl[1] == pytest.approx(2.0, rel=1e-4)  # (mean diff)^2 / 2, eps aside
     with pytest.raises(ValueError, match="Missing"):
         shift_map({"other": (np.zeros(2), np.ones(2))}, reference, [])
+
+
+def test_a_loaded_profile_keeps_its_block_probes_in_network_order():
+    # Issue 19: sorted JSON keys read back as block_12, block_14, block_8 (and plan reasons said so).
+    blocks = ("stem",) + tuple(f"block_{i}" for i in range(17)) + ("head",)
+    kl = tuple(0.01 * i for i in range(len(blocks)))
+    profile = DatasetProfile(
+        backbone="mobilenet_v2", image_size=96, class_names=("a", "b"), class_counts=(20, 20),
+        n_images=40, n_train=28, imbalance_ratio=1.0, native_width=64, native_height=64,
+        n_sampled=40, seed=0,
+        shift=ShiftMap(layers=blocks, layer_kl=kl, blocks=blocks, block_kl=kl, mean_kl=0.1, score_kl=0.1,
+                       departure_kl=0.1, first_departing_block="block_10"),
+        head=HeadStats(mean_max_probability=0.5, mean_entropy=1.0, top_classes={}),
+        probes=ProbeStats(knn_accuracy=0.8, linear_accuracy=0.85, chance=0.5, n_splits=2,
+                          learning_curve=((1.0, 0.85),), best_block="block_12",
+                          block_accuracy={"block_8": 0.7, "block_12": 0.86, "block_14": 0.84}),
+        similarity=Similarity(score=0.5, components={"shift": 0.5}, weights={"shift": 1.0}))
+    loaded = DatasetProfile.from_json(profile.to_json())
+    assert list(json.loads(profile.to_json())["probes"]["block_accuracy"]) == ["block_12", "block_14", "block_8"]
+    assert loaded == profile and list(loaded.probes.block_accuracy) == ["block_8", "block_12", "block_14"]
 
 
 def test_label_free_components_do_not_depend_on_labels():
