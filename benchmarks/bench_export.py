@@ -44,7 +44,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="digits", help="comma-separated packaged sets (digits, tuxpaint)")
     parser.add_argument("--regimes", default="svm,last-layer,partial,full")
-    parser.add_argument("--formats", default="litert,litert-int8,onnx,saved_model")
+    parser.add_argument("--formats", default="litert,litert-dynamic,litert-int8,onnx,saved_model")
     parser.add_argument("--n", type=int, default=None, help="images per set (stratified); default 1000")
     parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs of partial/full; default 3")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per batch size; default 50")

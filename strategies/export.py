@@ -2,10 +2,11 @@
 
 :func:`export_model` calls ``model.export(path, format=...)`` (LiteRT, ONNX or
 a TensorFlow SavedModel), with TensorFlow's converter options for int8
-(:mod:`strategies.litert`) when a representative set is given; nothing is
-serialised by hand. The exported graph is the model's whole graph, so its
-preprocessing stays inside: uint8 ``(N, S, S, 3)`` RGB pixels in, class
-probabilities (or a regression's values) out, as ``model.keras``.
+(:mod:`strategies.litert`) when a representative set is given, or for int8
+weights alone (dynamic-range) when asked; nothing is serialised by hand. The
+exported graph is the model's whole graph, so its preprocessing stays inside:
+uint8 ``(N, S, S, 3)`` RGB pixels in, class probabilities (or a regression's
+values) out, as ``model.keras``.
 
 :func:`load_exported` opens an export with its own runtime (``ai_edge_litert``
 or ``tf.lite.Interpreter`` for ``.tflite``, ONNX Runtime for ``.onnx``,
@@ -25,7 +26,7 @@ import numpy as np
 
 from advisor.backbones.model_file import ModelFileError
 from advisor.environment import usable_cores
-from strategies.litert import int8_converter_options, interpreter_class
+from strategies.litert import dynamic_range_converter_options, int8_converter_options, interpreter_class
 
 #: Keras' names of the formats :func:`export_model` writes.
 KERAS_FORMATS = ("litert", "onnx", "tf_saved_model")
@@ -36,7 +37,7 @@ INPUT_NAME = "images"
 
 
 def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
-                 representative: np.ndarray | None = None) -> Path:
+                 representative: np.ndarray | None = None, dynamic_range: bool = False) -> Path:
     """Write `model` in a deployable format with Keras' own exporter.
 
     Args:
@@ -47,13 +48,17 @@ def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
         representative: For ``"litert"``: uint8 images that calibrate
             post-training int8 quantization of weights and activations.
             Defaults to `None` (a float32 export).
+        dynamic_range: For ``"litert"``: store the weights as int8 and keep the
+            activations float (post-training dynamic-range quantization, no
+            calibration). Defaults to `False`.
 
     Returns:
         `path`.
 
     Raises:
-        ValueError: `keras_format` is unknown, or `representative` is given
-            for another format than ``"litert"``.
+        ValueError: `keras_format` is unknown, `representative` or
+            `dynamic_range` is given for another format than ``"litert"``,
+            or both are given.
 
     Example:
         >>> import tempfile
@@ -66,11 +71,17 @@ def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
     """
     if keras_format not in KERAS_FORMATS:
         raise ValueError(f"Expected keras_format in {KERAS_FORMATS}. Received: keras_format={keras_format!r}")
-    if representative is not None and keras_format != "litert":
-        raise ValueError(f"int8 calibration applies to litert only. Received: keras_format={keras_format!r}")
+    if (representative is not None or dynamic_range) and keras_format != "litert":
+        raise ValueError(f"Quantization applies to litert only. Received: keras_format={keras_format!r}")
+    if representative is not None and dynamic_range:
+        raise ValueError("Pass representative (int8 weights and activations) or dynamic_range "
+                         "(int8 weights), not both. Received: both")
     spec = model.inputs[0]
     signature = [keras.InputSpec(shape=tuple(spec.shape), dtype=spec.dtype, name=INPUT_NAME)]
-    options = {} if representative is None else int8_converter_options(representative)
+    if representative is not None:
+        options = int8_converter_options(representative)
+    else:
+        options = dynamic_range_converter_options() if dynamic_range else {}
     if keras_format == "onnx":
         model = rescaling_for_normalization(model)
     model.export(str(path), format=keras_format, verbose=False, input_signature=signature, **options)

@@ -1,12 +1,13 @@
-"""The two LiteRT pieces Keras does not expose: int8 converter options, and an interpreter.
+"""The LiteRT pieces Keras does not expose: quantizing converter options, and an interpreter.
 
 ``keras.Model.export(path, format="litert", **options)`` hands `options` to
-TensorFlow's ``TFLiteConverter``; post-training int8 quantization needs its
-``tf.lite.Optimize.DEFAULT`` enum next to a representative dataset, and no
-Keras API names that enum. This module is therefore the one place in
+TensorFlow's ``TFLiteConverter``; post-training quantization needs its
+``tf.lite.Optimize.DEFAULT`` enum (alone: dynamic-range, int8 weights; next
+to a representative dataset: int8 weights and activations), and no Keras API
+names that enum. This module is therefore the one place in
 ``advisor/`` and ``strategies/`` that imports TensorFlow (the
 ``ignore_imports`` entry of the backend-agnostic contract in
-``pyproject.toml``), and only inside the two functions below: importing it
+``pyproject.toml``), and only inside the functions below: importing it
 loads nothing, so a JAX-only set-up imports :mod:`strategies.export` fine and
 gets a one-line error only when it asks for LiteRT.
 
@@ -24,6 +25,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def dynamic_range_converter_options() -> dict[str, Any]:
+    """Return the ``TFLiteConverter`` options of post-training dynamic-range quantization.
+
+    The weights are stored as int8 (scales per output channel where the
+    converter can; TensorFlow Lite leaves tensors under 1,024 values float);
+    activations stay float, and kernels with a hybrid form quantize them on
+    the fly. No representative data: nothing is calibrated. The uint8 image
+    input and float32 output are kept.
+
+    Returns:
+        Keyword arguments for ``model.export(path, format="litert", ...)``.
+
+    Example:
+        >>> [o.name for o in dynamic_range_converter_options()["optimizations"]]
+        ['DEFAULT']
+    """
+    import tensorflow as tf
+
+    return {"optimizations": [tf.lite.Optimize.DEFAULT]}
 
 
 def int8_converter_options(representative: np.ndarray) -> dict[str, Any]:
@@ -46,15 +68,13 @@ def int8_converter_options(representative: np.ndarray) -> dict[str, Any]:
         >>> sorted(options), [x.shape for [x] in options["representative_dataset"]()]
         (['optimizations', 'representative_dataset'], [(1, 8, 8, 3), (1, 8, 8, 3)])
     """
-    import tensorflow as tf
-
     images = np.asarray(representative)
 
     def representative_dataset() -> Iterator[list[np.ndarray]]:
         for image in images:
             yield [image[None]]
 
-    return {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative_dataset}
+    return dynamic_range_converter_options() | {"representative_dataset": representative_dataset}
 
 
 def interpreter_class() -> Callable[..., Any]:

@@ -1,20 +1,22 @@
 """Deployable copies of a run's model, each checked against ``model.keras`` before it is reported.
 
-``advise export RUN --format litert|litert-int8|onnx|saved_model`` (or
-``advise DATA_DIR --export ...``) reads the run folder's ``model.keras`` and
+``advise export RUN --format litert|litert-dynamic|litert-int8|onnx|saved_model``
+(or ``advise DATA_DIR --export ...``) reads the run folder's ``model.keras`` and
 ``split.json`` and:
 
 1. exports the model with Keras' own exporter (:func:`strategies.export.export_model`;
    for ``litert-int8``, TensorFlow's post-training int8 quantization, calibrated
    on ``INT8_CALIBRATION_IMAGES`` images drawn from the run's training split
-   with the split's seed), into a temporary name beside the destination;
+   with the split's seed; for ``litert-dynamic``, its dynamic-range
+   quantization: int8 weights, float activations, nothing calibrated), into a
+   temporary name beside the destination;
 2. runs the export with its own runtime on the run's test split and compares
    it with ``model.keras`` on the same images: a float export must agree on the
    top-1 class of at least ``MIN_FLOAT_AGREEMENT`` of them (regression: on the
    value, within ``REGRESSION_TOLERANCE`` training-target standard deviations),
-   or nothing is written; an int8 export reports its accuracy drop (regression:
-   its MAE rise) and warns above ``INT8_WARN_DROP_PP`` points
-   (``INT8_WARN_MAE_RISE``);
+   or nothing is written; a quantized export (``litert-dynamic``,
+   ``litert-int8``) reports its accuracy drop (regression: its MAE rise) and
+   warns above ``INT8_WARN_DROP_PP`` points (``INT8_WARN_MAE_RISE``);
 3. writes the sidecar ``<export>.json`` (format, class names or the
    regression target, input contract, the check) and renames the export into
    place, so an export that exists was checked.
@@ -47,6 +49,7 @@ from advisor.app.export_formats import (
     TENSORFLOW_INSTALL,
     ExportError,
     ExportFormat,
+    Quantization,
     check_requirements,
     get_export_format,
 )
@@ -65,13 +68,13 @@ _NATIVE_PIXELS = ("RGB 0-255, the central square of the short side at image_size
                   "as it is when that is the image's size); the graph resizes and crops")
 #: Least top-1 agreement with ``model.keras`` on the test split for a float export to be written.
 MIN_FLOAT_AGREEMENT = 0.995
-#: An int8 export whose test accuracy is this many points below ``model.keras``'s gets a warning.
+#: A quantized export whose test accuracy is this many points below ``model.keras``'s gets a warning.
 INT8_WARN_DROP_PP = 1.0
 #: Training images that calibrate int8 quantization (fewer when the split is smaller).
 INT8_CALIBRATION_IMAGES = 128
 #: Regression: a prediction agrees when within this many training-target standard deviations.
 REGRESSION_TOLERANCE = 0.01
-#: Regression: an int8 export whose test MAE is this fraction above ``model.keras``'s gets a warning.
+#: Regression: a quantized export whose test MAE is this fraction above ``model.keras``'s gets a warning.
 INT8_WARN_MAE_RISE = 0.05
 #: Images per runtime call while checking.
 CHECK_BATCH_SIZE = 32
@@ -94,7 +97,7 @@ class ExportCheck:
         change: Accuracy drop in points (positive: the export is worse); for
             regression the MAE's relative rise.
         max_abs_diff: Largest absolute difference of any output.
-        min_agreement: The agreement a float export needs (`None`: int8, reported only).
+        min_agreement: The agreement a float export needs (`None`: quantized, reported only).
     """
 
     n_images: int
@@ -122,7 +125,7 @@ class ExportResult:
         bytes: Size on disk.
         export_s: Seconds the exporter took.
         check: The comparison with ``model.keras``.
-        warning: Why the export may be worse than ``model.keras`` (int8), or `None`.
+        warning: Why the export may be worse than ``model.keras`` (quantized), or `None`.
     """
 
     format: str
@@ -182,11 +185,12 @@ def export_run(run_dir: Path | str, fmt: str | ExportFormat, *, out: Path | str 
 
     Args:
         run_dir: The folder of a finished run (``model.keras`` and ``split.json``).
-        fmt: ``"litert"``, ``"litert-int8"``, ``"onnx"`` or ``"saved_model"``
-            (or an :class:`ExportFormat`).
+        fmt: ``"litert"``, ``"litert-dynamic"``, ``"litert-int8"``, ``"onnx"`` or
+            ``"saved_model"`` (or an :class:`ExportFormat`).
         out: Where to write the export. Defaults to `None`:
-            ``run_dir / fmt.file_name`` (``model.tflite``, ``model-int8.tflite``,
-            ``model.onnx``, ``saved_model/``). An existing export there is replaced.
+            ``run_dir / fmt.file_name`` (``model.tflite``, ``model-dynamic.tflite``,
+            ``model-int8.tflite``, ``model.onnx``, ``saved_model/``). An existing
+            export there is replaced.
         calibration_images: Training images that calibrate ``litert-int8``.
             Defaults to `INT8_CALIBRATION_IMAGES`.
 
@@ -235,9 +239,10 @@ def export_run_formats(run_dir: Path | str, formats: Sequence[str | ExportFormat
     run_dir = Path(run_dir)
     targets = [_target(run_dir, fmt, out) for fmt in formats]
     run = _read_run(run_dir)
-    representative = _calibration(run, calibration_images) if any(f.int8 for f in formats) else None
-    return [_export_one(run, fmt, target, representative if fmt.int8 else None)
-            for fmt, target in zip(formats, targets)]
+    calibrated = [fmt.quantization is Quantization.INT8 for fmt in formats]
+    representative = _calibration(run, calibration_images) if any(calibrated) else None
+    return [_export_one(run, fmt, target, representative if calibrate else None)
+            for fmt, target, calibrate in zip(formats, targets, calibrated)]
 
 
 def read_sidecar(export: Path | str) -> dict[str, Any]:
@@ -321,11 +326,12 @@ def _export_one(run: _Run, fmt: ExportFormat, target: Path,
     with _atomic_export(target, fmt) as tmp:
         start = time.perf_counter()
         with _quiet_exporter():
-            export_model(run.model, tmp, fmt.keras_format, representative=representative)
+            export_model(run.model, tmp, fmt.keras_format, representative=representative,
+                         dynamic_range=fmt.quantization is Quantization.DYNAMIC_RANGE)
         export_s = time.perf_counter() - start
         outputs = load_exported(tmp).predict(run.test_images, batch_size=CHECK_BATCH_SIZE)
         train_std = float(run.dataset.targets("train").std()) if run.task == "regression" else 0.0
-        check = _compare(outputs, run.reference, run.truth, task=run.task, int8=fmt.int8,
+        check = _compare(outputs, run.reference, run.truth, task=run.task, quantized=fmt.quantized,
                          train_std=train_std)
         if check.min_agreement is not None and check.agreement < check.min_agreement:
             raise ExportError(
@@ -371,10 +377,10 @@ def _gather(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _compare(outputs: np.ndarray, reference: np.ndarray, truth: np.ndarray, *, task: str,
-             int8: bool, train_std: float) -> ExportCheck:
+             quantized: bool, train_std: float) -> ExportCheck:
     """Compare the export's outputs with model.keras's on the same images (and with the truth)."""
     diff = float(np.max(np.abs(outputs - reference))) if len(outputs) else 0.0
-    minimum = None if int8 else MIN_FLOAT_AGREEMENT
+    minimum = None if quantized else MIN_FLOAT_AGREEMENT
     if task == "regression":
         values, expected = outputs[:, 0].astype(np.float64), reference[:, 0].astype(np.float64)
         agreement = float(np.mean(np.abs(values - expected) <= REGRESSION_TOLERANCE * max(train_std, 1e-12)))
@@ -388,7 +394,7 @@ def _compare(outputs: np.ndarray, reference: np.ndarray, truth: np.ndarray, *, t
 
 
 def _warning(fmt: ExportFormat, check: ExportCheck) -> str | None:
-    if not fmt.int8:
+    if not fmt.quantized:
         return None
     if check.metric == "accuracy" and check.change > INT8_WARN_DROP_PP:
         return (f"The {fmt.name} export's test accuracy is {check.value:.4f}, {check.change:.1f} points "
@@ -433,6 +439,9 @@ def _sidecar(fmt: ExportFormat, target: Path, run: _Run, check: ExportCheck, *,
                                 "int8 kernel), TensorFlow Lite converter",
                                 "calibration": {"split": "train", "images": len(representative),
                                                 "seed": dataset.seed}}
+    elif fmt.quantization is Quantization.DYNAMIC_RANGE:
+        info["quantization"] = {"scheme": "post-training dynamic-range (int8 weights, float activations), "
+                                "TensorFlow Lite converter", "calibration": None}
     return info
 
 

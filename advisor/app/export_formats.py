@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from advisor.errors import AdvisorError
 
@@ -26,6 +27,21 @@ class ExportError(AdvisorError):
     """A model cannot be exported, checked or run in the asked format."""
 
 
+class Quantization(str, Enum):
+    """What TensorFlow Lite's post-training quantization does to an export, if anything.
+
+    ``FLOAT``: nothing, float32 as ``model.keras``. ``DYNAMIC_RANGE``: the
+    weights are stored as int8 and the activations stay float (kernels that
+    can quantize them on the fly do; no calibration). ``INT8``: weights and
+    activations are int8, the activations' ranges calibrated on training
+    images (float where an operation has no int8 kernel).
+    """
+
+    FLOAT = "float"
+    DYNAMIC_RANGE = "dynamic-range"
+    INT8 = "int8"
+
+
 @dataclass(frozen=True, slots=True)
 class ExportFormat:
     """One deployable format.
@@ -35,8 +51,8 @@ class ExportFormat:
         keras_format: What ``keras.Model.export(format=...)`` calls it.
         file_name: The export's name inside a run folder.
         suffix: What an export's path must end with (``""``: a folder).
-        int8: Whether weights and activations are quantized to int8 (post-training,
-            calibrated on training images).
+        quantization: What post-training quantization does to it (a
+            :class:`Quantization`); a quantized export's check is reported, not enforced.
         runtime: The runtime that checks and runs it, in messages.
         requires: ``(module, install hint)`` pairs the export and its check import.
     """
@@ -45,18 +61,26 @@ class ExportFormat:
     keras_format: str
     file_name: str
     suffix: str
-    int8: bool
+    quantization: Quantization
     runtime: str
     requires: tuple[tuple[str, str], ...]
 
+    @property
+    def quantized(self) -> bool:
+        """Whether its numbers differ from ``model.keras``'s by quantization (int8 weights at least)."""
+        return self.quantization is not Quantization.FLOAT
+
 
 _TF = ("tensorflow", TENSORFLOW_INSTALL)
+_FLOAT, _DYNAMIC, _INT8 = Quantization.FLOAT, Quantization.DYNAMIC_RANGE, Quantization.INT8
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("litert", "litert", "model.tflite", ".tflite", False, "LiteRT", (_TF,)),
-    ExportFormat("litert-int8", "litert", "model-int8.tflite", ".tflite", True, "LiteRT", (_TF,)),
-    ExportFormat("onnx", "onnx", "model.onnx", ".onnx", False, "ONNX Runtime",
+    ExportFormat("litert", "litert", "model.tflite", ".tflite", _FLOAT, "LiteRT", (_TF,)),
+    ExportFormat("litert-dynamic", "litert", "model-dynamic.tflite", ".tflite", _DYNAMIC, "LiteRT",
+                 (_TF,)),
+    ExportFormat("litert-int8", "litert", "model-int8.tflite", ".tflite", _INT8, "LiteRT", (_TF,)),
+    ExportFormat("onnx", "onnx", "model.onnx", ".onnx", _FLOAT, "ONNX Runtime",
                  (_TF, ("tf2onnx", ONNX_INSTALL), ("onnx", ONNX_INSTALL), ("onnxruntime", ONNX_INSTALL))),
-    ExportFormat("saved_model", "tf_saved_model", "saved_model", "", False, "TensorFlow SavedModel",
+    ExportFormat("saved_model", "tf_saved_model", "saved_model", "", _FLOAT, "TensorFlow SavedModel",
                  (_TF,)),
 )}
 
@@ -65,7 +89,7 @@ def get_export_format(name: str) -> ExportFormat:
     """Return the format called `name`.
 
     Args:
-        name: ``"litert"``, ``"litert-int8"``, ``"onnx"`` or ``"saved_model"``.
+        name: ``"litert"``, ``"litert-dynamic"``, ``"litert-int8"``, ``"onnx"`` or ``"saved_model"``.
 
     Returns:
         The :class:`ExportFormat`.
@@ -74,12 +98,12 @@ def get_export_format(name: str) -> ExportFormat:
         ExportError: `name` is not a known format; the message lists them.
 
     Example:
-        >>> get_export_format("litert-int8").file_name
-        'model-int8.tflite'
+        >>> get_export_format("litert-int8").file_name, get_export_format("litert-dynamic").quantization.value
+        ('model-int8.tflite', 'dynamic-range')
         >>> get_export_format("tflite")
         Traceback (most recent call last):
         ...
-        advisor.app.export_formats.ExportError: Unknown export format 'tflite'. Known: litert, litert-int8, onnx, saved_model.
+        advisor.app.export_formats.ExportError: Unknown export format 'tflite'. Known: litert, litert-dynamic, litert-int8, onnx, saved_model.
     """
     try:
         return FORMATS[name]

@@ -8,6 +8,7 @@ model still takes raw uint8 RGB.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import keras
 
@@ -29,7 +30,8 @@ _PREPROCESSING_MODES = {
 _RAW_APPLICATIONS = ("MobileNetV3",)
 
 
-def _preprocess(name: str, inputs):
+def _normalization(name: str) -> tuple[Callable[[keras.KerasTensor], keras.KerasTensor], str]:
+    """The layers that do application `name`'s ``preprocess_input``, and their summary."""
     if name.startswith(_RAW_APPLICATIONS):
         mode = "raw"
     else:
@@ -37,12 +39,12 @@ def _preprocess(name: str, inputs):
         if mode is None and name.endswith("V2") and name.startswith("ResNet"):
             mode = "tf"
     if mode == "raw":
-        return keras.layers.Rescaling(1.0, name="to_float")(inputs), "in model: none (raw 0-255)"
+        return keras.layers.Rescaling(1.0, name="to_float"), "in model: none (raw 0-255)"
     if mode == "tf":
-        return (keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs),
+        return (keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale"),
                 "in model: x / 127.5 - 1")
     if mode == "torch":
-        return torchvision_normalization(inputs), "in model: /255, ImageNet mean/std"
+        return torchvision_normalization, "in model: /255, ImageNet mean/std"
     raise BackboneError(
         f"keras:{name}: its preprocessing is not supported; use mobilenet_v2 or a keras: "
         "application from the EfficientNet, ConvNeXt, DenseNet, MobileNet, Xception, "
@@ -85,8 +87,8 @@ def build_keras_application(name: str, *, image_size: int, weights: str | None,
     factory = getattr(keras.applications, name, None)
     if factory is None or not callable(factory):
         raise BackboneError(f"keras.applications has no {name!r}; see keras.applications for names")
-    inputs, resized = model_input(image_size, input_size)
-    x, described = _preprocess(name, resized)
+    normalization, described = _normalization(name)
+    inputs, x = model_input(image_size, input_size, normalization)
     n_preprocessing = len(keras.Model(inputs, x).layers)
     try:
         # input_tensor= builds the application's layers on our preprocessed

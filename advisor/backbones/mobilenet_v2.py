@@ -99,8 +99,7 @@ def _graph(spec: PortSpec, image_size: int,
     A smaller `input_size` puts the in-graph upscale to `image_size` before the
     normalisation (:func:`~advisor.backbones.preprocessing.model_input`).
     """
-    inputs, x = model_input(image_size, input_size)
-    x = spec.normalization(x)
+    inputs, x = model_input(image_size, input_size, spec.normalization)
     blocks: list[Block] = []
 
     stem: list[str] = []

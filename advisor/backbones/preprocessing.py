@@ -17,6 +17,8 @@ resampling runs on the device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from advisor import config
@@ -44,20 +46,25 @@ UPSCALE_FLOAT_LAYER = "upscale_to_float"
 
 
 def model_input(image_size: int, input_size: int | None = None,
+                normalization: Callable[[keras.KerasTensor], keras.KerasTensor] | None = None,
                 ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """Return a model's uint8 input and the tensor its network reads, at `image_size`.
 
     With `input_size` below `image_size` the input is ``(None, input_size,
     input_size, 3)`` and :func:`upscale` brings it to `image_size`; else the
-    input itself is returned twice.
+    input itself is the network's tensor. `normalization` comes last, on the
+    upscaled image: every backbone builder starts its graph with this call.
 
     Args:
         image_size: Height and width the network sees.
         input_size: Height and width of the model's input. Defaults to `None`
             (`image_size`).
+        normalization: Adds the in-model normalisation layers:
+            ``normalization(x) -> x`` (e.g. :func:`torchvision_normalization`).
+            Defaults to `None` (none: the tensor to normalise is returned).
 
     Returns:
-        ``(inputs, x)``: the ``keras.Input`` and the tensor to normalise.
+        ``(inputs, x)``: the ``keras.Input`` and the tensor the network reads.
 
     Example:
         >>> inputs, x = model_input(128, 28)
@@ -66,12 +73,16 @@ def model_input(image_size: int, input_size: int | None = None,
         >>> inputs, x = model_input(96)
         >>> x is inputs
         True
+        >>> inputs, x = model_input(96, normalization=torchvision_normalization)
+        >>> x.dtype
+        'float32'
     """
     if input_size is None or input_size == image_size:
-        inputs = image_input(image_size)
-        return inputs, inputs
-    inputs = image_input(input_size)
-    return inputs, upscale(inputs, image_size)
+        inputs = x = image_input(image_size)
+    else:
+        inputs = image_input(input_size)
+        x = upscale(inputs, image_size)
+    return inputs, x if normalization is None else normalization(x)
 
 
 def upscale(inputs: keras.KerasTensor, image_size: int) -> keras.KerasTensor:
