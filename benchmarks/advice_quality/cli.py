@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--recipes", type=_names, default=(),
                         help=f"Also run these recipes, fixed policies beside the oracle ({', '.join(RECIPES)}); "
                              "with --regimes '' only them, merged into an earlier run by --calibrate-from.")
+    parser.add_argument("--expected-cost", action="store_true",
+                        help="Also store the advice's expected time per regime (advise --estimate-cost), "
+                             "for the prediction check.")
     parser.add_argument("--lr-grid", type=_floats, help="Backbone rates for partial/full (head = 10x).")
     parser.add_argument("--head-lr-grid", type=_floats, help="AdamW rates for the last-layer head.")
     parser.add_argument("--seeds", type=_ints, help="Training seeds averaged per setting.")
@@ -146,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "mode": mode, "machine": info, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"tasks": list(args.tasks), "regimes": list(args.regimes),
-                     "recipes": list(args.recipes), "seeds": list(args.seeds),
+                     "recipes": list(args.recipes), "expected_cost": args.expected_cost, "seeds": list(args.seeds),
                      "lr_grid": list(args.lr_grid), "head_lr_grid": list(args.head_lr_grid),
                      "epochs_cap": args.epochs, "head_epochs_cap": args.head_epochs,
                      "image_size_cap": args.image_size, "backbone": args.backbone,

@@ -23,8 +23,9 @@ from benchmarks.advice_quality.scoring import score_row
 def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the task rows of several results, a later source winning per task, re-scored.
 
-    A row of a recipes-only run (``--regimes '' --recipes ...``) adds its recipes
-    to the earlier row of its task instead of replacing it.
+    A row of a run without regimes (``--regimes '' --recipes ... --expected-cost``)
+    adds its recipes and expected costs to the earlier row of its task instead
+    of replacing it.
 
     Each row is re-picked under the regime thresholds in :mod:`advisor.config`
     now (the runs may predate them; ``pick_at_run`` keeps a pick that changed),
@@ -41,12 +42,14 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for source in sources:
         for row in source["rows"]:
             earlier = by_task.get(row["task"])
-            if earlier is not None and not row["regimes"]:  # a recipes-only run: add its recipes
+            if earlier is not None and not row["regimes"]:  # a recipes-only run: add what it ran
                 earlier["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
+                earlier["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
                 continue
             row = dict(row)
-            if earlier is not None:  # a later regime run keeps the recipes it did not re-run
+            if earlier is not None:  # a later regime run keeps what it did not re-run
                 row["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
+                row["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
             by_task[row["task"]] = row
     rows = []
     for row in by_task.values():

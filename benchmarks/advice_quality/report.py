@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.advice_quality import calibration, policies
+from benchmarks.advice_quality import calibration, policies, predictions
 from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, summarise
 
 
@@ -86,7 +86,8 @@ def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         print(format_table(scored, summary))
     return {"rows": list(rows), "summary": summary,
             "calibration": calibration.calibrate(scored), "gap_correlation": calibration.gap_correlation(scored),
-            "policies": policies.policy_regrets(scored), "similarity_ablation": policies.similarity_ablation(scored)}
+            "policies": policies.policy_regrets(scored), "similarity_ablation": policies.similarity_ablation(scored),
+            "predictions": predictions.prediction_check(scored)}
 
 
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -118,6 +119,8 @@ def print_extras(results: dict[str, Any]) -> None:
     if results.get("policies") and results["policies"]["advisor"]["tasks"]:
         print(policies.format_policies(results["policies"], results.get("similarity_ablation", {}),
                                        results["policies"]["advisor"]["tasks"]))
+    if results.get("predictions", {}).get("pairs"):
+        print(predictions.format_prediction_check(results["predictions"]))
     for task, kinds in results.get("corruption_correlation", {}).items():
         print(f"similarity vs corruption severity on {task}: " + ", ".join(
             f"{k} rho {v['rho']:.2f}" for k, v in kinds.items() if isinstance(v, dict)))

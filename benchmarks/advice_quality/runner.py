@@ -263,6 +263,12 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         log(f"  {spec} {recipe:<10} val={recipes[recipe]['val_accuracy']:.3f} "
             f"test={recipes[recipe]['test_accuracy']:.3f} fit={recipes[recipe]['fit_s']:.0f}s")
 
+    expected_cost = None
+    if getattr(args, "expected_cost", False):  # the advice's expected time per regime, measured here
+        from advisor.app.costs import estimate_costs
+
+        expected_cost = estimate_costs(advice)
+
     own = capped(advice.plan, **caps)
     own_runs = [runner.run(advice, seeded(own, s), heldout) for s in args.seeds]
     row = {
@@ -276,7 +282,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         "shift_peak_block": _peak_block(profile), "first_departing_block":
             profile.shift.first_departing_block,
         "probe_accuracy": None if profile.probes is None else profile.probes.linear_accuracy,
-        "regimes": regimes, "recipes": recipes, "pick": pick,
+        "regimes": regimes, "recipes": recipes, "pick": pick, "expected_cost": expected_cost,
         "plan": {"regime": pick, "epochs": own.epochs, "head_epochs": own.head_epochs,
                  "backbone_learning_rate": own.backbone_learning_rate,
                  "head_learning_rate": own.head_learning_rate,

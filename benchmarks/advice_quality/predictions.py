@@ -1,0 +1,99 @@
+"""The advice's predictions checked against the oracle: expected accuracy and expected time.
+
+``advise --estimate-cost`` shows, per regime, an expected test accuracy
+(:func:`advisor.decide.expectation.expected_accuracy`, from the profile
+alone, so it is recomputed here from each row's stored profile) and an
+expected wall time (stored per row by ``--expected-cost``). The targets of
+issue 17: accuracy within +-2 pp of the achieved on >= 80% of (task, regime)
+pairs, time within 2x. For fine-tuning the advice gives only a floor; a
+pair counts as predicted when the achieved accuracy is not below the floor's
+interval (and the point figure's error is still reported).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality.scoring import REGIMES
+
+#: Expected accuracy counts as right within this many percentage points.
+ACCURACY_PP = 2.0
+#: Expected time counts as right within this factor either way.
+TIME_FACTOR = 2.0
+
+
+def prediction_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (task, regime): expected vs achieved accuracy (and time, where stored).
+
+    Rows whose stored profile this code cannot read are left out.
+    """
+    from advisor.decide.expectation import expected_accuracy
+    from advisor.errors import PlanError
+    from advisor.measure.profile import DatasetProfile
+
+    pairs = []
+    for row in rows:
+        try:
+            profile = DatasetProfile.from_dict(row["profile"])
+        except PlanError:  # a profile this code cannot read (an older schema): no prediction
+            continue
+        for regime in REGIMES:
+            achieved = calibration.regime_accuracy(row, regime)
+            expectation = expected_accuracy(profile, regime)
+            if achieved is None or expectation is None:
+                continue
+            error_pp = 100 * (expectation.estimate - achieved)
+            within = (abs(error_pp) <= ACCURACY_PP if expectation.high is not None
+                      else achieved >= expectation.low)
+            pair = {"task": row["task"], "regime": regime, "expected": expectation.estimate,
+                    "low": expectation.low, "high": expectation.high, "achieved": achieved,
+                    "error_pp": error_pp, "within": bool(within),
+                    "in_interval": bool(expectation.low <= achieved
+                                        and (expectation.high is None or achieved <= expectation.high))}
+            cost = (row.get("expected_cost") or {}).get(regime)
+            fit_s = row["regimes"][regime].get("fit_s")
+            if cost and fit_s:
+                ratio = cost["total_s"] / max(fit_s, 1e-9)
+                pair.update(expected_s=cost["total_s"], fit_s=fit_s, time_ratio=ratio,
+                            time_within=bool(1 / TIME_FACTOR <= ratio <= TIME_FACTOR))
+            pairs.append(pair)
+    return pairs
+
+
+def prediction_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Share of (task, regime) pairs whose expected accuracy and time were right, by kind of regime."""
+    pairs = prediction_pairs(rows)
+
+    def share(key: str, subset: list[dict[str, Any]]) -> float:
+        values = [p[key] for p in subset if key in p]
+        return float(np.mean(values)) if values else math.nan
+
+    frozen = [p for p in pairs if p["high"] is not None]
+    tuned = [p for p in pairs if p["high"] is None]
+    return {"pairs": pairs, "accuracy_within": share("within", pairs),
+            "frozen_accuracy_within": share("within", frozen),
+            "frozen_in_interval": share("in_interval", frozen),
+            "fine_tuning_above_floor": share("within", tuned),
+            "frozen_mean_abs_error_pp": float(np.mean([abs(p["error_pp"]) for p in frozen])) if frozen
+            else math.nan,
+            "time_within": share("time_within", pairs),
+            "targets_met": {"accuracy_within_2pp>=0.8": share("within", pairs) >= 0.8,
+                            "time_within_2x>=0.8": share("time_within", pairs) >= 0.8}}
+
+
+def format_prediction_check(check: dict[str, Any]) -> str:
+    """The printed lines of :func:`prediction_check`."""
+    def pct(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.0%}"
+
+    return (f"predictions: expected accuracy within {ACCURACY_PP:g} pp on {pct(check['accuracy_within'])} "
+            f"of {len(check['pairs'])} (task, regime) pairs (frozen {pct(check['frozen_accuracy_within'])}, "
+            f"mean |error| {check['frozen_mean_abs_error_pp']:.1f} pp, in the 95% interval "
+            f"{pct(check['frozen_in_interval'])}; fine-tuning at or above its floor "
+            f"{pct(check['fine_tuning_above_floor'])}); expected time within {TIME_FACTOR:g}x on "
+            f"{pct(check['time_within'])} (target 80% each)")
