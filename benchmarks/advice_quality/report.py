@@ -49,6 +49,9 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
                      f"exact test on the same test images puts the pick below the best, p < 0.05)")
         lines.append("runs stopped by the budget, not a plateau (conv NO): "
                      f"{', '.join(summary.get('not_converged', [])) or 'none'}")
+        starts = summary.get("returned_start", {})
+        lines.append("fine-tuning that returned its starting probe (best epoch 0, at the chosen rate): "
+                     + ("; ".join(f"{t} {', '.join(r)}" for t, r in starts.items()) or "none"))
     lines.append(f"regret: mean {summary['mean_regret_pp']:.2f} pp, max {summary['max_regret_pp']:.2f} pp")
     if "resolved_misses" in summary:
         lines.append(f"regret > 2 se of the best (a miss the test split resolves): "

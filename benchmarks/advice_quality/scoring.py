@@ -35,6 +35,8 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "paired_p": paired_p_value(row["plan"].get("test_correct"),
                                    row["regimes"][best_regime].get("test_correct")),
         "converged": all(converged(v.get("budget")) for v in row["regimes"].values()),
+        # fine-tuning that kept its starting probe (best epoch 0): converged to the start, or stopped early
+        "returned_start": sorted(r for r, v in row["regimes"].items() if returned_start(v.get("budget"))),
     } | {"paired_hit": bool(picked >= best - HIT_PP / 100) or _not_worse(
         row["plan"].get("test_correct"), row["regimes"][best_regime].get("test_correct"))}
 
@@ -84,6 +86,16 @@ def converged(budget: dict[str, Any] | None) -> bool:
     return budget is None or bool(budget.get("converged"))
 
 
+def returned_start(budget: dict[str, Any] | None) -> bool:
+    """Whether a run's best epoch was its start (fine-tuning returned the probe it started from).
+
+    Example:
+        >>> returned_start({"best_epoch": 0, "epochs_run": 6}), returned_start({"best_epoch": 7}), returned_start(None)
+        (True, False, False)
+    """
+    return budget is not None and budget.get("best_epoch") == 0 and bool(budget.get("epochs_run"))
+
+
 def test_standard_error_pp(accuracy: float, n_test: int | None) -> float | None:
     """Binomial standard error (pp) of an `accuracy` measured on `n_test` images.
 
@@ -107,6 +119,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "paired_hit_rate": float(np.mean([r.get("paired_hit", r["hit"]) for r in rows])) if rows
         else math.nan,
         "not_converged": [r["task"] for r in rows if not r.get("converged", True)],
+        "returned_start": {r["task"]: r["returned_start"] for r in rows if r.get("returned_start")},
         "mean_regret_pp": float(np.mean(regrets)) if rows else math.nan,
         "max_regret_pp": float(np.max(regrets)) if rows else math.nan,
         "total_s": float(sum(r["wall_s"] for r in rows)),

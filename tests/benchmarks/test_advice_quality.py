@@ -280,3 +280,16 @@ def test_test_size_is_none_when_the_set_cannot_be_written_here(monkeypatch, caps
     monkeypatch.setattr(examples, "write_dataset", missing)
     assert merge._count_test_images("emoji-1000") is None
     assert "no test size for emoji-1000" in capsys.readouterr().err
+
+
+def test_fine_tuning_that_kept_its_starting_probe_is_listed():
+    from benchmarks.advice_quality.scoring import returned_start
+
+    assert returned_start({"best_epoch": 0, "epochs_run": 6})
+    assert not returned_start({"best_epoch": 7, "epochs_run": 13}) and not returned_start(None)
+    row = _row("t", {"svm": 0.9, "last-layer": 0.8, "partial": 0.85, "full": 0.8}, pick="svm")
+    row["regimes"]["partial"]["budget"] = {"best_epoch": 0, "epochs_run": 6, "converged": True}
+    row["regimes"]["full"]["budget"] = {"best_epoch": 5, "epochs_run": 11, "converged": True}
+    row.update(score_row(row))
+    assert row["returned_start"] == ["partial"]
+    assert summarise([row])["returned_start"] == {"t": ["partial"]}
