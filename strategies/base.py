@@ -42,7 +42,7 @@ from advisor.backbones import Backbone
 from advisor.errors import PlanError
 from advisor.plan import Plan, Task
 from strategies.batches import ImageBatches
-from strategies.calibration import calibrate
+from strategies.calibration import calibrate, head_logits
 from strategies.devices import dtype_policy, placement
 from strategies.embeddings import Embedder, predict_batches
 from strategies.graph import (
@@ -272,7 +272,10 @@ class KerasStrategy(Strategy):
        into the output layer; the training history stays in standardised units.
        For classification, calibrate: fit one temperature on the validation
        split and fold it into the output layer
-       (:func:`~strategies.calibration.calibrate`; the history's ``calibration``).
+       (:func:`~strategies.calibration.calibrate`; the history's ``calibration``),
+       on the logits of the probe's validation embeddings when nothing was
+       fine-tuned (:func:`~strategies.calibration.head_logits`: no second
+       pass through the backbone).
 
     ``last-layer``, ``partial`` and ``full`` are registered subclasses that
     differ only by their plans.
@@ -328,12 +331,17 @@ class KerasStrategy(Strategy):
         started = time.perf_counter()
         history: dict[str, Any] = {}
         outputs = self._standardised_outputs(train, val, history)
-        head = self._fit_probe(train, val, outputs, history, started=started, **common)
+        head, x_val = self._fit_probe(train, val, outputs, history, started=started, **common)
         model = self._build_and_fine_tune(head, train, val, outputs, history, **common)
         if plan.task is Task.REGRESSION:
             fold_target_scale(model, **history["target_scale"])
         else:  # the temperature of the validation split, folded into the output layer
-            history["calibration"] = calibrate(model, val, batch_size=plan.batch_size)
+            # Not fine-tuned, the model is the probe on the backbone's features: its
+            # validation logits are the probe's on the embeddings it was validated on.
+            logits = (None if "fine_tune" in history
+                      else head_logits(head, x_val, batch_size=plan.batch_size))
+            history["calibration"] = calibrate(model, val, batch_size=plan.batch_size,
+                                               logits=logits)
         history["wall_s"] = time.perf_counter() - started
         self._set_fitted(model, class_names, history)
         return self
@@ -352,8 +360,9 @@ class KerasStrategy(Strategy):
     def _fit_probe(self, train: LabelledImages, val: LabelledImages,
                    outputs: tuple[np.ndarray | None, np.ndarray | None], history: dict[str, Any], *,
                    started: float, n_classes: int, class_weight: dict[int, float] | None,
-                   work_dir: Path | None, verbose: int) -> keras.Model:
-        """Embed (cached) and train the head on the embeddings; return the head."""
+                   work_dir: Path | None, verbose: int) -> tuple[keras.Model, np.ndarray]:
+        """Embed (cached) and train the head on the embeddings; return the head and the
+        validation embeddings."""
         plan = self.plan
         train_outputs, val_outputs = outputs
         embedder = Embedder(self.backbone, plan.feature_layer, batch_size=plan.batch_size)
@@ -374,7 +383,7 @@ class KerasStrategy(Strategy):
         history["head"] = _train(head, probe_plan, (x_train, y_train, weights), (x_val, y_val),
                                  phase="head", learning_rate=rate,
                                  epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
-        return head
+        return head, x_val
 
     def _build_and_fine_tune(self, head: keras.Model, train: LabelledImages, val: LabelledImages,
                              outputs: tuple[np.ndarray | None, np.ndarray | None],

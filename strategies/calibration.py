@@ -301,6 +301,42 @@ def output_logits(model: keras.Model, data: LabelledImages, *, batch_size: int) 
     return x @ kernel + bias
 
 
+def head_logits(head: keras.Model, embeddings: np.ndarray, *, batch_size: int) -> np.ndarray:
+    """Return the logits of `head`'s ``"class_probabilities"`` layer for `embeddings`.
+
+    A classifier that was not fine-tuned is its probe `head` on the backbone's
+    features, so its logits for images whose embeddings are at hand are these:
+    the same scores :func:`output_logits` gives, without the backbone's forward
+    pass. The hidden layers (if any) run in batches; the output layer's kernel
+    and bias are applied in float64.
+
+    Args:
+        head: A head of :func:`~strategies.graph.build_head`.
+        embeddings: ``(N, D)`` features, as the head was trained on.
+        batch_size: Embeddings per batch of the hidden layers.
+
+    Returns:
+        ``(N, n_classes)`` float64 logits.
+
+    Example:
+        >>> from strategies.graph import build_head
+        >>> head = build_head(4, 3, head_units=(5,))
+        >>> x = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+        >>> p = keras.ops.convert_to_numpy(head(x))
+        >>> bool(np.allclose(softmax(head_logits(head, x, batch_size=2)), p, atol=1e-6))
+        True
+    """
+    layer = head.get_layer(OUTPUT_LAYER)
+    x = np.asarray(embeddings, dtype=np.float32)
+    if layer.input is not head.input:  # hidden layers before the output layer
+        hidden = keras.Model(head.input, layer.input, name="output_layer_input")
+        x = np.concatenate([keras.ops.convert_to_numpy(hidden(x[start:start + batch_size],
+                                                              training=False))
+                            for start in range(0, len(x), batch_size)])
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+    return x.astype(np.float64) @ kernel + bias
+
+
 def apply_temperature(model: keras.Model, temperature: float) -> None:
     """Fold ``1 / temperature`` into the kernel and bias of `model`'s ``"class_probabilities"`` layer.
 
@@ -331,7 +367,8 @@ def calibrate(model: keras.Model, val: LabelledImages, *, batch_size: int,
         val: The validation images and labels.
         batch_size: Images per batch of the logits pass.
         logits: The validation logits, when the caller has them (the SVM's
-            decision values). Defaults to `None` (computed with :func:`output_logits`).
+            decision values, an unfine-tuned probe's :func:`head_logits`).
+            Defaults to `None` (computed with :func:`output_logits`).
 
     Returns:
         :func:`calibration_record`'s dict.

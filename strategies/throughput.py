@@ -84,6 +84,42 @@ def _median_rate(step, batch_size: int, batches: int) -> float:
     return float(batch_size / max(np.median(times), 1e-9))
 
 
+def measured_graph(plan: Plan) -> tuple:
+    """Return what :func:`measure_throughput`'s figures of `plan` depend on.
+
+    Two plans with equal values run the same graphs at the same size, so one
+    measurement prices both: the backbone, its network and input sizes, the
+    feature layer, batch size and dtype policy, whether the backbone trains,
+    and, only when it does, the cut and the prefix cache (``svm`` and
+    ``last-layer`` train the same head on the same frozen features).
+
+    Args:
+        plan: The plan to measure.
+
+    Returns:
+        A hashable tuple.
+
+    Example:
+        >>> import dataclasses
+        >>> from advisor.plan import Optimizer, Plan, Regime
+        >>> svm = Plan(regime=Regime.SVM, backbone="mobilenet_v2", image_size=96,
+        ...            frozen_blocks=("block_1",), feature_layer="global_average_pooling2d",
+        ...            optimizer=Optimizer.ADAMW, head_learning_rate=1e-3, backbone_learning_rate=0.0,
+        ...            batch_size=16, head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...            augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> head = dataclasses.replace(svm, regime=Regime.LAST_LAYER, frozen_blocks=())
+        >>> measured_graph(svm) == measured_graph(head)
+        True
+        >>> measured_graph(svm) == measured_graph(dataclasses.replace(head, regime=Regime.FULL))
+        False
+    """
+    fine_tunes = plan.regime.fine_tunes_backbone
+    return (plan.backbone, plan.image_size, plan.input_size, plan.feature_layer, plan.batch_size,
+            dtype_policy(plan.precision), fine_tunes,
+            tuple(plan.frozen_blocks) if fine_tunes else None,
+            plan.prefix_cache if fine_tunes else None)
+
+
 def _cache_key(plan: Plan, backbone: Backbone) -> str:
     spec = {
         "version": THROUGHPUT_VERSION, "backend": keras.backend.backend(),

@@ -296,10 +296,10 @@ def predict_command(
     if output_format not in ("table", "csv", "json"):
         raise _fail(AdvisorError(f"--format must be table, csv or json. Received: {output_format!r}"))
     try:
-        check_predict_paths(model, images)  # before Keras loads
-        from advisor.app.predict import predict_files
+        files = check_predict_paths(model, images)  # before Keras loads
+        from advisor.app.predict import predict_image_files
 
-        result = predict_files(model, images, k=top)
+        result = predict_image_files(model, files, k=top)
     except AdvisorError as exc:
         raise _fail(exc) from None
     if output_format == "json":

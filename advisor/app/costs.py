@@ -3,8 +3,10 @@
 For each regime the advisor decides the plan it would run (the advice's own
 plan for its regime), measures the images/s of that plan's graphs here
 (:func:`strategies.throughput.measure_throughput`, a few batches, cached per
-machine), prices it with :func:`advisor.decide.cost.expected_cost` and adds
-its expected accuracy (:func:`advisor.decide.expectation.expected_accuracy`).
+machine; once per distinct graph, :func:`strategies.throughput.measured_graph`,
+so ``svm`` and ``last-layer`` share one measurement), prices it with
+:func:`advisor.decide.cost.expected_cost` and adds its expected accuracy
+(:func:`advisor.decide.expectation.expected_accuracy`).
 :func:`fit_budget` then keeps the plan, or re-decides it for the regime
 :func:`advisor.decide.budget.choose_within_budget` picks.
 """
@@ -21,7 +23,7 @@ from advisor.decide.budget import choose_within_budget
 from advisor.decide.cost import expected_cost
 from advisor.decide.expectation import expected_accuracy
 from advisor.plan import Regime
-from strategies.throughput import measure_throughput
+from strategies.throughput import Throughput, measure_throughput, measured_graph
 
 
 def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime)) -> dict[str, Any]:
@@ -44,12 +46,16 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     sizes = {split: len(dataset.records(split)) for split in ("train", "val", "test")}
     measuring = get_backbone(plan.backbone)
     costs: dict[str, Any] = {}
+    measured: dict[tuple, Throughput] = {}
     for regime in regimes:
         regime_plan = plan if regime is plan.regime else decide(
             advice.profile, backbone=measuring, regime=regime, seed=plan.seed, task=plan.task)
-        network = get_backbone(regime_plan.backbone, image_size=regime_plan.image_size,
-                               input_size=regime_plan.decode_size)
-        rates = measure_throughput(regime_plan, network)
+        graph = measured_graph(regime_plan)
+        if graph not in measured:  # a graph another regime runs too is measured once
+            network = get_backbone(regime_plan.backbone, image_size=regime_plan.image_size,
+                                   input_size=regime_plan.decode_size)
+            measured[graph] = measure_throughput(regime_plan, network)
+        rates = measured[graph]
         expectation = expected_accuracy(advice.profile, regime)
         costs[regime.value] = {"chosen": regime is plan.regime, "rates": rates.to_dict(),
                                "expected_accuracy": None if expectation is None else expectation.to_dict(),

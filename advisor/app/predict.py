@@ -146,6 +146,39 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         >>> [(path.name, reason) for path, reason in predictions.skipped]  # doctest: +ELLIPSIS
         [('broken.png', '...')]
     """
+    return predict_image_files(model_path, find_image_files(paths), k=k)
+
+
+def predict_image_files(model_path: Path, files: Sequence[Path], *, k: int = 3) -> Predictions:
+    """Predict like :func:`predict_files`, for image files already found.
+
+    For callers that walked the paths already (``advise predict`` does, in
+    :func:`~advisor.app.preflight.check_predict_paths`, before Keras loads):
+    each of `files` is read as it is and no folder is searched again.
+
+    Args:
+        model_path: A ``model.keras`` written by a run, or one of its exports.
+        files: Image files, as :func:`~advisor.data.images.find_image_files` returns them.
+        k: Classes per image. Defaults to `3`.
+
+    Returns:
+        The :class:`Predictions`.
+
+    Raises:
+        ModelFileError: The model file cannot be used (or its runtime is not installed).
+        ExportError: An export has no readable sidecar.
+        DatasetError: No image could be read.
+
+    Example:
+        >>> import tempfile
+        >>> from advisor.backbones.model_file import save_model
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+        >>> model_path = save_model(model, Path(tempfile.mkdtemp()) / "model.keras", ["even", "odd"])
+        >>> files = find_image_files([digits_dir / "3"])
+        >>> [row.path for row in predict_image_files(model_path, files, k=1).rows] == files
+        True
+    """
     model_path = Path(model_path)
     if model_path.suffix in EXPORT_SUFFIXES or (model_path / "saved_model.pb").is_file():
         info = read_sidecar(model_path)
@@ -163,7 +196,7 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
         def predict(x: np.ndarray) -> np.ndarray:
             return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     images, kept, skipped = [], [], []
-    for path in find_image_files(paths):
+    for path in files:
         try:
             images.append(load_image(path, size, resize_ratio=ratio))
             kept.append(path)

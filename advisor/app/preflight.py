@@ -111,8 +111,18 @@ def check_choice(option: str, value: str | None, known: tuple[str, ...]) -> None
         raise PlanError(f"Unknown {option.lstrip('-')} {value!r}. Known: {', '.join(known)}.")
 
 
-def check_predict_paths(model: Path, images: list[Path]) -> None:
+def check_predict_paths(model: Path, images: list[Path]) -> list[Path]:
     """Refuse, before Keras loads, a missing model and image paths none of which exist.
+
+    The walk of `images` is the one prediction reads: its files go on to
+    :func:`advisor.app.predict.predict_image_files`, so no folder is searched twice.
+
+    Args:
+        model: The model file or SavedModel folder.
+        images: Image files or folders.
+
+    Returns:
+        The image files (:func:`~advisor.data.images.find_image_files`).
 
     Raises:
         AdvisorError: `model` does not exist.
@@ -123,7 +133,10 @@ def check_predict_paths(model: Path, images: list[Path]) -> None:
         Traceback (most recent call last):
         ...
         advisor.errors.AdvisorError: /no/model.keras does not exist; pass the model.keras of a finished run
+        >>> model = digits_dir  # any path that exists passes the model check
+        >>> len(check_predict_paths(model, [digits_dir / "3", digits_dir / "7"]))
+        20
     """
     if not Path(model).exists():
         raise AdvisorError(missing_model_message(model))
-    find_image_files(images)  # what predict reads: a missing path or no image is one line
+    return find_image_files(images)  # what predict reads: a missing path or no image is one line

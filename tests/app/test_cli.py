@@ -96,6 +96,8 @@ def test_estimate_cost_prices_every_regime_from_the_measured_rates(digits, tmp_p
                     "--sample-cap", "60")
     assert result.exit_code == 0, result.output
     expected = json.loads(result.stdout)["expected_cost"]
+    # One measurement per distinct graph (test_costs checks a shared one); on digits, far from
+    # ImageNet, svm reads a mid-network layer, so no two regimes run the same graph here.
     assert sorted(measured) == [(r, True) for r in sorted(("svm", "last-layer", "partial", "full"))]
     assert [r for r, cost in expected.items() if cost["chosen"]] == ["svm"]
     assert expected["svm"]["epochs"] == 0 and expected["full"]["epochs"] > 0
@@ -185,6 +187,31 @@ def test_a_bad_predict_path_or_option_fails_before_keras_is_imported(digits, tmp
     outcome, stderr = advise_in_subprocess(*[a.format(tmp=tmp_path, digits=digits) for a in args])
     assert outcome == {"code": 2, "heavy": []}
     assert len(stderr) == 1 and message in stderr[0], stderr
+
+
+def test_predict_walks_the_image_folders_once(digits, tmp_path, monkeypatch):
+    # Review finding: the preflight walked the image folders, then predict walked them again.
+    import keras
+
+    from advisor.backbones.model_file import save_model
+    from advisor.data import images
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model_path = save_model(model, tmp_path / "model.keras", ["even", "odd"])
+    walks = []
+
+    def counted(paths):
+        walks.append(list(paths))
+        return images.find_image_files(paths)
+
+    for module in (preflight, predict):
+        monkeypatch.setattr(module, "find_image_files", counted)
+    result = invoke("predict", model_path, digits / "3", digits / "7", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert walks == [[digits / "3", digits / "7"]]
+    rows = json.loads(result.stdout)["predictions"]
+    assert [row["path"] for row in rows] == list(map(str, images.find_image_files(walks[0])))
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])
@@ -319,8 +346,8 @@ def test_predict_table_shows_whole_paths_at_80_columns(tmp_path, monkeypatch):
     paths = [folder / f"IMG_2024_07_{i:02d}_sunset_panorama.jpg" for i in range(3)]
     result = Predictions(rows=tuple(Prediction(p, (("beach", 0.81), ("sea", 0.12))) for p in paths),
                          skipped=())
-    monkeypatch.setattr(preflight, "check_predict_paths", lambda *args: None)
-    monkeypatch.setattr(predict, "predict_files", lambda *args, **kwargs: result)
+    monkeypatch.setattr(preflight, "check_predict_paths", lambda *args: paths)
+    monkeypatch.setattr(predict, "predict_image_files", lambda *args, **kwargs: result)
     monkeypatch.setattr(cli, "out_console", Console(file=io.StringIO(), width=80))
     assert invoke("predict", tmp_path / "model.keras", folder).exit_code == 0
     table = cli.out_console.file.getvalue()

@@ -9,6 +9,7 @@ from advisor.app.advice import Advice
 from advisor.backbones import get_backbone
 from advisor.decide import decide
 from advisor.plan import Regime
+from strategies.throughput import Throughput
 from tests.decide.test_decide import make_profile
 
 
@@ -46,3 +47,35 @@ def test_a_tight_budget_decides_the_plan_again_and_says_why(advice):
     assert fitted.budget == {"budget_s": 600, "pick": "full", "regime": "last-layer", "expected_s": 60.0,
                              "fits": True, "reason": fitted.budget["reason"]}
     assert [name for name, cost in fitted.costs.items() if cost["chosen"]] == ["last-layer"]
+
+
+class _Splits:
+    """The split sizes `estimate_costs` reads from a dataset."""
+
+    def records(self, split):
+        return [None] * {"train": 700, "val": 150, "test": 150}[split]
+
+
+def test_regimes_that_run_one_graph_are_measured_once_and_priced_as_before(monkeypatch, network):
+    # Review finding: svm and last-layer ran the same frozen graph at the same size, measured twice.
+    monkeypatch.setattr(costs, "get_backbone", lambda name, **kw: network)
+    calls = []
+
+    def fake_rates(plan, backbone):  # depends on the graph, as the measurement does
+        calls.append(plan.regime)
+        trains = plan.regime.fine_tunes_backbone
+        return Throughput(forward_img_s=100.0 + plan.batch_size,
+                          train_img_s=10.0 + len(plan.frozen_blocks) if trains else 80.0,
+                          prefix_img_s=200.0 if trains and plan.prefix_cache else None,
+                          trains_on_prefix_cache=trains and plan.prefix_cache,
+                          batch_size=plan.batch_size, device="cpu")
+
+    monkeypatch.setattr(costs, "measure_throughput", fake_rates)
+    profile = make_profile(20_000, 0.3)
+    advice = Advice(dataset=_Splits(), profile=profile, plan=decide(profile, backbone=network),
+                    timings={})
+    shared = costs.estimate_costs(advice)
+    assert calls == [Regime.SVM, Regime.PARTIAL, Regime.FULL]  # last-layer reuses svm's graph
+    calls.clear()
+    monkeypatch.setattr(costs, "measured_graph", lambda plan: plan.regime)  # one per regime, as before
+    assert costs.estimate_costs(advice) == shared and len(calls) == 4

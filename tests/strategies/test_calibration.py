@@ -8,6 +8,8 @@ once for the whole session.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -15,12 +17,13 @@ import pytest
 from advisor.app.evaluation import evaluate
 from advisor.data import decode_dataset, scan_dataset
 from advisor.plan import Optimizer, Plan, Regime
-from strategies import LabelledImages, get_strategy
+from strategies import LabelledImages, calibration, get_strategy
 from strategies.calibration import (
     TEMPERATURE_BOUNDS,
     calibration_record,
     expected_calibration_error,
     fit_temperature,
+    output_logits,
     softmax,
     uncalibrated,
 )
@@ -69,6 +72,35 @@ def test_svm_scores_are_calibrated_on_validation_and_the_temperature_is_in_the_m
     scored = evaluate(test.labels, strategy.predict_proba(test.images, rows=test.rows),
                       class_names, temperature=record["temperature"])
     assert scored.ece < scored.ece_uncalibrated
+
+
+def test_a_probe_not_fine_tuned_is_calibrated_without_a_second_pass_over_validation(
+        parts, doctest_backbone, monkeypatch):
+    """Review finding: calibrating a last-layer model ran the validation images through the
+    backbone again, though the probe had embedded them; their logits are the same scores."""
+    class_names, data = parts
+    val, passes = data["val"], []
+    real = calibration.predict_batches
+
+    def counted(model, batches):  # the forward pass output_logits would run
+        passes.append(len(batches))
+        return real(model, batches)
+
+    monkeypatch.setattr(calibration, "predict_batches", counted)
+    regime = Regime.LAST_LAYER
+    keras.utils.set_random_seed(0)
+    chosen = dataclasses.replace(plan(regime, doctest_backbone), head_units=(16,))  # hidden layers too
+    strategy = get_strategy(regime)(plan=chosen, backbone=doctest_backbone)
+    strategy.fit(data["train"], val, class_names=class_names)
+    assert passes == []
+    record = strategy.history_["calibration"]
+    assert record["n_images"] == len(val.rows)
+    # The temperature that pass would have fitted: the model's logits times T undo the fold
+    # (equal up to float32 rounding of the folded weights and of the features).
+    monkeypatch.setattr(calibration, "predict_batches", real)
+    logits = output_logits(strategy.model_, val, batch_size=chosen.batch_size) * record["temperature"]
+    assert calibration_record(logits, val.labels)["temperature"] == pytest.approx(
+        record["temperature"], rel=1e-5)
 
 
 def test_temperature_undoes_a_known_overconfidence_and_keeps_the_argmax():
