@@ -296,9 +296,13 @@ def output_logits(model: keras.Model, data: LabelledImages, *, batch_size: int) 
     """
     layer = model.get_layer(OUTPUT_LAYER)
     features = keras.Model(model.input, layer.input, name="output_layer_input")
-    x = predict_batches(features, data.batches(batch_size=batch_size)).astype(np.float64)
+    return _dense_logits(layer, predict_batches(features, data.batches(batch_size=batch_size)))
+
+
+def _dense_logits(layer: keras.layers.Dense, x: np.ndarray) -> np.ndarray:
+    """The output `layer`'s pre-softmax scores for its inputs `x`, in float64 (what the softmax reads)."""
     kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
-    return x @ kernel + bias
+    return np.asarray(x, dtype=np.float64) @ kernel + bias
 
 
 def head_logits(head: keras.Model, embeddings: np.ndarray, *, batch_size: int) -> np.ndarray:
@@ -333,8 +337,7 @@ def head_logits(head: keras.Model, embeddings: np.ndarray, *, batch_size: int) -
         x = np.concatenate([keras.ops.convert_to_numpy(hidden(x[start:start + batch_size],
                                                               training=False))
                             for start in range(0, len(x), batch_size)])
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
-    return x.astype(np.float64) @ kernel + bias
+    return _dense_logits(layer, x)
 
 
 def apply_temperature(model: keras.Model, temperature: float) -> None:

@@ -143,7 +143,7 @@ def run_command(
         if budget_s is not None and advice.budget is None:
             advice = pipeline.fit_budget(advice, budget_s, epochs=epochs, head=head)
         elif estimate_cost:
-            advice = pipeline.with_costs(advice)
+            advice = pipeline.with_costs(advice, epochs=epochs, head=head)
         if not json_output:
             render_advice(advice.to_dict(), out_console, verbose=verbose)
             if advice.costs:

@@ -26,12 +26,16 @@ from advisor.plan import Regime
 from strategies.throughput import Throughput, measure_throughput, measured_graph
 
 
-def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime)) -> dict[str, Any]:
+def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime),
+                   epochs: int | None = None, head: str | None = None) -> dict[str, Any]:
     """Return ``{regime: cost}`` for `regimes`: each plan's measured images/s and expected time.
 
     Args:
         advice: The advice (its profile decides the other regimes' plans).
         regimes: Regimes to price. Defaults to all four.
+        epochs: The caller's fine-tuning epochs override (``--epochs``), which the
+            other regimes' plans get as the advice's own plan did. Defaults to `None`.
+        head: The caller's head override (``--head``), likewise. Defaults to `None`.
 
     Returns:
         ``{regime name: {"chosen": bool, "rates": Throughput dict, "expected_accuracy":
@@ -49,7 +53,8 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     measured: dict[tuple, Throughput] = {}
     for regime in regimes:
         regime_plan = plan if regime is plan.regime else decide(
-            advice.profile, backbone=measuring, regime=regime, seed=plan.seed, task=plan.task)
+            advice.profile, backbone=measuring, regime=regime, seed=plan.seed, task=plan.task,
+            epochs=epochs, head=head)
         graph = measured_graph(regime_plan)
         if graph not in measured:  # a graph another regime runs too is measured once
             network = get_backbone(regime_plan.backbone, image_size=regime_plan.image_size,
@@ -67,9 +72,11 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     return costs
 
 
-def with_costs(advice: Advice) -> Advice:
-    """Return `advice` with :func:`estimate_costs` of every regime filled in."""
-    return advice if advice.costs is not None else dataclasses.replace(advice, costs=estimate_costs(advice))
+def with_costs(advice: Advice, *, epochs: int | None = None, head: str | None = None) -> Advice:
+    """Return `advice` with :func:`estimate_costs` of every regime filled in (the caller's overrides kept)."""
+    if advice.costs is not None:
+        return advice
+    return dataclasses.replace(advice, costs=estimate_costs(advice, epochs=epochs, head=head))
 
 
 def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
@@ -82,7 +89,7 @@ def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
     sentence as the regime's reason (with the caller's `epochs` and `head`
     overrides, as ``advise`` decided the first plan). ``advice.budget`` records the choice.
     """
-    advice = with_costs(advice)
+    advice = with_costs(advice, epochs=epochs, head=head)
     plan = advice.plan
     expected_s = {Regime(name): cost["total_s"] for name, cost in advice.costs.items()}
     accuracy = {Regime(name): cost["expected_accuracy"]["estimate"] for name, cost in advice.costs.items()

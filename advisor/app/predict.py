@@ -150,24 +150,12 @@ def predict_files(model_path: Path, paths: Sequence[Path], *, k: int = 3) -> Pre
 
 
 def predict_image_files(model_path: Path, files: Sequence[Path], *, k: int = 3) -> Predictions:
-    """Predict like :func:`predict_files`, for image files already found.
+    """Predict like :func:`predict_files` (same arguments, result and errors), for image files already found.
 
     For callers that walked the paths already (``advise predict`` does, in
     :func:`~advisor.app.preflight.check_predict_paths`, before Keras loads):
-    each of `files` is read as it is and no folder is searched again.
-
-    Args:
-        model_path: A ``model.keras`` written by a run, or one of its exports.
-        files: Image files, as :func:`~advisor.data.images.find_image_files` returns them.
-        k: Classes per image. Defaults to `3`.
-
-    Returns:
-        The :class:`Predictions`.
-
-    Raises:
-        ModelFileError: The model file cannot be used (or its runtime is not installed).
-        ExportError: An export has no readable sidecar.
-        DatasetError: No image could be read.
+    each of `files` (as :func:`~advisor.data.images.find_image_files` returns
+    them) is read as it is and no folder is searched again.
 
     Example:
         >>> import tempfile

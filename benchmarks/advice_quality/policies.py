@@ -95,14 +95,23 @@ def best_fixed_policy(regrets: dict[str, dict[str, Any]], tasks: int) -> str | N
     return min(complete, key=lambda k: complete[k]["mean_regret_pp"]) if complete else None
 
 
-def similarity_ablation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def similarity_ablation(rows: Sequence[dict[str, Any]],
+                        calibrated: dict[str, Any] | None = None) -> dict[str, Any]:
     """Leave-one-task-out fit of the thresholds with and without the similarity column.
 
-    Returns the two folds' summaries (``with_similarity``, ``without_similarity``)
-    and ``similarity_helps``: whether the fit that may use similarity has the
-    lower mean regret.
+    Args:
+        rows: The scored task rows.
+        calibrated: :func:`~benchmarks.advice_quality.calibration.calibrate` of
+            `rows` when the caller has it (the fit with similarity is not run
+            twice). Defaults to `None` (fitted here).
+
+    Returns:
+        The two folds' summaries (``with_similarity``, ``without_similarity``)
+        and ``similarity_helps``: whether the fit that may use similarity has
+        the lower mean regret.
     """
-    with_similarity = calibration.calibrate(rows).get("leave_one_task_out")
+    calibrated = calibration.calibrate(rows) if calibrated is None else calibrated
+    with_similarity = calibrated.get("leave_one_task_out")
     without = calibration.calibrate(rows, NO_SIMILARITY_GRID).get("leave_one_task_out")
     if with_similarity is None or without is None:
         return {"note": "Needs at least 2 tasks run with all four regimes."}

@@ -87,9 +87,11 @@ def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     summary = summarise(scored)
     if scored:
         print(format_table(scored, summary))
+    calibrated = calibration.calibrate(scored)
     return {"rows": list(rows), "summary": summary,
-            "calibration": calibration.calibrate(scored), "gap_correlation": calibration.gap_correlation(scored),
-            "policies": policies.policy_regrets(scored), "similarity_ablation": policies.similarity_ablation(scored),
+            "calibration": calibrated, "gap_correlation": calibration.gap_correlation(scored),
+            "policies": policies.policy_regrets(scored),
+            "similarity_ablation": policies.similarity_ablation(scored, calibrated),
             "predictions": predictions.prediction_check(scored)}
 
 

@@ -26,7 +26,7 @@ def advice(monkeypatch, network):
     assert plan.regime is Regime.FULL
     seconds = {"svm": 40.0, "last-layer": 60.0, "partial": 1500.0, "full": 3000.0}
 
-    def priced(advice, regimes=tuple(Regime)):
+    def priced(advice, regimes=tuple(Regime), **overrides):
         return {name: {"chosen": name == "full", "total_s": s, "expected_accuracy": None,
                        "sentence": f"{name}: about {s:.0f} s."} for name, s in seconds.items()}
 
@@ -79,3 +79,18 @@ def test_regimes_that_run_one_graph_are_measured_once_and_priced_as_before(monke
     calls.clear()
     monkeypatch.setattr(costs, "measured_graph", lambda plan: plan.regime)  # one per regime, as before
     assert costs.estimate_costs(advice) == shared and len(calls) == 4
+
+
+def test_the_callers_epochs_price_every_regime_as_they_would_run(monkeypatch, network):
+    # Review finding: --epochs shaped the advice's own plan only; the other regimes were priced
+    # at their default epochs, so --budget could walk to a regime priced for another run.
+    monkeypatch.setattr(costs, "get_backbone", lambda name, **kw: network)
+    monkeypatch.setattr(costs, "measure_throughput", lambda plan, backbone: Throughput(
+        forward_img_s=100.0, train_img_s=50.0, prefix_img_s=None, trains_on_prefix_cache=False,
+        batch_size=plan.batch_size, device="cpu"))
+    profile = make_profile(20_000, 0.3)
+    advice = Advice(dataset=_Splits(), profile=profile,
+                    plan=decide(profile, backbone=network, epochs=2), timings={})
+    priced = costs.estimate_costs(advice, epochs=2)
+    assert priced["full"]["epochs"] == priced["partial"]["epochs"] == 2
+    assert costs.estimate_costs(advice)["partial"]["epochs"] > 2  # without it: the default
