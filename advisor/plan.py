@@ -147,6 +147,11 @@ class Plan:
             ``model.keras`` takes ``decode_size`` px input. `None` (the
             default, and every plan written before the field): decoded at
             `image_size` with torchvision's resize to 256/224 and centre crop.
+        rate_scales: Scales of (`head_learning_rate`, `backbone_learning_rate`)
+            the fine-tuning tries, in order, each from the linear probe to early
+            stopping; the run with the lowest validation loss is kept (a
+            grid search on the validation split). ``(1.0,)`` (the default):
+            the plan's rates only.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -187,6 +192,7 @@ class Plan:
     decode_size: int | None = None
     probe_optimizer: Optimizer = Optimizer.ADAMW
     probe_learning_rate: float = config.HEAD_ONLY_LEARNING_RATE
+    rate_scales: tuple[float, ...] = (1.0,)
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

@@ -25,9 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Candidates: name -> (optimizer, head rate, backbone rate).
+#: Candidates: name -> (optimizer, head rate, backbone rate); ``plan`` is the
+#: plan as decided (its own rates and rate search, ``Plan.rate_scales``).
 CANDIDATES = {
+    "plan": None,
     "sgd-1e-2/1e-3": ("sgd", 1e-2, 1e-3),
+    "sgd-3e-3/3e-4": ("sgd", 3e-3, 3e-4),
     "sgd-1e-3/1e-4": ("sgd", 1e-3, 1e-4),
     "sgd-1e-3/1e-3": ("sgd", 1e-3, 1e-3),
     "adamw-1e-4/1e-5": ("adamw", 1e-4, 1e-5),
@@ -79,10 +82,16 @@ def main() -> None:
             parts = {s: LabelledImages(decoded[s].images, dataset.labels(s), decoded[s].rows)
                      for s in ("train", "val", "test")}
             for label in args.candidate or list(CANDIDATES):
-                optimizer, head_rate, backbone_rate = CANDIDATES[label]
-                plan = dataclasses.replace(base, optimizer=Optimizer(optimizer),
-                                           head_learning_rate=head_rate,
-                                           backbone_learning_rate=backbone_rate)
+                if CANDIDATES[label] is None:  # the plan's own rates and search
+                    plan = base
+                    optimizer, head_rate = base.optimizer.value, base.head_learning_rate
+                    backbone_rate = base.backbone_learning_rate
+                else:
+                    optimizer, head_rate, backbone_rate = CANDIDATES[label]
+                    plan = dataclasses.replace(base, optimizer=Optimizer(optimizer),
+                                               head_learning_rate=head_rate,
+                                               backbone_learning_rate=backbone_rate,
+                                               rate_scales=(1.0,))  # one run per candidate
                 keras.utils.set_random_seed(args.seed)
                 started = time.perf_counter()
                 strategy = get_strategy(Regime(regime))(plan=plan, backbone=backbone).fit(
@@ -101,6 +110,7 @@ def main() -> None:
                     "path": fine.get("path"), "probe_val_accuracy": fine["start"]["val_accuracy"],
                     "val_accuracy_curve": curve, "best_epoch": fine["best_epoch"],
                     "epochs_run": len(curve), "retried": fine["retried"], "notes": fine["notes"],
+                    "rate_scales": list(plan.rate_scales), "rate_search": fine.get("rate_search"),
                     "best_val_accuracy": max(curve) if curve else None, "test_accuracy": accuracy,
                     "wall_s": wall, "n_train": len(parts["train"].rows),
                     "n_test": len(test.rows), "backend": keras.backend.backend(),

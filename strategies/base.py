@@ -57,6 +57,7 @@ from strategies.graph import (
 )
 from strategies.inputs import LabelledImages, NotFittedError, check_inputs
 from strategies.prefix_cache import ActivationBatches, PrefixCache
+from strategies.rate_search import search_rates
 from strategies.training import augmentation_for, augmentation_strengths, class_weight_dict, train
 
 logger = logging.getLogger(__name__)
@@ -256,8 +257,10 @@ class KerasStrategy(Strategy):
        (for a regression plan a linear output on standardised targets).
     3. Copy it onto a classifier built on a copy of the backbone.
     4. If the plan leaves blocks unfrozen and asks for ``epochs``, fine-tune
-       them (LP-FT) with :func:`~strategies.training.train`: head at
-       ``head_learning_rate``, backbone at ``backbone_learning_rate``, images
+       them (LP-FT) with :func:`~strategies.rate_search.search_rates`: head at
+       ``head_learning_rate``, backbone at ``backbone_learning_rate``, each
+       times every scale of ``rate_scales`` from the probe, the lowest
+       validation loss kept (the history's ``fine_tune.rate_search``), images
        from the decode cache, in the plan's ``precision`` (mixed on
        accelerators by default), on the plan's ``devices`` (data-parallel
        over several on JAX; the history's ``fine_tune.devices`` says how each
@@ -414,13 +417,13 @@ class KerasStrategy(Strategy):
                         val.batches(batch_size=plan.batch_size, outputs=val_outputs))
             data = (devices.batches(data[0], rows=len(train.rows)),
                     devices.batches(data[1], rows=len(val.rows)))
-            history["fine_tune"] = _train(
+            history["fine_tune"] = search_rates(
                 trained, plan, *data,
                 phase="fine-tune", learning_rate=plan.head_learning_rate,
                 epochs=plan.epochs, warmup_epochs=plan.warmup_epochs,
                 scaled_variables=backbone_variables,
                 rate_factor=plan.backbone_learning_rate / plan.head_learning_rate,
-                work_dir=work_dir, verbose=verbose)
+                scales=plan.rate_scales, work_dir=work_dir, verbose=verbose)
             history["fine_tune"]["trained_blocks"] = trainable_blocks(backbone, plan)
             history["fine_tune"]["dtype_policy"] = policy
             history["fine_tune"]["devices"] = devices.describe(train=len(train.rows),

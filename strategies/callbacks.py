@@ -2,8 +2,8 @@
 
 :class:`TrainingGuard` keeps the starting weights as the epoch-0 candidate
 (so a phase never returns a model worse on validation loss than the one it
-started from), stops after ``patience`` epochs without improvement, and stops
-at once when the loss diverges (NaN, inf, or a jump above
+started from), stops after ``patience`` epochs without improvement (counted
+after the warm-up), and stops at once when the loss diverges (NaN, inf, or a jump above
 ``DIVERGENCE_FACTOR * start + DIVERGENCE_MARGIN``).
 
 :class:`PhaseCheckpoint` keeps a phase resumable after ``kill -9``: after every
@@ -53,18 +53,23 @@ START_LOSS_RTOL = 1e-4
 
 
 class TrainingGuard(keras.callbacks.Callback):
-    """Early stopping with the starting state as candidate, and a divergence check.
+    """Early stopping with the starting state as candidate, after a warm-up, and a divergence check.
 
     The starting weights, with their validation loss `start_loss`, are the
     epoch-0 candidate: at the end of training the best of them and every
     epoch's weights (lowest validation loss) is restored. Training stops after
     `patience` epochs without improvement, or at once when the loss diverges:
     a NaN/inf loss, or a running training or validation loss above
-    ``DIVERGENCE_FACTOR * start_loss + DIVERGENCE_MARGIN``.
+    ``DIVERGENCE_FACTOR * start_loss + DIVERGENCE_MARGIN``. As with Keras'
+    ``EarlyStopping(start_from_epoch=...)``, the first `start_from_epoch`
+    epochs (the warm-up) do not count against the patience, though one of them
+    can still become the best candidate.
 
     Args:
         start_loss: Validation loss of the starting weights.
         patience: Epochs without improvement before stopping.
+        start_from_epoch: Epochs before the patience starts counting.
+            Defaults to `0`.
 
     Attributes:
         best_epoch: 0 for the starting state, else the 1-based best epoch.
@@ -84,10 +89,11 @@ class TrainingGuard(keras.callbacks.Callback):
         (4, True, None)
     """
 
-    def __init__(self, *, start_loss: float, patience: int) -> None:
+    def __init__(self, *, start_loss: float, patience: int, start_from_epoch: int = 0) -> None:
         super().__init__()
         self.start_loss = float(start_loss)
         self.patience = max(1, int(patience))
+        self.start_from_epoch = max(0, int(start_from_epoch))
         self.limit = DIVERGENCE_FACTOR * self.start_loss + DIVERGENCE_MARGIN if math.isfinite(
             self.start_loss) else math.inf
         self.best_loss = self.start_loss if math.isfinite(self.start_loss) else math.inf
@@ -159,6 +165,8 @@ class TrainingGuard(keras.callbacks.Callback):
         if val_loss < self.best_loss:
             self.best_loss, self.best_epoch, self._wait = val_loss, epoch + 1, 0
             self._best_weights = self.model.get_weights()
+            return
+        if epoch + 1 <= self.start_from_epoch:  # the warm-up: the patience is not counting yet
             return
         self._wait += 1
         if self._wait >= self.patience:

@@ -300,6 +300,7 @@ def train(
     work_dir: Path | None = None,
     verbose: int = 0,
     log_epochs: bool | None = None,
+    retry: bool = True,
 ) -> dict[str, Any]:
     """Train `model` in place: the one training loop of every Keras regime.
 
@@ -310,11 +311,12 @@ def train(
     regression plan's Huber / MSE) (eagerly when the phase has at most
     ``EAGER_MAX_STEPS`` steps, where tracing would cost more than it saves). The starting weights are evaluated on
     `val_data` and kept as the epoch-0 candidate; early stopping (the plan's
-    ``patience``, on validation loss) restores the best candidate, so the
-    result is never worse on validation loss than the start. A diverging loss
-    (NaN, or a jump) stops the phase, restores the best weights so far and
-    retries once with the scaled variables' factor (or, when there are none,
-    the rate) 10x lower; the returned history says so.
+    ``patience``, on validation loss, counted after the `warmup_epochs`)
+    restores the best candidate, so the result is never worse on validation
+    loss than the start. A diverging loss (NaN, or a jump) stops the phase,
+    restores the best weights so far and (unless `retry` is `False`) retries
+    once with the scaled variables' factor (or, when there are none, the
+    rate) 10x lower; the returned history says so.
 
     With a `work_dir`, each attempt's state is saved after every epoch (model,
     optimizer, random generators, the guard's best weights and counters;
@@ -348,6 +350,9 @@ def train(
             metrics, validation) to stderr. Defaults to `None`: when `verbose`
             is 0 and stderr is not a terminal (a log file, CI), so a long run
             is never silent there and a terminal stays as quiet as before.
+        retry: Whether a divergence is retried once at a 10x lower rate.
+            Defaults to `True`; a rate search's candidates above the plan's
+            rate pass `False` (a diverging candidate is simply discarded).
 
     Returns:
         The phase history: ``epochs`` (per-epoch metrics of each attempt),
@@ -394,7 +399,8 @@ def train(
         start = model.evaluate(**val_kwargs, verbose=0, return_dict=True)
         if attempt == 0:
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
-        guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience)
+        guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience,
+                              start_from_epoch=warmup_epochs)
         name = phase if attempt == 0 else f"{phase}-retry"
         checkpoint = _checkpoint(model, plan, train_data, guard, start, work_dir=work_dir, name=name,
                                  epochs=epochs, warmup_epochs=warmup_epochs, steps=steps,
@@ -428,6 +434,10 @@ def train(
                 history["notes"].append(
                     f"{phase}: no epoch beat the starting state on validation loss "
                     f"({guard.start_loss:.4g}); kept the starting weights.")
+            break
+        if not retry:
+            history["notes"].append(f"{phase}: diverged ({guard.diverged}); not retried.")
+            logger.info(history["notes"][-1])
             break
         learning_rate, rate_factor = _after_divergence(
             history, guard, attempt=attempt, phase=phase, learning_rate=learning_rate,

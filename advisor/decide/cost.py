@@ -6,7 +6,8 @@ its training and validation images once for the linear probe (the frozen
 regimes' whole fit) and the test split for the evaluation; ``partial`` with a
 prefix cache fills it once (each augmented view of each training image, and
 the validation images) and then trains on it; fine-tuning runs at most the
-plan's epochs, each a training pass and a validation pass. Early stopping
+plan's epochs at each of its ``rate_scales`` (a search on validation), each
+epoch a training pass and a validation pass. Early stopping
 usually ends a run sooner, so the fine-tuning figure is an upper bound; the
 frozen regimes' figure omits the SVM's C search and the head's epochs on
 cached embeddings (seconds).
@@ -24,7 +25,7 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     """Return the expected wall seconds of `plan`, by part, and a one-line summary.
 
     Args:
-        plan: The plan (regime, epochs, prefix cache and its views).
+        plan: The plan (regime, epochs, rate scales, prefix cache and its views).
         n_train: Training images.
         n_val: Validation images.
         n_test: Test images.
@@ -36,7 +37,8 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     Returns:
         A JSON-ready dict: ``embed_s`` (probe embedding and test evaluation),
         ``fill_s`` (prefix cache), ``epoch_s`` (one fine-tuning epoch),
-        ``epochs`` (at most), ``total_s`` (upper bound) and ``sentence``.
+        ``epochs`` (at most, every searched rate together), ``total_s``
+        (upper bound) and ``sentence``.
 
     Example:
         >>> from advisor.plan import Optimizer, Regime
@@ -54,7 +56,8 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     """
     embed = (n_train + n_val + n_test) / forward_img_s
     fill = epoch = 0.0
-    epochs = plan.epochs if plan.regime.fine_tunes_backbone else 0
+    rates = max(1, len(plan.rate_scales))
+    epochs = plan.epochs * rates if plan.regime.fine_tunes_backbone else 0
     if epochs:
         views = max(1, plan.prefix_views) if plan.augmentation else 1
         if prefix_img_s:
@@ -67,7 +70,8 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     if fill:
         parts.append(f"{format_duration(fill)} prefix cache")
     if epochs:
-        parts.append(f"{epochs} epochs x {format_duration(epoch)}")
+        parts.append(f"{epochs} epochs x {format_duration(epoch)}"
+                     + (f" ({rates} rates x {plan.epochs})" if rates > 1 else ""))
     tail = "; early stopping usually ends sooner" if epochs else ""
     return {"embed_s": round(embed, 1), "fill_s": round(fill, 1), "epoch_s": round(epoch, 1),
             "epochs": epochs, "total_s": round(total, 1),

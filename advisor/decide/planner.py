@@ -32,6 +32,7 @@ from advisor.decide.training import (
     plan_optimizer,
     plan_probe,
     plan_patience,
+    plan_rate_scales,
     plan_warmup_epochs,
 )
 from advisor.errors import PlanError
@@ -122,7 +123,9 @@ def decide(
     fields["head_epochs"] = plan_head_epochs(steps)
     fields["epochs"] = plan_epochs(chosen, steps, epochs)
     fields["warmup_epochs"] = plan_warmup_epochs(chosen, fields["epochs"][0])
-    fields["patience"] = plan_patience(fields["epochs"][0], fields["head_epochs"][0])
+    fields["patience"] = plan_patience(fields["epochs"][0], fields["head_epochs"][0],
+                                       fields["warmup_epochs"][0])
+    fields["rate_scales"] = plan_rate_scales(chosen, task)
     fields["augmentation"] = plan_augmentation(chosen, profile)
     fields.update(plan_prefix_cache(chosen, profile, backbone, image_size=fields["image_size"][0],
                                     frozen_blocks=fields["frozen_blocks"][0],

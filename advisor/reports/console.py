@@ -289,6 +289,9 @@ def render_result(report: Mapping[str, Any], out: Path, console: Console) -> Non
         budget = record.get("budget") if isinstance(record, dict) else None
         if isinstance(budget, dict) and budget.get("sentence"):
             rows.append((f"{phase}: budget curve", budget["sentence"]))
+        search = record.get("rate_search") if isinstance(record, dict) else None
+        if isinstance(search, dict) and len(search.get("candidates", [])) > 1:
+            rows.append((f"{phase}: rate search", escape(search.get("sentence", ""))))
     if isinstance(history.get("svm"), dict):
         rows += [(f"svm: {label}", escape(value)) for label, value in svm_rows(history["svm"])]
     calibration = history.get("calibration") if isinstance(history.get("calibration"), dict) else {}

@@ -107,6 +107,8 @@ class Runner:
         history = strategy.history_
         phase = history.get("fine_tune") or history.get("head") or {}
         scores["budget"] = phase.get("budget")
+        scores["rate_search"] = (history.get("fine_tune") or {}).get("rate_search")
+        scores["best_val_loss"] = phase.get("best_val_loss")
         self._done[key] = scores
         return scores
 
@@ -165,8 +167,10 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
     if regime == "last-layer":
         return [(lr, dataclasses.replace(plan, head_learning_rate=lr)) for lr in head_lr_grid]
     ratio = plan.head_learning_rate / plan.backbone_learning_rate  # the plan's own head/backbone ratio
-    return [(lr, dataclasses.replace(plan, backbone_learning_rate=lr,
-                                     head_learning_rate=lr * ratio)) for lr in lr_grid]
+    # Each grid point is one run at its rate (the oracle searches the grid itself);
+    # the advisor's own plan keeps its rate search (the row's "plan").
+    return [(lr, dataclasses.replace(plan, backbone_learning_rate=lr, head_learning_rate=lr * ratio,
+                                     rate_scales=(1.0,))) for lr in lr_grid]
 
 
 #: Recipes a user could follow instead of the advisor, run with ``--recipes`` (the
@@ -200,7 +204,7 @@ def recipe_plan(recipe: str, full_plan):
         full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
         probe_learning_rate=FASTAI_FROZEN_LEARNING_RATE, optimizer=Optimizer.ADAMW,
         head_learning_rate=FASTAI_HEAD_LEARNING_RATE, backbone_learning_rate=FASTAI_BACKBONE_LEARNING_RATE,
-        weight_decay=FASTAI_WEIGHT_DECAY)
+        weight_decay=FASTAI_WEIGHT_DECAY, rate_scales=(1.0,))
 
 
 def _mean(runs: list[dict[str, float]], key: str) -> float:
@@ -231,7 +235,10 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         decided = capped(advice.plan if regime == pick else decide(
             profile, backbone=network, regime=regime, seed=SPLIT_SEED), **caps)
         searched = []
-        for rate, plan in regime_plans(decided, regime, args.lr_grid, args.head_lr_grid):
+        grid = regime_plans(decided, regime, args.lr_grid, args.head_lr_grid)
+        if len(decided.rate_scales) > 1:  # the plan as decided: its own search on validation
+            grid.append(("search", decided))
+        for rate, plan in grid:
             runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
             searched.append({"rate": rate, "val_accuracy": _mean(runs, "val_accuracy"),
                              "test_accuracy": _mean(runs, "test_accuracy"),
@@ -240,7 +247,9 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                              else _mean(runs, "heldout_accuracy"),
                              "fit_s": _mean(runs, "fit_s"),
                              "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"],
-                             "default": rate is None or math.isclose(rate, _default_rate(decided, regime))})
+                             "rate_search": runs[0].get("rate_search"),
+                             "default": rate == "search" if len(grid) > 1 and grid[-1][0] == "search"
+                             else rate is None or math.isclose(rate, _default_rate(decided, regime))})
             log(f"  {spec} {regime:<10} rate={rate} val={searched[-1]['val_accuracy']:.3f} "
                 f"test={searched[-1]['test_accuracy']:.3f} fit={searched[-1]['fit_s']:.0f}s")
         best = max(searched, key=lambda r: (r["val_accuracy"], -r["fit_s"]))
