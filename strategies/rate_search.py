@@ -66,7 +66,8 @@ def search_rates(
     Returns:
         The chosen candidate's :func:`~strategies.training.train` history, with
         ``rate_search``: ``candidates`` (per scale: rates, best validation
-        loss and epoch, epochs run, divergence, seconds), ``chosen_scale``,
+        loss and epoch, epochs run, divergence, the epoch a killed run resumed
+        it after, seconds), ``chosen_scale``,
         ``skipped`` (scales not tried after a divergence) and ``sentence``;
         ``wall_s`` covers every candidate.
 
@@ -112,6 +113,8 @@ def search_rates(
                                        else None),
             "best_val_loss": float(history["best_val_loss"]), "best_epoch": history["best_epoch"],
             "epochs_run": len(history["epochs"]), "retried": history["retried"],
+            "resumed_from_epoch": max((a["resumed_from_epoch"] for a in history["attempts"]
+                                       if a["resumed_from_epoch"] is not None), default=None),
             "diverged": history["attempts"][0]["diverged"],
             "wall_s": round(history["wall_s"], 1)})
         if best is None or history["best_val_loss"] < best[0]:

@@ -37,8 +37,8 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     Returns:
         A JSON-ready dict: ``embed_s`` (probe embedding and test evaluation),
         ``fill_s`` (prefix cache), ``epoch_s`` (one fine-tuning epoch),
-        ``epochs`` (at most, every searched rate together), ``total_s``
-        (upper bound) and ``sentence``.
+        ``epochs`` (at most, per searched rate), ``rates`` (the rates searched,
+        each to at most ``epochs``), ``total_s`` (upper bound) and ``sentence``.
 
     Example:
         >>> from advisor.plan import Optimizer, Regime
@@ -56,8 +56,8 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
     """
     embed = (n_train + n_val + n_test) / forward_img_s
     fill = epoch = 0.0
-    rates = max(1, len(plan.rate_scales))
-    epochs = plan.epochs * rates if plan.regime.fine_tunes_backbone else 0
+    rates = max(1, len(plan.rate_scales)) if plan.regime.fine_tunes_backbone else 1
+    epochs = plan.epochs if plan.regime.fine_tunes_backbone else 0
     if epochs:
         views = max(1, plan.prefix_views) if plan.augmentation else 1
         if prefix_img_s:
@@ -65,16 +65,16 @@ def expected_cost(plan: Plan, *, n_train: int, n_val: int, n_test: int, forward_
         # The validation pass at the whole extractor's forward rate: an upper
         # bound for the suffix alone on cached activations.
         epoch = n_train / train_img_s + n_val / forward_img_s
-    total = embed + fill + epochs * epoch
+    total = embed + fill + rates * epochs * epoch
     parts = [f"{format_duration(embed)} embedding"]
     if fill:
         parts.append(f"{format_duration(fill)} prefix cache")
     if epochs:
-        parts.append(f"{epochs} epochs x {format_duration(epoch)}"
-                     + (f" ({rates} rates x {plan.epochs})" if rates > 1 else ""))
+        parts.append((f"{rates} rates x " if rates > 1 else "")
+                     + f"{epochs} epochs x {format_duration(epoch)}")
     tail = "; early stopping usually ends sooner" if epochs else ""
     return {"embed_s": round(embed, 1), "fill_s": round(fill, 1), "epoch_s": round(epoch, 1),
-            "epochs": epochs, "total_s": round(total, 1),
+            "epochs": epochs, "rates": rates, "total_s": round(total, 1),
             "sentence": f"{plan.regime.value}: about {format_duration(total)}"
                         f"{' at most' if epochs else ''} ({', '.join(parts)}{tail})."}
 

@@ -21,7 +21,8 @@ import pytest
 from advisor.examples import write_dataset
 
 #: Written last after each epoch of a fine-tuning attempt (strategies.callbacks.PhaseCheckpoint;
-#: "fine-tune", or "fine-tune-retry" when the divergence guard retried).
+#: "fine-tune", or "fine-tune-retry" when the divergence guard retried; the rate
+#: search's later candidates are "fine-tune-x3", ...).
 BACKUP_GLOB = "work/backup/fine-tune*/state.json"
 START_TIMEOUT_S = 600
 
@@ -63,7 +64,11 @@ def test_run_killed_after_first_epoch_resumes_and_finishes(session_cache, tmp_pa
     assert report["evaluation"]["accuracy"] > 0.5
     attempt = 0 if backed_up == "fine-tune" else 1
     fine_tune = report["history"]["fine_tune"]
-    assert fine_tune["attempts"][attempt]["resumed_from_epoch"] >= 1, "resumed, not from scratch"
+    # The plan's own rate runs first in the rate search: it was the one killed.
+    first = fine_tune["rate_search"]["candidates"][0]
+    assert first["scale"] == 1.0 and first["resumed_from_epoch"] >= 1, "resumed, not from scratch"
     assert any("restored as it finished" in note for note in report["history"]["head"]["notes"])
-    assert [e["epoch"] for e in fine_tune["epochs"] if e["attempt"] == attempt][0] == 1  # all epochs
+    if fine_tune["rate_search"]["chosen_scale"] == 1.0:  # its history is the report's
+        assert fine_tune["attempts"][attempt]["resumed_from_epoch"] >= 1
+        assert [e["epoch"] for e in fine_tune["epochs"] if e["attempt"] == attempt][0] == 1
     assert not partial.exists() and not (out / "work").exists()

@@ -232,6 +232,33 @@ def test_forced_epochs_carry_warmup_and_patience_with_them(backbone):
     assert frozen.epochs == 0 and frozen.warmup_epochs == 0
 
 
+def test_fine_tuning_searches_its_rates_and_counts_patience_after_the_warmup(backbone):
+    plan = decide(make_profile(2_000, 0.3), backbone=backbone, regime="full")
+    assert plan.rate_scales == (1.0, 3.0) and "lowest validation loss" in plan.reasons["rate_scales"]
+    assert f"after the {plan.warmup_epochs} warm-up epochs" in plan.reasons["patience"]
+    for regime in ("svm", "last-layer"):
+        frozen = decide(make_profile(2_000, 0.3), backbone=backbone, regime=regime)
+        assert frozen.rate_scales == (1.0,) and "no search" in frozen.reasons["rate_scales"]
+        assert "warm-up" not in frozen.reasons["patience"]
+    regression = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial",
+                        task="regression")
+    assert regression.rate_scales == (1.0,)
+
+
+def test_the_expected_cost_prices_every_searched_rate(backbone):
+    from advisor.decide.cost import expected_cost
+
+    plan = decide(make_profile(2_000, 0.3), backbone=backbone, regime="full")
+    sizes = {"n_train": 1000, "n_val": 200, "n_test": 200, "forward_img_s": 200.0,
+             "train_img_s": 80.0}
+    searched = expected_cost(plan, **sizes)
+    single = expected_cost(dataclasses.replace(plan, rate_scales=(1.0,)), **sizes)
+    assert searched["rates"] == 2 and single["rates"] == 1
+    assert searched["total_s"] - searched["embed_s"] == pytest.approx(
+        2 * (single["total_s"] - single["embed_s"]), abs=0.2)
+    assert f"2 rates x {plan.epochs} epochs" in searched["sentence"]
+
+
 def test_profile_from_another_backbone_is_refused(backbone):
     profile = dataclasses.replace(make_profile(500, 0.8), backbone="keras:EfficientNetB0")
     with pytest.raises(PlanError, match="measured with backbone"):
