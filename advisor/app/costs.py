@@ -27,7 +27,8 @@ from strategies.throughput import Throughput, measure_throughput, measured_graph
 
 
 def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime),
-                   epochs: int | None = None, head: str | None = None) -> dict[str, Any]:
+                   epochs: int | None = None, head: str | None = None,
+                   backbone: Backbone | None = None) -> dict[str, Any]:
     """Return ``{regime: cost}`` for `regimes`: each plan's measured images/s and expected time.
 
     Args:
@@ -36,6 +37,8 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         epochs: The caller's fine-tuning epochs override (``--epochs``), which the
             other regimes' plans get as the advice's own plan did. Defaults to `None`.
         head: The caller's head override (``--head``), likewise. Defaults to `None`.
+        backbone: The advice's backbone at its measuring size, when the caller
+            has it built already. Defaults to `None` (built here).
 
     Returns:
         ``{regime name: {"chosen": bool, "rates": Throughput dict, "expected_accuracy":
@@ -48,7 +51,7 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     """
     dataset, plan = advice.dataset, advice.plan
     sizes = {split: len(dataset.records(split)) for split in ("train", "val", "test")}
-    measuring = get_backbone(plan.backbone)
+    measuring = get_backbone(plan.backbone) if backbone is None else backbone
     costs: dict[str, Any] = {}
     measured: dict[tuple, Throughput] = {}
     for regime in regimes:
@@ -72,11 +75,13 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     return costs
 
 
-def with_costs(advice: Advice, *, epochs: int | None = None, head: str | None = None) -> Advice:
+def with_costs(advice: Advice, *, epochs: int | None = None, head: str | None = None,
+               backbone: Backbone | None = None) -> Advice:
     """Return `advice` with :func:`estimate_costs` of every regime filled in (the caller's overrides kept)."""
     if advice.costs is not None:
         return advice
-    return dataclasses.replace(advice, costs=estimate_costs(advice, epochs=epochs, head=head))
+    return dataclasses.replace(advice, costs=estimate_costs(advice, epochs=epochs, head=head,
+                                                            backbone=backbone))
 
 
 def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
@@ -89,14 +94,17 @@ def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
     sentence as the regime's reason (with the caller's `epochs` and `head`
     overrides, as ``advise`` decided the first plan). ``advice.budget`` records the choice.
     """
-    advice = with_costs(advice, epochs=epochs, head=head)
     plan = advice.plan
+    # One measuring backbone for the pricing and a second decision (weights load once).
+    measuring = get_backbone(plan.backbone) if advice.costs is None else None
+    advice = with_costs(advice, epochs=epochs, head=head, backbone=measuring)
     expected_s = {Regime(name): cost["total_s"] for name, cost in advice.costs.items()}
     accuracy = {Regime(name): cost["expected_accuracy"]["estimate"] for name, cost in advice.costs.items()
                 if cost.get("expected_accuracy")}
     chosen, why = choose_within_budget(plan.regime, expected_s, budget_s, expected_accuracy=accuracy)
     if chosen is not plan.regime:
-        plan = decide(advice.profile, backbone=get_backbone(plan.backbone), regime=chosen, seed=plan.seed,
+        measuring = get_backbone(plan.backbone) if measuring is None else measuring
+        plan = decide(advice.profile, backbone=measuring, regime=chosen, seed=plan.seed,
                       task=plan.task, epochs=epochs, head=head, forced_by=why.rstrip("."))
     costs = {name: {**cost, "chosen": name == chosen.value} for name, cost in advice.costs.items()}
     return dataclasses.replace(advice, plan=plan, costs=costs, budget={
