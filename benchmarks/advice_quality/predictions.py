@@ -5,7 +5,8 @@
 alone, so it is recomputed here from each row's stored profile) and an
 expected wall time (stored per row by ``--expected-cost``). The targets of
 issue 17: accuracy within +-2 pp of the achieved on >= 80% of (task, regime)
-pairs, time within 2x. For fine-tuning the advice gives only a floor; a
+pairs, time within 2x (for fine-tuning, the time priced at the epochs the run
+took before early stopping ended it). For fine-tuning the advice gives only a floor; a
 pair counts as predicted when the achieved accuracy is not below the floor's
 interval (and the point figure's error is still reported).
 """
@@ -58,11 +59,28 @@ def prediction_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             cost = (row.get("expected_cost") or {}).get(regime)
             fit_s = row["regimes"][regime].get("fit_s")
             if cost and fit_s:
-                ratio = cost["total_s"] / max(fit_s, 1e-9)
-                pair.update(expected_s=cost["total_s"], fit_s=fit_s, time_ratio=ratio,
+                expected_s = expected_at_epochs_run(cost, row["regimes"][regime].get("budget"))
+                ratio = expected_s / max(fit_s, 1e-9)
+                pair.update(expected_s=expected_s, expected_max_s=cost["total_s"], fit_s=fit_s,
+                            time_ratio=ratio,
                             time_within=bool(1 / TIME_FACTOR <= ratio <= TIME_FACTOR))
             pairs.append(pair)
     return pairs
+
+
+def expected_at_epochs_run(cost: dict[str, Any], budget: dict[str, Any] | None) -> float:
+    """The expected seconds of a run at the epochs it ran (early stopping ends fine-tuning
+    before the plan's maximum, which ``total_s`` prices): the fixed part plus that many epochs.
+
+    Example:
+        >>> cost = {"embed_s": 7.0, "fill_s": 0.0, "epoch_s": 10.0, "epochs": 30, "total_s": 307.0}
+        >>> expected_at_epochs_run(cost, {"epochs_run": 12}), expected_at_epochs_run(cost, None)
+        (127.0, 307.0)
+    """
+    epochs_run = (budget or {}).get("epochs_run")
+    if not cost.get("epochs") or not isinstance(epochs_run, int) or "epoch_s" not in cost:
+        return float(cost["total_s"])
+    return float(cost.get("embed_s", 0.0) + cost.get("fill_s", 0.0) + epochs_run * cost["epoch_s"])
 
 
 def prediction_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
