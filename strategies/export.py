@@ -34,10 +34,12 @@ KERAS_FORMATS = ("litert", "onnx", "tf_saved_model")
 SAVED_MODEL_ENDPOINT = "serve"
 #: Name of the image input in the exported graphs.
 INPUT_NAME = "images"
+#: Post-training quantizations of a ``"litert"`` export (``advisor.app.export_formats.Quantization``'s values).
+QUANTIZATIONS = ("float", "dynamic-range", "int8")
 
 
 def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
-                 representative: np.ndarray | None = None, dynamic_range: bool = False) -> Path:
+                 quantization: str = "float", representative: np.ndarray | None = None) -> Path:
     """Write `model` in a deployable format with Keras' own exporter.
 
     Args:
@@ -45,20 +47,21 @@ def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
         path: Destination: a ``.tflite`` file for ``"litert"``, any file for
             ``"onnx"``, a folder (which must not exist) for ``"tf_saved_model"``.
         keras_format: ``"litert"``, ``"onnx"`` or ``"tf_saved_model"``.
-        representative: For ``"litert"``: uint8 images that calibrate
-            post-training int8 quantization of weights and activations.
-            Defaults to `None` (a float32 export).
-        dynamic_range: For ``"litert"``: store the weights as int8 and keep the
-            activations float (post-training dynamic-range quantization, no
-            calibration). Defaults to `False`.
+        quantization: For ``"litert"``, TensorFlow Lite's post-training
+            quantization: ``"float"`` (none), ``"dynamic-range"`` (int8
+            weights, float activations, no calibration) or ``"int8"`` (int8
+            weights and activations, calibrated on `representative`). Defaults
+            to `"float"`.
+        representative: For ``"int8"``: uint8 images that calibrate the
+            activations' ranges. Defaults to `None`.
 
     Returns:
         `path`.
 
     Raises:
-        ValueError: `keras_format` is unknown, `representative` or
-            `dynamic_range` is given for another format than ``"litert"``,
-            or both are given.
+        ValueError: `keras_format` or `quantization` is unknown, a
+            quantization is asked of another format than ``"litert"``, or
+            `representative` is missing for ``"int8"`` (or given for another).
 
     Example:
         >>> import tempfile
@@ -71,17 +74,18 @@ def export_model(model: keras.Model, path: Path | str, keras_format: str, *,
     """
     if keras_format not in KERAS_FORMATS:
         raise ValueError(f"Expected keras_format in {KERAS_FORMATS}. Received: keras_format={keras_format!r}")
-    if (representative is not None or dynamic_range) and keras_format != "litert":
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Expected quantization in {QUANTIZATIONS}. Received: quantization={quantization!r}")
+    if quantization != "float" and keras_format != "litert":
         raise ValueError(f"Quantization applies to litert only. Received: keras_format={keras_format!r}")
-    if representative is not None and dynamic_range:
-        raise ValueError("Pass representative (int8 weights and activations) or dynamic_range "
-                         "(int8 weights), not both. Received: both")
+    if (representative is not None) != (quantization == "int8"):
+        raise ValueError("representative calibrates int8 quantization and only it. Received: "
+                         f"quantization={quantization!r}, representative="
+                         f"{'None' if representative is None else 'images'}")
     spec = model.inputs[0]
     signature = [keras.InputSpec(shape=tuple(spec.shape), dtype=spec.dtype, name=INPUT_NAME)]
-    if representative is not None:
-        options = int8_converter_options(representative)
-    else:
-        options = dynamic_range_converter_options() if dynamic_range else {}
+    options = (int8_converter_options(representative) if quantization == "int8"
+               else dynamic_range_converter_options() if quantization == "dynamic-range" else {})
     if keras_format == "onnx":
         model = rescaling_for_normalization(model)
     model.export(str(path), format=keras_format, verbose=False, input_signature=signature, **options)

@@ -326,8 +326,8 @@ def _export_one(run: _Run, fmt: ExportFormat, target: Path,
     with _atomic_export(target, fmt) as tmp:
         start = time.perf_counter()
         with _quiet_exporter():
-            export_model(run.model, tmp, fmt.keras_format, representative=representative,
-                         dynamic_range=fmt.quantization is Quantization.DYNAMIC_RANGE)
+            export_model(run.model, tmp, fmt.keras_format, quantization=fmt.quantization.value,
+                         representative=representative)
         export_s = time.perf_counter() - start
         outputs = load_exported(tmp).predict(run.test_images, batch_size=CHECK_BATCH_SIZE)
         train_std = float(run.dataset.targets("train").std()) if run.task == "regression" else 0.0
