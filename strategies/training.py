@@ -282,6 +282,27 @@ def _after_divergence(history: dict[str, Any], guard: TrainingGuard, *, attempt:
     return learning_rate, rate_factor
 
 
+def chance_loss(model: keras.Model, plan: Plan) -> float | None:
+    """The cross-entropy of a uniform guess over `model`'s classes, ``log(classes)``;
+    `None` for a regression plan (its loss has no chance level).
+
+    Example:
+        >>> from advisor.plan import Optimizer, Regime
+        >>> plan = Plan(regime=Regime.LAST_LAYER, backbone="mobilenet_v2", image_size=96,
+        ...             frozen_blocks=(), feature_layer="features", optimizer=Optimizer.ADAMW,
+        ...             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=16,
+        ...             head_epochs=3, epochs=0, warmup_epochs=0, patience=3,
+        ...             augmentation=(), class_weights=None, svm_c_grid=(1.0,), seed=0)
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
+        >>> round(chance_loss(model, plan), 3)
+        2.303
+    """
+    classes = int(model.output_shape[-1] or 0)
+    if plan.task is Task.REGRESSION or classes < 2:
+        return None
+    return math.log(classes)
+
+
 # --------------------------------------------------------------------------- #
 # The one training path
 # --------------------------------------------------------------------------- #
@@ -313,10 +334,11 @@ def train(
     `val_data` and kept as the epoch-0 candidate; early stopping (the plan's
     ``patience``, on validation loss, counted after the `warmup_epochs`)
     restores the best candidate, so the result is never worse on validation
-    loss than the start. A diverging loss (NaN, or a jump) stops the phase,
-    restores the best weights so far and (unless `retry` is `False`) retries
-    once with the scaled variables' factor (or, when there are none, the
-    rate) 10x lower; the returned history says so.
+    loss than the start. A diverging loss (NaN, or above twice the start and
+    twice a uniform guess's) stops the phase, restores the best weights so far
+    and (unless `retry` is `False`) retries once with the scaled variables'
+    factor (or, when there are none, the rate) 10x lower; the returned
+    history says so.
 
     With a `work_dir`, each attempt's state is saved after every epoch (model,
     optimizer, random generators, the guard's best weights and counters;
@@ -400,7 +422,7 @@ def train(
         if attempt == 0:
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
         guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience,
-                              start_from_epoch=warmup_epochs)
+                              start_from_epoch=warmup_epochs, chance_loss=chance_loss(model, plan))
         name = phase if attempt == 0 else f"{phase}-retry"
         checkpoint = _checkpoint(model, plan, train_data, guard, start, work_dir=work_dir, name=name,
                                  epochs=epochs, warmup_epochs=warmup_epochs, steps=steps,

@@ -113,3 +113,20 @@ def test_a_rerun_restores_finished_candidates_without_training_them(tmp_path):
                for _ in again["candidates"])
     assert [c["best_val_loss"] for c in again["candidates"]] == pytest.approx(
         [c["best_val_loss"] for c in results[0]["rate_search"]["candidates"]])
+
+
+def test_a_dip_below_twice_a_uniform_guess_is_not_a_divergence():
+    def guard(chance):
+        g = TrainingGuard(start_loss=0.7, patience=5, chance_loss=chance)
+        g.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]))
+        g.on_train_begin()
+        g.on_epoch_begin(0)
+        g.on_epoch_end(0, {"val_loss": 2.4})  # the dip after the warm-up, 10 classes
+        return g
+
+    assert guard(None).diverged  # 2.4 > 2 x 0.7 + 0.5
+    assert not guard(np.log(10)).diverged  # but below 2 x log(10) = 4.6
+    late = guard(np.log(10))
+    late.on_epoch_begin(1)
+    late.on_epoch_end(1, {"val_loss": 5.0})
+    assert late.diverged and "5" in late.diverged
