@@ -49,18 +49,6 @@ class Expectation:
         """Return a JSON-ready dict."""
         return record_to_dict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Expectation:
-        """Build an expectation from :meth:`to_dict`'s output (``advice.json``'s costs).
-
-        Example:
-            >>> Expectation.from_dict(Expectation(0.93, 0.9, None, "floor").to_dict()).describe()
-            '>= 0.90'
-        """
-        return cls(estimate=float(data["estimate"]), low=float(data["low"]),
-                   high=None if data.get("high") is None else float(data["high"]),
-                   basis=str(data.get("basis", "")))
-
     def describe(self) -> str:
         """``"0.93 (0.90-0.96)"`` or ``">= 0.90"`` for an interval open above.
 

@@ -8,13 +8,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from advisor.decide.expectation import Expectation
-
 
 def _expected(cost: Mapping[str, Any]) -> str:
     """``"0.93 (0.90-0.96)"``, ``">= 0.90"`` (fine-tuning: the frozen floor) or ``"-"``."""
-    expectation = cost.get("expected_accuracy")
-    return Expectation.from_dict(expectation).describe() if expectation else "-"
+    e = cost.get("expected_accuracy")
+    if not e:
+        return "-"
+    return f">= {e['low']:.2f}" if e.get("high") is None else f"{e['estimate']:.2f} ({e['low']:.2f}-{e['high']:.2f})"
 
 
 def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
