@@ -24,11 +24,17 @@ Run::
 
     python -m benchmarks.bench_export --quick                    # digits n=300, 1 fine-tune epoch
     python -m benchmarks.bench_export --datasets digits,tuxpaint --n 600 --epochs 2
+
+A set smaller than ``--n`` is used whole (Tux Paint has 263 images). Each
+data set's rows are printed as soon as its four runs are measured, and every
+row is appended to ``--results`` (JSON lines), so an interrupted run keeps
+what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -50,6 +56,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per batch size; default 50")
     parser.add_argument("--sample-cap", type=int, default=200, help="images the advisor measures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON-lines file the rows are appended to as they are measured")
     parser.add_argument("--quick", action="store_true", help=f"n={QUICK['n']}, epochs={QUICK['epochs']}, "
                         f"repeats={QUICK['repeats']}")
     args = parser.parse_args(argv)
@@ -85,17 +93,32 @@ def _timings(predict, images, repeats: int) -> tuple[float, float]:
     return 1000 * statistics.median(singles), 32 * repeats / (time.perf_counter() - started)
 
 
+def _dataset_folder(name: str, n: int, seed: int) -> Path:
+    """The set's stratified `n`-image subsample, or the whole set when it holds `n` images or fewer."""
+    from advisor.examples import write_dataset
+    from advisor.examples.sources import DatasetRequestError
+
+    try:
+        return write_dataset(name, n=n, seed=seed)
+    except DatasetRequestError:
+        whole = write_dataset(name, seed=seed)
+        count = sum(1 for path in whole.rglob("*") if path.is_file() and path.parent != whole)
+        if count > n:
+            raise
+        print(f"# {name}: {count} images, fewer than n={n}: the whole set", flush=True)
+        return whole
+
+
 def _run_dataset(name: str, args: argparse.Namespace, root: Path, rows: list[dict]) -> None:
     import keras
     import numpy as np
 
     from advisor.app import pipeline
     from advisor.app.export import export_run_formats
-    from advisor.examples import write_dataset
     from advisor.plan import Regime
     from strategies.export import load_exported
 
-    folder = write_dataset(name, n=args.n, seed=args.seed)
+    folder = _dataset_folder(name, args.n, args.seed)
     for regime in [Regime.parse(r) for r in args.regimes.split(",") if r]:
         keras.utils.set_random_seed(args.seed)
         started = time.perf_counter()
@@ -109,15 +132,20 @@ def _run_dataset(name: str, args: argparse.Namespace, root: Path, rows: list[dic
         base = {"dataset": name, "regime": regime.value, "n_test": exports[0].check.n_images,
                 "image_size": int(model.inputs[0].shape[1]), "run_s": run_s}
         ms, per_s = _timings(model.predict_on_batch, images, args.repeats)
-        rows.append(base | {"format": "model.keras", "mb": (run / pipeline.MODEL_FILE).stat().st_size / 1e6,
-                            "export_s": float("nan"), "agreement": 1.0,
-                            "accuracy": exports[0].check.reference, "ms_b1": ms, "per_s_b32": per_s})
+        measured = [base | {"format": "model.keras", "mb": (run / pipeline.MODEL_FILE).stat().st_size / 1e6,
+                            "export_s": None, "agreement": 1.0,
+                            "accuracy": exports[0].check.reference, "ms_b1": ms, "per_s_b32": per_s}]
         for result in exports:
             runtime = load_exported(result.path)
             ms, per_s = _timings(lambda x, r=runtime: r.predict(x, batch_size=32), images, args.repeats)
-            rows.append(base | {"format": result.format, "mb": result.bytes / 1e6, "export_s": result.export_s,
+            measured.append(base | {"format": result.format, "mb": result.bytes / 1e6, "export_s": result.export_s,
                                 "agreement": result.check.agreement, "accuracy": result.check.value,
                                 "ms_b1": ms, "per_s_b32": per_s})
+        rows.extend(measured)
+        if args.results is not None:
+            with args.results.open("a") as out:
+                out.writelines(json.dumps(row | {"seed": args.seed, "n": args.n, "epochs": args.epochs})
+                               + "\n" for row in measured)
         print(f"# {name} {regime.value}: run {run_s:.0f} s, exports "
               + ", ".join(f"{r.format} {r.export_s:.1f} s" for r in exports), flush=True)
 
@@ -140,7 +168,7 @@ def _print(rows: list[dict]) -> None:
     print("\n" + header)
     print("-" * len(header))
     for r in rows:
-        export_s = "" if r["export_s"] != r["export_s"] else f"{r['export_s']:.1f}"
+        export_s = "" if r["export_s"] is None else f"{r['export_s']:.1f}"
         print(f"{r['dataset']:8} {r['regime']:10} {r['image_size']:>4} {r['format']:12} {r['mb']:>6.2f} "
               f"{export_s:>8} {r['agreement']:>6.3f} {r['accuracy']:>8.4f} {r['ms_b1']:>9.2f} "
               f"{r['per_s_b32']:>9.0f}")
@@ -166,8 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-export-runs-") as tmp:
         for name in args.datasets.split(","):
+            start = len(rows)
             _run_dataset(name, args, Path(tmp), rows)
-    _print(rows)
+            _print(rows[start:])
+    if len(args.datasets.split(",")) > 1:
+        print("\nAll sets:")
+        _print(rows)
     print(f"\ntest images per run: {', '.join(sorted({str(r['n_test']) for r in rows}))}; total "
           f"{time.perf_counter() - started:.0f} s; load average at end "
           + ", ".join(f"{v:.2f}" for v in os.getloadavg()))

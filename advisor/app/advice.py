@@ -101,6 +101,7 @@ def advise(
     feature_layer: str | None = None,
     targets: Path | None = None,
     progress: bool = False,
+    rate_search: bool = True,
 ) -> Advice:
     """Scan `data_dir`, measure it against the backbone, and decide a plan.
 
@@ -128,6 +129,8 @@ def advise(
         targets: Regression targets CSV (``--targets``). Defaults to `None`
             (classification from class folders).
         progress: Show progress bars. Defaults to `False`.
+        rate_search: Search the fine-tuning rates on validation; `False` fine-tunes
+            once at the plan's rates (``--no-rate-search``). Defaults to `True`.
 
     Returns:
         The :class:`Advice`.
@@ -169,7 +172,7 @@ def advise(
     def plan_for(network, profile) -> Plan:
         start = time.perf_counter()
         plan = decide(profile, backbone=network, regime=regime, seed=seed, epochs=epochs, head=head,
-                      task=Task.REGRESSION if dataset.is_regression else None)
+                      task=Task.REGRESSION if dataset.is_regression else None, rate_search=rate_search)
         timings["decide"] = timings.get("decide", 0.0) + time.perf_counter() - start
         return plan
 

@@ -26,6 +26,7 @@ def compare(
     overwrite: bool = False,
     progress: bool = False,
     verbose: int = 0,
+    rate_search: bool = True,
 ) -> list[dict[str, Any]]:
     """Run regimes (and backbones) under one split and tabulate them, the advisor's picks marked.
 
@@ -45,6 +46,8 @@ def compare(
         overwrite: Replace a finished comparison. Defaults to `False`.
         progress: Show progress bars. Defaults to `False`.
         verbose: Keras verbosity. Defaults to `0`.
+        rate_search: Search the fine-tuning rates of the regimes decided here
+            (`False`: ``--no-rate-search``, one rate each). Defaults to `True`.
 
     Returns:
         One row per run: backbone, regime, similarity, test accuracy, macro-F1,
@@ -69,7 +72,8 @@ def compare(
             if regimes is None else tuple(regimes)
         for regime in run_regimes:
             plan = each.plan if regime == each.plan.regime else decide(
-                each.profile, backbone=network, regime=regime, seed=each.plan.seed, epochs=epochs)
+                each.profile, backbone=network, regime=regime, seed=each.plan.seed, epochs=epochs,
+                rate_search=rate_search)
             target = folder.partial / regime.value if len(advices) == 1 else \
                 folder.partial / network.model_name / regime.value
             result = execute(each, target, overwrite=True, progress=progress, verbose=verbose,

@@ -28,7 +28,7 @@ from strategies.throughput import Throughput, measure_throughput, measured_graph
 
 def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime),
                    epochs: int | None = None, head: str | None = None,
-                   backbone: Backbone | None = None) -> dict[str, Any]:
+                   backbone: Backbone | None = None, rate_search: bool = True) -> dict[str, Any]:
     """Return ``{regime: cost}`` for `regimes`: each plan's measured images/s and expected time.
 
     Args:
@@ -39,6 +39,8 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         head: The caller's head override (``--head``), likewise. Defaults to `None`.
         backbone: The advice's backbone at its measuring size, when the caller
             has it built already. Defaults to `None` (built here).
+        rate_search: The caller's ``--rate-search/--no-rate-search``, likewise
+            (a fine-tuning regime is priced at each searched rate). Defaults to `True`.
 
     Returns:
         ``{regime name: {"chosen": bool, "rates": Throughput dict, "expected_accuracy":
@@ -57,7 +59,7 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
     for regime in regimes:
         regime_plan = plan if regime is plan.regime else decide(
             advice.profile, backbone=measuring, regime=regime, seed=plan.seed, task=plan.task,
-            epochs=epochs, head=head)
+            epochs=epochs, head=head, rate_search=rate_search)
         graph = measured_graph(regime_plan)
         if graph not in measured:  # a graph another regime runs too is measured once
             network = get_backbone(regime_plan.backbone, image_size=regime_plan.image_size,
@@ -76,28 +78,28 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
 
 
 def with_costs(advice: Advice, *, epochs: int | None = None, head: str | None = None,
-               backbone: Backbone | None = None) -> Advice:
+               backbone: Backbone | None = None, rate_search: bool = True) -> Advice:
     """Return `advice` with :func:`estimate_costs` of every regime filled in (the caller's overrides kept)."""
     if advice.costs is not None:
         return advice
     return dataclasses.replace(advice, costs=estimate_costs(advice, epochs=epochs, head=head,
-                                                            backbone=backbone))
+                                                            backbone=backbone, rate_search=rate_search))
 
 
 def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
-               head: str | None = None) -> Advice:
+               head: str | None = None, rate_search: bool = True) -> Advice:
     """Return `advice` with the regime expected to finish within `budget_s` seconds here.
 
     Prices every regime (:func:`with_costs`); the plan stands when its regime
     fits, else it is decided again for the regime
     :func:`~advisor.decide.budget.choose_within_budget` picks, with that
-    sentence as the regime's reason (with the caller's `epochs` and `head`
-    overrides, as ``advise`` decided the first plan). ``advice.budget`` records the choice.
+    sentence as the regime's reason (with the caller's `epochs`, `head` and
+    `rate_search` overrides, as ``advise`` decided the first plan). ``advice.budget`` records the choice.
     """
     plan = advice.plan
     # One measuring backbone for the pricing and a second decision (weights load once).
     measuring = get_backbone(plan.backbone) if advice.costs is None else None
-    advice = with_costs(advice, epochs=epochs, head=head, backbone=measuring)
+    advice = with_costs(advice, epochs=epochs, head=head, backbone=measuring, rate_search=rate_search)
     expected_s = {Regime(name): cost["total_s"] for name, cost in advice.costs.items()}
     accuracy = {Regime(name): cost["expected_accuracy"]["estimate"] for name, cost in advice.costs.items()
                 if cost.get("expected_accuracy")}
@@ -105,7 +107,8 @@ def fit_budget(advice: Advice, budget_s: float, *, epochs: int | None = None,
     if chosen is not plan.regime:
         measuring = get_backbone(plan.backbone) if measuring is None else measuring
         plan = decide(advice.profile, backbone=measuring, regime=chosen, seed=plan.seed,
-                      task=plan.task, epochs=epochs, head=head, forced_by=why.rstrip("."))
+                      task=plan.task, epochs=epochs, head=head, forced_by=why.rstrip("."),
+                      rate_search=rate_search)
     costs = {name: {**cost, "chosen": name == chosen.value} for name, cost in advice.costs.items()}
     return dataclasses.replace(advice, plan=plan, costs=costs, budget={
         "budget_s": budget_s, "pick": advice.plan.regime.value, "regime": chosen.value,

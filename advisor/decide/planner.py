@@ -52,6 +52,7 @@ def decide(
     loss: Loss | str | None = None,
     rules: RegimeRules | None = None,
     forced_by: str = "the caller",
+    rate_search: bool = True,
 ) -> Plan:
     """Turn a measured profile into a plan, with a reason for every field.
 
@@ -77,6 +78,9 @@ def decide(
             (``RegimeRules()``, the calibrated constants of :mod:`advisor.config`).
         forced_by: Who forced `regime`, for its reason (e.g. ``advise --budget``'s
             sentence). Defaults to `"the caller"`.
+        rate_search: Search the fine-tuning rates on validation (``rate_scales``,
+            see :func:`~advisor.decide.training.plan_rate_scales`); `False` fine-tunes
+            once at the plan's rates (``--no-rate-search``). Defaults to `True`.
 
     Returns:
         The :class:`~advisor.plan.Plan`.
@@ -125,7 +129,7 @@ def decide(
     fields["warmup_epochs"] = plan_warmup_epochs(chosen, fields["epochs"][0])
     fields["patience"] = plan_patience(fields["epochs"][0], fields["head_epochs"][0],
                                        fields["warmup_epochs"][0])
-    fields["rate_scales"] = plan_rate_scales(chosen, task)
+    fields["rate_scales"] = plan_rate_scales(chosen, task, search=rate_search)
     fields["augmentation"] = plan_augmentation(chosen, profile)
     fields.update(plan_prefix_cache(chosen, profile, backbone, image_size=fields["image_size"][0],
                                     frozen_blocks=fields["frozen_blocks"][0],

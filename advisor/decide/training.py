@@ -161,12 +161,24 @@ def plan_patience(epochs: int, head_epochs: int, warmup_epochs: int = 0) -> tupl
     )
 
 
-def plan_rate_scales(regime: Regime, task: Task) -> tuple[tuple[float, ...], str]:
+def plan_rate_scales(regime: Regime, task: Task, *, search: bool = True) -> tuple[tuple[float, ...], str]:
     """Return the scales of the fine-tuning rates searched on validation, and why.
+
+    Args:
+        regime: The plan's regime.
+        task: Classification or regression.
+        search: Search the rates (``advise --rate-search``, the default) or
+            fine-tune once at the plan's rates (``--no-rate-search``: half the
+            fine-tuning time of a two-rate search). Defaults to `True`.
+
+    Returns:
+        ``(scales, reason)``: ``(1.0,)`` when nothing is searched.
 
     Example:
         >>> plan_rate_scales(Regime.FULL, Task.CLASSIFICATION)[0]
         (1.0, 3.0)
+        >>> plan_rate_scales(Regime.FULL, Task.CLASSIFICATION, search=False)[0]
+        (1.0,)
         >>> plan_rate_scales(Regime.SVM, Task.CLASSIFICATION)[0]
         (1.0,)
     """
@@ -174,6 +186,11 @@ def plan_rate_scales(regime: Regime, task: Task) -> tuple[tuple[float, ...], str
         what = ("does not fine-tune the backbone" if not regime.fine_tunes_backbone
                 else "fine-tunes a regression head with AdamW (no search measured for it)")
         return (1.0,), f"Regime {regime.value!r} {what}: the plan's rates, no search."
+    if not search:
+        return (1.0,), (
+            "The caller turned the rate search off (--no-rate-search): one fine-tuning run at the "
+            "plan's rates, half the time of the search; on MNIST 300 `full` at these rates scored "
+            "0.872 against 0.930 with the search.")
     scales = tuple(float(s) for s in config.FINE_TUNE_RATE_SCALES)
     listed = " and ".join(f"{s:g}x" for s in scales)
     return scales, (

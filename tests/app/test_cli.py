@@ -106,6 +106,20 @@ def test_estimate_cost_prices_every_regime_from_the_measured_rates(digits, tmp_p
     svm, full = expected["svm"]["expected_accuracy"], expected["full"]["expected_accuracy"]
     assert 0 < svm["low"] < svm["estimate"] < svm["high"] <= 1
     assert full["high"] is None and full["low"] == svm["low"]  # fine-tuning: the frozen floor
+    assert expected["full"]["rates"] == expected["partial"]["rates"] == 2  # the rate search
+
+    # --no-rate-search plans and prices one fine-tuning run per regime.
+    result = invoke(digits, "--dry-run", "--json", "--estimate-cost", "--no-rate-search",
+                    "--regime", "full", "--out", tmp_path / "c", "--sample-cap", "60")
+    assert result.exit_code == 0, result.output
+    advice = json.loads(result.stdout)
+    assert advice["plan"]["rate_scales"] == [1.0]
+    assert "--no-rate-search" in advice["plan"]["reasons"]["rate_scales"]
+    assert advice["expected_cost"]["full"]["rates"] == advice["expected_cost"]["partial"]["rates"] == 1
+    result = invoke(digits, "--dry-run", "--json", "--budget", "1h", "--no-rate-search",
+                    "--out", tmp_path / "d", "--sample-cap", "60")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["expected_cost"]["full"]["rates"] == 1
 
     # --budget prices the same regimes (cached rates) and keeps the pick that fits.
     result = invoke(digits, "--dry-run", "--json", "--budget", "1h", "--out", tmp_path / "b",
@@ -336,8 +350,10 @@ def test_help_fits_80_columns_and_describes_every_option(command):
     undescribed = [f"{c.name} {p.opts[0]}" for c in commands for p in c.params
                    if isinstance(p, click.Option) and not p.help]
     assert not undescribed
-    if command == "run":
-        assert "./advise-runs/NAME" in text and "efficientnet_lite0 when" in text
+    if command == "run":  # the defaults read whole, however the column wraps them
+        flat = " ".join(text.replace("│", " ").split())
+        assert "Defaults to ./advise-runs/NAME, NAME being" in flat
+        assert "Defaults to mobilenet_v2, or efficientnet_lite0 when the plan fine-tunes" in flat
 
 
 def test_predict_table_shows_whole_paths_at_80_columns(tmp_path, monkeypatch):

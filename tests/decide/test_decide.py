@@ -243,6 +243,10 @@ def test_fine_tuning_searches_its_rates_and_counts_patience_after_the_warmup(bac
     regression = decide(make_profile(2_000, 0.3), backbone=backbone, regime="partial",
                         task="regression")
     assert regression.rate_scales == (1.0,)
+    # --no-rate-search: one run at the plan's rates, and the reason says who turned it off.
+    single = decide(make_profile(2_000, 0.3), backbone=backbone, regime="full", rate_search=False)
+    assert single.rate_scales == (1.0,) and "--no-rate-search" in single.reasons["rate_scales"]
+    assert dataclasses.replace(single, rate_scales=plan.rate_scales, reasons=plan.reasons) == plan
 
 
 def test_the_expected_cost_prices_every_searched_rate(backbone):
