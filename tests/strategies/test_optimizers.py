@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 
 from advisor import config
-from advisor.plan import Optimizer, Plan, Regime
+from advisor.plan import Optimizer, Plan
 from strategies.optimizers import make_optimizer
+from tests.strategies.fakes import fake_plan
 
 
 def plan_with(**overrides) -> Plan:
-    settings = dict(regime=Regime.FULL, backbone="fake", image_size=32, frozen_blocks=(),
-                    feature_layer="body", optimizer=Optimizer.SGD, head_learning_rate=0.1,
-                    backbone_learning_rate=0.01, batch_size=8, head_epochs=1, epochs=1,
-                    warmup_epochs=0, patience=1, augmentation=(), class_weights=None,
-                    svm_c_grid=(1.0,), seed=0)
-    settings.update(overrides)
-    return Plan(**settings)
+    return fake_plan(**(dict(batch_size=8, head_epochs=1, epochs=1, warmup_epochs=0, patience=1)
+                        | overrides))
 
 
 def test_the_plans_momentum_and_weight_decay_reach_the_optimizer():

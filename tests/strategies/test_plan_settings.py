@@ -15,16 +15,14 @@ from strategies.devices import dtype_policy
 from strategies.inputs import LabelledImages
 from strategies.svm import fit_linear_svm
 from strategies.training import augmentation_for
+from tests.strategies.fakes import fake_plan
 
 
 def plan_with(**overrides) -> Plan:
-    settings = dict(regime=Regime.LAST_LAYER, backbone="fake", image_size=8, frozen_blocks=(),
-                    feature_layer="body", optimizer=Optimizer.ADAMW, head_learning_rate=1e-3,
-                    backbone_learning_rate=0.0, batch_size=8, head_epochs=1, epochs=0,
-                    warmup_epochs=0, patience=1, augmentation=(), class_weights=None,
-                    svm_c_grid=(0.1, 1.0), seed=0)
-    settings.update(overrides)
-    return Plan(**settings)
+    return fake_plan(**(dict(regime=Regime.LAST_LAYER, image_size=8, optimizer=Optimizer.ADAMW,
+                             head_learning_rate=1e-3, backbone_learning_rate=0.0, batch_size=8,
+                             head_epochs=1, epochs=0, warmup_epochs=0, patience=1,
+                             svm_c_grid=(0.1, 1.0)) | overrides))
 
 
 def test_augmentation_strengths_come_from_the_plan():

@@ -6,31 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from advisor.plan import Optimizer, Plan, Regime
+from advisor.plan import Plan
 from strategies.callbacks import TrainingGuard
-from strategies.graph import OUTPUT_LAYER
 from strategies.rate_search import search_rates
 from strategies.training import train
-
-
-def blobs(seed: int = 0, n: int = 200):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(size=(n, 8)).astype(np.float32) + 3.0 * np.eye(3, 8)[y].astype(np.float32)
-    return x, y
+from tests.strategies.fakes import blobs, fake_plan, two_layer_model
 
 
 def model_and_plan(**overrides) -> tuple[keras.Model, Plan]:
-    inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(16, activation="relu", name="body")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name=OUTPUT_LAYER)(hidden))
-    settings = dict(regime=Regime.FULL, backbone="fake", image_size=32, frozen_blocks=(),
-                    feature_layer="body", optimizer=Optimizer.SGD, head_learning_rate=0.01,
-                    backbone_learning_rate=0.01, batch_size=20, head_epochs=5, epochs=4,
-                    warmup_epochs=1, patience=2, augmentation=(), class_weights=None,
-                    svm_c_grid=(1.0,), seed=0)
-    settings.update(overrides)
-    return model, Plan(**settings)
+    return two_layer_model(), fake_plan(**({"head_learning_rate": 0.01, "epochs": 4} | overrides))
 
 
 def guard_after(val_losses, *, start_from_epoch: int) -> TrainingGuard:

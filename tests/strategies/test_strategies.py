@@ -27,12 +27,13 @@ from advisor.data import scan_dataset
 from advisor.data.decode_cache import decode_images
 from advisor.errors import DatasetError, PlanError
 from advisor.examples import available, write_dataset
+from tests.strategies.fakes import blobs, fake_plan, two_layer_model
 from advisor.decide.training import (
     plan_backbone_learning_rate,
     plan_head_learning_rate,
     plan_optimizer,
 )
-from advisor.plan import Optimizer, Plan, Regime, Task
+from advisor.plan import Plan, Regime, Task
 from strategies import (
     LabelledImages,
     NotFittedError,
@@ -431,29 +432,6 @@ def test_embeddings_are_cached_per_rows(split, session_cache):
 # --------------------------------------------------------------------------- #
 # The training loop's guards, on small fakes
 # --------------------------------------------------------------------------- #
-def blobs(seed: int = 0, n: int = 200):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(size=(n, 8)).astype(np.float32) + 3.0 * np.eye(3, 8)[y].astype(np.float32)
-    return x, y
-
-
-def two_layer_model() -> keras.Model:
-    inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(16, activation="relu", name="body")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name=OUTPUT_LAYER)(hidden))
-
-
-def fake_plan(**overrides) -> Plan:
-    settings = dict(regime=Regime.FULL, backbone="fake", image_size=32, frozen_blocks=(),
-                    feature_layer="body", optimizer=Optimizer.SGD, head_learning_rate=0.1,
-                    backbone_learning_rate=0.01, batch_size=20, head_epochs=5, epochs=5,
-                    warmup_epochs=1, patience=2, augmentation=(), class_weights=None,
-                    svm_c_grid=(1.0,), seed=0)
-    settings.update(overrides)
-    return Plan(**settings)
-
-
 def test_divergence_stops_restores_and_retries_once_at_a_lower_backbone_rate():
     keras.utils.set_random_seed(0)
     x, y = blobs()

@@ -25,9 +25,11 @@ import numpy as np
 import pytest
 
 from advisor.errors import StorageError
-from advisor.plan import Optimizer, Plan, Regime
+from advisor.plan import Optimizer, Plan
 from strategies import callbacks
 from strategies.callbacks import STATE_FILE, EpochLog, PhaseCheckpoint, TrainingGuard
+from tests.strategies import fakes
+from tests.strategies.fakes import two_layer_model
 from strategies.training import train
 
 #: Tolerance of "the metrics of an uninterrupted run": on CPU the resumed run
@@ -143,18 +145,13 @@ def blobs(seed: int = 0, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
 
 
 def small_model() -> keras.Model:
-    inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(8, activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+    return two_layer_model(hidden=8)
 
 
 def fake_plan(**overrides) -> Plan:
-    settings = dict(regime=Regime.FULL, backbone="fake", image_size=8, frozen_blocks=(),
-                    feature_layer="x", optimizer=Optimizer.ADAMW, head_learning_rate=0.05,
-                    backbone_learning_rate=0.05, batch_size=30, head_epochs=4, epochs=4,
-                    warmup_epochs=0, patience=3, augmentation=(), class_weights=None,
-                    svm_c_grid=(1.0,), seed=0)
-    return Plan(**(settings | overrides))
+    return fakes.fake_plan(**(dict(image_size=8, optimizer=Optimizer.ADAMW, head_learning_rate=0.05,
+                                   backbone_learning_rate=0.05, batch_size=30, head_epochs=4, epochs=4,
+                                   warmup_epochs=0, patience=3) | overrides))
 
 
 def test_a_finished_phase_is_restored_not_trained_again(tmp_path, monkeypatch):
