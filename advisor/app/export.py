@@ -396,14 +396,18 @@ def _compare(outputs: np.ndarray, reference: np.ndarray, truth: np.ndarray, *, t
 def _warning(fmt: ExportFormat, check: ExportCheck) -> str | None:
     if not fmt.quantized:
         return None
+    instead = ("deploy litert-dynamic (int8 weights, float activations: about as small, and within "
+               "2 test images of model.keras on the benchmark's digits and photos) or the float litert "
+               "export where that matters" if fmt.name == "litert-int8"
+               else "deploy the float litert export where that matters")
     if check.metric == "accuracy" and check.change > INT8_WARN_DROP_PP:
         return (f"The {fmt.name} export's test accuracy is {check.value:.4f}, {check.change:.1f} points "
                 f"below {MODEL_FILE}'s {check.reference:.4f} (warned above {INT8_WARN_DROP_PP:g}); "
-                "deploy the float litert export where that matters")
+                + instead)
     if check.metric == "mae" and check.change > INT8_WARN_MAE_RISE:
         return (f"The {fmt.name} export's test MAE is {check.value:.4g}, {check.change:.1%} above "
                 f"{MODEL_FILE}'s {check.reference:.4g} (warned above {INT8_WARN_MAE_RISE:.0%}); "
-                "deploy the float litert export where that matters")
+                + instead)
     return None
 
 

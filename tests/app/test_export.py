@@ -317,3 +317,19 @@ def test_a_native_size_model_exports_with_its_resize_and_predict_decodes_for_it(
     expected, got = predict_files(run / MODEL_FILE, images), predict_files(result.path, images)
     np.testing.assert_allclose([p for r in got.rows for _, p in r.classes],
                                [p for r in expected.rows for _, p in r.classes], atol=1e-5)
+
+
+def test_a_lossy_int8_export_warns_and_names_the_smaller_safe_format():
+    # bench_export 2026-12-06: litert-int8 lost 12-32 points on digits where litert-dynamic (2.5 MB
+    # against 2.7) stayed within 2 test images of model.keras; the warning says which to ship.
+    from advisor.app.export import ExportCheck, _warning
+    from advisor.app.export_formats import get_export_format
+
+    lossy = ExportCheck(n_images=150, agreement=0.66, metric="accuracy", value=0.6467, reference=0.9667,
+                        change=32.0, max_abs_diff=0.9, min_agreement=None)
+    assert "litert-dynamic" in _warning(get_export_format("litert-int8"), lossy)
+    assert "float litert" in _warning(get_export_format("litert-dynamic"), lossy)
+    assert _warning(get_export_format("litert"), lossy) is None  # a float export is checked, not warned
+    close = ExportCheck(n_images=150, agreement=0.99, metric="accuracy", value=0.96, reference=0.9667,
+                        change=0.67, max_abs_diff=0.1, min_agreement=None)
+    assert _warning(get_export_format("litert-int8"), close) is None
