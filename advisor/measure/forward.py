@@ -248,7 +248,8 @@ def embed(
     pass costs beyond a bare forward pass on the TensorFlow CPU backend.
 
     Args:
-        images: ``(N, S, S, 3)`` uint8 array with ``S == backbone.image_size``.
+        images: ``(N, S, S, 3)`` uint8 array with ``S == backbone.input_size``
+            (``image_size`` unless the network upscales its input).
         rows: Rows of `images` to embed, in order. Defaults to `None` (all).
         batch_size: Images per forward pass. Defaults to `config.EMBED_BATCH_SIZE`.
         blocks: Intermediate blocks to pool. Defaults to `None` (:func:`probe_blocks`).
@@ -318,7 +319,7 @@ def embed(
 def _check_embed_inputs(backbone: Backbone, images: np.ndarray, rows: np.ndarray | None,
                         moment_images: int) -> np.ndarray:
     """Check :func:`embed`'s arguments; return the rows to embed as int64."""
-    size = backbone.image_size
+    size = backbone.input_size  # image_size, or the native size the network upscales from
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise DatasetError(
             f"Expected images of shape (N, {size}, {size}, 3) for {backbone.name}. "
@@ -556,7 +557,8 @@ def measure_dataset(
 
     A stratified sample of at most `sample_cap` images of the train and
     validation splits (never the test split)
-    is decoded through the decode cache at ``backbone.image_size``, embedded
+    is decoded through the decode cache as the backbone takes it (at
+    ``backbone.input_size``, natively when the network upscales it), embedded
     once with :func:`embed`, and measured with :func:`profile_activations`.
     Files that fail to decode are left out of the sample.
 
@@ -587,7 +589,9 @@ def measure_dataset(
     files = [path for split in ADVICE_SPLITS for path in dataset.files(split)]
     labels = np.concatenate([dataset.labels(split) for split in ADVICE_SPLITS])
     picked = stratified_sample(labels, sample_cap, seed=seed)
-    decoded = decode_images([files[i] for i in picked], backbone.image_size, progress=progress)
+    # As the run decodes for this network: at its input size, natively when it upscales in its graph.
+    decoded = decode_images([files[i] for i in picked], backbone.input_size,
+                            resize_ratio=backbone.decode_resize_ratio, progress=progress)
     rows = decoded.rows
     if rows.size == 0:
         raise DatasetError(

@@ -290,3 +290,17 @@ def test_stratified_sample_keeps_every_class():
     assert set(labels[picked]) == {0, 1, 2}
     assert np.array_equal(stratified_sample(labels, 500, seed=0), np.arange(100))
     assert np.array_equal(stratified_sample(labels, 20, seed=0), picked)
+
+
+def test_a_network_that_upscales_its_input_is_measured_on_native_pixels(sets_root):
+    # Issue 18: the measuring pass decodes as the network takes its input (8 px digits natively,
+    # upscaled to 96 px in the graph), as a run with a decode size does; it used to decode at
+    # image_size and fail the shape check for such a network.
+    from advisor.backbones import get_backbone
+    from advisor.examples import write_dataset
+
+    upscaling = get_backbone("mobilenet_v2", image_size=96, input_size=8)
+    dataset = scan_dataset(write_dataset("digits", sets_root, n=60, seed=SEED), seed=SEED)
+    profile = measure_dataset(dataset, upscaling, sample_cap=40, seed=SEED)
+    assert profile.image_size == 96 and profile.n_sampled == 40
+    assert profile.probes is not None and profile.probes.linear_accuracy > 2 * profile.probes.chance
