@@ -204,6 +204,15 @@ LOW_RESOLUTION_SIDE = 64
 #: Low-resolution images are upscaled by this factor (then rounded up to a multiple
 #: of INPUT_SIZE_STEP): 28 px MNIST -> 128, 32 px CIFAR -> 128, 8 px digits -> 96.
 LOW_RESOLUTION_UPSCALE = 4
+#: The frozen regimes (``svm``, ``last-layer``) run the backbone once per image, so they
+#: upscale twice as far: 28 px -> 224, 8 px digits -> 96 (the minimum). Measured with
+#: benchmarks/bench_input_size.py (2026-12-06, the SVM on each set's own split, one seed;
+#: results/input_size.jsonl): test accuracy at 128 / 224 px was 0.964 / 0.971 on MNIST 5k
+#: (750 test images), 0.856 / 0.876 on Fashion-MNIST 3k (450), 0.953 / 0.971 on animal
+#: silhouettes 3k (450), and 0.729 / 0.743 on the 64 px emoji; 8 px digits scored 0.989 at
+#: 96 px and 0.978 at 224 (269). The fit took about twice as long at 224 px (25 s against 12
+#: s on 2,100 images).
+FROZEN_LOW_RESOLUTION_UPSCALE = 8
 #: Smallest input size a plan asks for (the smallest of keras.applications'
 #: pretrained MobileNetV2 sizes; a 3x3 final feature map).
 MIN_INPUT_SIZE = 96

@@ -114,7 +114,7 @@ def decide(
 
     fields: dict[str, tuple[Any, str]] = {"regime": (chosen, why_regime)}
     fields["backbone"] = plan_backbone(backbone)
-    fields["image_size"] = plan_image_size(profile, backbone)
+    fields["image_size"] = plan_image_size(chosen, profile, backbone)
     fields["decode_size"] = plan_decode_size(profile, backbone, fields["image_size"][0])
     fields["frozen_blocks"] = plan_frozen_blocks(chosen, profile, backbone, rules)
     fields["feature_layer"] = plan_feature_layer(chosen, profile, backbone)
