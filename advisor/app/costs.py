@@ -39,7 +39,7 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         head: The caller's head override (``--head``), likewise. Defaults to `None`.
         backbone: The advice's backbone at its measuring size, when the caller
             has it built already. Defaults to `None` (built here).
-        rate_search: The caller's ``--rate-search/--no-rate-search``, likewise
+        rate_search: `False` for the caller's ``--no-rate-search``, likewise
             (a fine-tuning regime is priced at each searched rate). Defaults to `True`.
 
     Returns:

@@ -58,8 +58,8 @@ def plan_image_size(regime: Regime, profile: DatasetProfile, backbone: Backbone)
     upscale = config.FROZEN_LOW_RESOLUTION_UPSCALE if frozen else config.LOW_RESOLUTION_UPSCALE
     image_size = choose_image_size(profile.native_side, backbone.image_size, upscale=upscale)
     if profile.native_side < config.LOW_RESOLUTION_SIDE:
-        why = (f"the frozen backbone runs once per image, and on 28 px sets the SVM scored 0.7-2.0 "
-               f"pp higher at 224 px than at 128 (config.FROZEN_LOW_RESOLUTION_UPSCALE)" if frozen else
+        why = ("the frozen backbone runs once per image, and on 28 px sets the SVM scored 0.7-2.0 "
+               "pp higher at 224 px than at 128 (config.FROZEN_LOW_RESOLUTION_UPSCALE)" if frozen else
                "fine-tuning pays for the size every epoch and the images hold no more detail "
                "(compute grows with size^2)")
         return image_size, (

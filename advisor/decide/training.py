@@ -167,7 +167,7 @@ def plan_rate_scales(regime: Regime, task: Task, *, search: bool = True) -> tupl
     Args:
         regime: The plan's regime.
         task: Classification or regression.
-        search: Search the rates (``advise --rate-search``, the default) or
+        search: Search the rates (the default) or
             fine-tune once at the plan's rates (``--no-rate-search``: half the
             fine-tuning time of a two-rate search). Defaults to `True`.
 
