@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any
 
 from advisor.app.advice import Advice
-from advisor.backbones import get_backbone
+from advisor.backbones import Backbone, get_backbone
 from advisor.decide import decide
 from advisor.decide.budget import choose_within_budget
 from advisor.decide.cost import expected_cost
