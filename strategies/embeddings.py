@@ -10,7 +10,11 @@ source (the decode-cache ``.npy`` behind a memory map, with its size and
 modification time, or an explicit `key`); the rows used; the backbone's name,
 weights, network size and input size (when it upscales its input); the layer;
 and, for augmented views, the augmentation key. Randomly initialised backbones (``weights="none"``) and in-memory arrays
-without a key are never cached. Entries are written atomically
+without a key are never cached. Before running the backbone on a cache miss,
+the images the measuring pass already embedded with the same network and layer
+are taken from :mod:`advisor.measure.feature_store` (keyed by their pixels),
+and only the others are computed: ``advise`` on a set within the sample cap
+embeds each training and validation image once. Entries are written atomically
 (:func:`advisor.cache.cache_entry`), one builder at a time
 (:func:`advisor.cache.entry_lock`: a concurrent run waits, then reads the
 entry); a write that fails leaves no entry and raises a one-line
@@ -41,6 +45,7 @@ from advisor import config
 from advisor.backbones import Backbone
 from advisor.cache import cache_dir, cache_entry, entry_lock, read_cached_array
 from advisor.errors import BackboneError
+from advisor.measure.feature_store import load_features, pixel_digests
 from strategies.batches import ImageBatches
 
 logger = logging.getLogger(__name__)
@@ -271,9 +276,22 @@ class Embedder:
             cached = self._cached(target, len(rows))  # built by another run while we waited
             if cached is not None:
                 return cached
-            embeddings = self._compute(images, rows, augmentation)
+            embeddings = self._shared_or_computed(images, rows, augmentation)
             with cache_entry(target, what="embeddings", suffix=".npy") as tmp:
                 np.save(tmp, embeddings)
+        return embeddings
+
+    def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
+                            augmentation: Any | None) -> np.ndarray:
+        """The rows the measuring pass filed (same network, layer and pixels), the others computed."""
+        if augmentation is not None:  # an augmented view is never what the measuring pass saw
+            return self._compute(images, rows, augmentation)
+        found, embeddings = load_features(self.backbone, self.layer, pixel_digests(images, rows), self.dim)
+        if found.any():
+            logger.info("Embedding %d of %d images; %d were embedded by the measuring pass.",
+                        int((~found).sum()), len(rows), int(found.sum()))
+        if not found.all():
+            embeddings[~found] = self._compute(images, rows[~found], None)
         return embeddings
 
     def _compute(self, images: np.ndarray, rows: np.ndarray, augmentation: Any | None) -> np.ndarray:

@@ -54,6 +54,7 @@ from advisor.backbones import Backbone, Block
 from advisor.data import Dataset, DatasetSummary
 from advisor.data.decode_cache import decode_images
 from advisor.errors import DatasetError
+from advisor.measure.feature_store import pixel_digests, save_features
 from advisor.measure.head import head_stats
 from advisor.measure.probes import probe_accuracies
 from advisor.measure.profile import NO_BATCHNORM_NO_PROBES_NOTE, NO_BATCHNORM_NOTE, DatasetProfile
@@ -545,6 +546,32 @@ def profile_activations(
     )
 
 
+def file_shared_features(backbone: Backbone, images: np.ndarray, rows: np.ndarray,
+                         activations: Activations) -> int:
+    """File the pooled features of one forward pass in the shared store; return the layers filed.
+
+    The bottleneck (``backbone.feature_layer``) and each probed block's
+    output, keyed by the pixels of ``images[rows]``
+    (:mod:`advisor.measure.feature_store`): what ``svm`` and ``last-layer`` read
+    when they embed the same images with the same network.
+
+    Example:
+        >>> from advisor.data import scan_dataset
+        >>> decoded = decode_images(scan_dataset(digits_dir).files("train")[:8], backbone.input_size)
+        >>> acts = embed(backbone, decoded.images, rows=decoded.rows)
+        >>> file_shared_features(backbone, decoded.images, decoded.rows, acts)  # bottleneck + 3 blocks
+        4
+    """
+    digests = pixel_digests(images, rows)
+    layers = {backbone.feature_layer: activations.features}
+    for block in probe_blocks(backbone):
+        if block.name in activations.block_features:
+            layers[block.output] = activations.block_features[block.name]
+    for layer, features in layers.items():
+        save_features(backbone, layer, digests, features)
+    return len(layers)
+
+
 def measure_dataset(
     dataset: Dataset,
     backbone: Backbone,
@@ -552,6 +579,7 @@ def measure_dataset(
     sample_cap: int = config.SAMPLE_CAP,
     seed: int = config.DEFAULT_SEED,
     progress: bool = False,
+    share_features: bool = True,
 ) -> DatasetProfile:
     """Profile a dataset: sample, decode, one forward pass, measures.
 
@@ -568,12 +596,16 @@ def measure_dataset(
         sample_cap: Most images to embed. Defaults to `config.SAMPLE_CAP`.
         seed: Seed of the sample and the probes. Defaults to `config.DEFAULT_SEED`.
         progress: Show progress bars for long steps. Defaults to `False`.
+        share_features: File the sample's pooled bottleneck and block features
+            (:func:`file_shared_features`), so a frozen regime on the same
+            images does not embed them again. Defaults to `True`.
 
     Returns:
         The :class:`~advisor.measure.profile.DatasetProfile`.
 
     Raises:
         DatasetError: No image of the sample could be decoded.
+        StorageError: The shared features could not be written (one line).
 
     Example:
         >>> from advisor.data import scan_dataset
@@ -601,6 +633,8 @@ def measure_dataset(
     logger.info("Measuring %d of %d images of %s with %s at %d px.", rows.size, labels.size,
                 dataset.root, backbone.name, backbone.image_size)
     activations = embed(backbone, decoded.images, rows=rows, seed=seed, progress=progress)
+    if share_features:
+        file_shared_features(backbone, decoded.images, rows, activations)
     return profile_activations(
         activations,
         labels[picked][rows],
