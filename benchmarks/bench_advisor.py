@@ -16,6 +16,13 @@ a fresh process, on a missing DATA_DIR and on an output folder that holds a
 finished run (both are refused before TensorFlow is imported; issue 18's
 target is < 2 s). ``--only-errors`` prints only that table.
 
+A third table (``--svm-set NAME[:N]``, default ``emoji``: 1,906 images of 64 px) times, each in a
+fresh process from an empty cache (the converted weights kept), ``advise
+DIR --dry-run`` and ``advise DIR --regime svm`` on the same folder: issue
+18's target is an end-to-end ``svm`` run within 1.3x its dry run, the
+training and validation images being embedded once (by the measuring pass,
+``advisor.measure.feature_store``). ``--svm-set ''`` skips it.
+
     python -m benchmarks.bench_advisor --sizes 1000,5000,20000,70000
     python -m benchmarks.bench_advisor --sizes 1000 --dataset digits   # no apt package needed
     python -m benchmarks.bench_advisor --only-errors
@@ -146,6 +153,45 @@ def _error_table() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _svm_table(spec: str) -> None:
+    """Print the wall time of a dry run and of an end-to-end ``svm`` run on one folder, fresh caches."""
+    from advisor.cache import cache_dir
+    from advisor.examples import write_dataset
+
+    name, _, n = spec.partition(":")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-svm-"))
+    try:
+        folder = write_dataset(name, scratch / "sets", n=int(n) if n else None, seed=SEED)
+        weights = cache_dir("weights")
+        header = f"{'advise ' + folder.name:<34}{'wall s':>8}{'measure s':>10}{'fit s':>7}  embedded by the run"
+        print(header)
+        print("-" * len(header))
+        walls = {}
+        for label, extra in (("--dry-run", ["--dry-run"]), ("--regime svm", ["--regime", "svm"])):
+            cache = scratch / f"cache{len(walls)}"
+            cache.mkdir()
+            (cache / "weights").symlink_to(weights, target_is_directory=True)
+            start = time.perf_counter()
+            done = subprocess.run(_advise_command() + [str(folder), *extra, "--json", "--verbose",
+                                                       "--out", str(scratch / f"out{len(walls)}")],
+                                  capture_output=True, text=True, check=False,
+                                  env=os.environ | {"FINETUNE_ADVISOR_CACHE": str(cache), "COLUMNS": "400",
+                                                    "TF_CPP_MIN_LOG_LEVEL": "3"})
+            walls[label] = time.perf_counter() - start
+            if done.returncode != 0:
+                print(f"{label}: failed: {done.stderr.strip().splitlines()[-1:]}")
+                return
+            report = json.loads(done.stdout)
+            timings = report.get("timings_s") or report.get("timings") or {}
+            shared = [" ".join(line.split()) for line in done.stderr.splitlines()
+                      if "embedded by the measuring pass" in line]
+            print(f"{label:<34}{walls[label]:>8.1f}{timings.get('measure', float('nan')):>10.1f}"
+                  f"{timings.get('fit', float('nan')):>7.1f}  {'; '.join(shared) or '-'}")
+        print(f"end-to-end svm / dry run: {walls['--regime svm'] / walls['--dry-run']:.2f}x (target <= 1.3x)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist")
@@ -156,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="images whose BN moments are reduced (default config.MOMENT_IMAGES)")
     parser.add_argument("--only-errors", action="store_true",
                         help="print only the time-to-an-error table (no dataset is written)")
+    parser.add_argument("--svm-set", default="emoji",
+                        help="NAME[:N] of the dry-run vs end-to-end svm table ('' skips it)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from advisor import config
@@ -193,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
               f"  {r['regime']} ({r['similarity']:.2f})")
     print()
     _error_table()
+    if args.svm_set:
+        print()
+        _svm_table(args.svm_set)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample-cap", type=int, default=None, help="images measured (default: the advisor's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file the rows are appended to")
+    parser.add_argument("--native-224", action="store_true",
+                        help="also measure at 224 px from images decoded natively and upscaled in the graph")
     return parser.parse_args(argv)
 
 
@@ -88,7 +90,14 @@ def _summary(rows: list[dict]) -> None:
 
     pairs = {}
     for r in rows:
-        pairs.setdefault(r["task"], {})["224" if r["mode"] == "224" else "plan"] = r
+        if r["mode"] in ("224", "plan"):
+            pairs.setdefault(r["task"], {})[r["mode"]] = r
+    natives = [(r, next(q for q in rows if q["task"] == r["task"] and q["mode"] == "224"))
+               for r in rows if r["mode"] == "224-native"]
+    if natives:
+        print("224 px decoded natively vs at 224: |similarity change| max "
+              f"{max(abs(r['similarity'] - q['similarity']) for r, q in natives):.4f}; picks changed on: "
+              + (", ".join(r["task"] for r, q in natives if r["regime"] != q["regime"]) or "none"))
     both = [p for p in pairs.values() if len(p) == 2]
     if len(both) >= 3:
         rho = spearmanr([p["224"]["similarity"] for p in both], [p["plan"]["similarity"] for p in both])
@@ -136,14 +145,18 @@ def main(argv: list[str] | None = None) -> None:
         side, max_side = min(width.median, height.median), min(width.max, height.max)
         base = {"task": task, "n": dataset.summary.n_images, "native_side": side}
         plan_px = choose_image_size(side, 224)
-        for mode, (px, decode_px) in (("224", (224, None)), ("plan", (plan_px, choose_decode_size(max_side, plan_px)))):
+        modes = [("224", (224, None)), ("plan", (plan_px, choose_decode_size(max_side, plan_px)))]
+        if args.native_224 and choose_decode_size(max_side, 224) is not None:
+            modes.append(("224-native", (224, choose_decode_size(max_side, 224))))
+        for mode, (px, decode_px) in modes:
             row = base | {"mode": mode} | _measure(dataset, args.backbone, px, decode_px, args)
             rows.append(row)
             if args.results is not None:
                 with args.results.open("a") as out:
                     out.write(json.dumps(row) + "\n")
-        print(f"# {task}: " + ", ".join(f"{r['px']} px sim {r['similarity']:.3f} {r['regime']} "
-                                       f"{r['measure_s']:.1f} s" for r in rows[-2:]), flush=True)
+        print(f"# {task}: " + ", ".join(f"{r['px']} px (decoded at {r['decode_px'] or r['px']}) sim "
+                                       f"{r['similarity']:.3f} {r['regime']} {r['measure_s']:.1f} s"
+                                       for r in rows if r["task"] == task), flush=True)
     _print(rows)
     _summary(rows)
 

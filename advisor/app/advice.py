@@ -23,6 +23,7 @@ from advisor.backbones import get_backbone
 from advisor.data import Dataset, scan_dataset
 from advisor.data.targets import TARGET_BINS_NOTE, scan_targets
 from advisor.decide import choose_backbone, decide
+from advisor.decide.inputs import choose_decode_size
 from advisor.environment import describe_environment
 from advisor.errors import PlanError
 from advisor.measure.cache import load_profile, profile_key, save_profile
@@ -157,9 +158,10 @@ def advise(
 
     def measure(name: str):
         start = time.perf_counter()
-        network = get_backbone(name, feature_layer=feature_layer)
+        network = get_backbone(name, feature_layer=feature_layer, input_size=_native_input(dataset, name))
         key = profile_key(dataset, backbone=network.name, image_size=network.image_size,
-                          weights=network.weights, sample_cap=cap, seed=seed)
+                          weights=network.weights, sample_cap=cap, seed=seed,
+                          input_size=network.input_size)
         profile = load_profile(key)
         if profile is None:
             profile = measure_dataset(dataset, network, sample_cap=cap, seed=seed, progress=progress)
@@ -186,6 +188,23 @@ def advise(
             plan = plan_for(network, profile)
         plan = dataclasses.replace(plan, reasons={**plan.reasons, "backbone": why})
     return Advice(dataset=dataset, profile=profile, plan=plan, timings=timings)
+
+
+def _native_input(dataset: Dataset, backbone: str) -> int | None:
+    """The size to decode the measuring sample at: natively when every image is below the input.
+
+    The network still runs at its own size (224 px, which the regime
+    thresholds were fitted at) and upscales in its graph, as a frozen regime's
+    plan does for such images (:func:`advisor.decide.inputs.choose_decode_size`):
+    the measuring pass and ``svm``/``last-layer`` then see the same pixels and
+    share their embeddings (:mod:`advisor.measure.feature_store`), and the
+    sample's decode cache holds the images' own pixels. A user's model
+    (``base:``) is decoded at its own size, as before.
+    """
+    if backbone.startswith(config.BASE_MODEL_PREFIX):
+        return None
+    width, height = dataset.summary.width, dataset.summary.height
+    return choose_decode_size(min(width.max, height.max), config.DEFAULT_IMAGE_SIZE)
 
 
 def interrupted_advice(out: Path) -> Advice | None:

@@ -26,8 +26,11 @@ CACHE_SUBDIR = "profiles"
 
 
 def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: str,
-                sample_cap: int, seed: int) -> str:
+                sample_cap: int, seed: int, input_size: int | None = None) -> str:
     """Return the hex key of a profile measured with these inputs.
+
+    `input_size` is the size the images were decoded at when the network
+    upscaled them in its graph (`None`, or `image_size`: decoded at `image_size`).
 
     Example:
         >>> from advisor.data import scan_dataset
@@ -41,6 +44,8 @@ def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: st
     digest = hashlib.sha256()
     header = [PROFILE_SCHEMA_VERSION, backbone, image_size, weights, sample_cap, seed,
               config.MOMENT_IMAGES, list(dataset.class_names)]
+    if input_size is not None and input_size != image_size:  # keys of images decoded at size unchanged
+        header.append(input_size)
     digest.update(json.dumps(header).encode())
     for split in SPLITS:
         for record in dataset.records(split):
