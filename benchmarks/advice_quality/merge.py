@@ -25,7 +25,11 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     A row of a run without regimes (``--regimes '' --recipes ... --expected-cost``)
     adds its recipes and expected costs to the earlier row of its task instead
-    of replacing it.
+    of replacing it. A later run of some regimes on the same test images (the
+    same ``n_test`` and ``n_heldout``: the split and held-out draw are
+    deterministic) replaces those regimes and keeps the earlier row's others,
+    listed in ``regimes_from_earlier`` (e.g. ``--regimes svm,last-layer`` re-run
+    after a change to the frozen regimes).
 
     Each row is re-picked under the regime thresholds in :mod:`advisor.config`
     now (the runs may predate them; ``pick_at_run`` keeps a pick that changed),
@@ -50,6 +54,10 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if earlier is not None:  # a later regime run keeps what it did not re-run
                 row["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
                 row["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
+                kept = sorted(set(earlier["regimes"]) - set(row["regimes"]))
+                if kept and _same_test_images(earlier, row):
+                    row["regimes"] = {**earlier["regimes"], **row["regimes"]}
+                    row["regimes_from_earlier"] = kept
             by_task[row["task"]] = row
     rows = []
     for row in by_task.values():
@@ -69,6 +77,12 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row.update(score_row(row))
         rows.append(row)
     return rows
+
+
+def _same_test_images(earlier: dict[str, Any], later: dict[str, Any]) -> bool:
+    """Whether two rows of a task were scored on the same test images (so their regimes compare)."""
+    return (earlier.get("n_test") is not None and earlier.get("n_test") == later.get("n_test")
+            and earlier.get("n_heldout") == later.get("n_heldout"))
 
 
 def _count_test_images(spec: str) -> int | None:

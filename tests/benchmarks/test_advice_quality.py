@@ -293,3 +293,21 @@ def test_fine_tuning_that_kept_its_starting_probe_is_listed():
     row.update(score_row(row))
     assert row["returned_start"] == ["partial"]
     assert summarise([row])["returned_start"] == {"t": ["partial"]}
+
+
+def test_a_later_run_of_some_regimes_replaces_those_and_keeps_the_others(monkeypatch):
+    # Issue 16 moved the frozen regimes of 28 px sets to 224 px: re-running svm and last-layer
+    # alone must not drop the task's converged partial and full runs.
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    every = _row("t", {"svm": 0.86, "last-layer": 0.85, "partial": 0.87, "full": 0.93}, pick="svm")
+    every |= {"n_test": 2050, "n_heldout": 2000, "profile": {}}
+    frozen = _row("t", {"svm": 0.90, "last-layer": 0.88}, pick="svm")
+    frozen |= {"n_test": 2050, "n_heldout": 2000, "profile": {}}
+    (merged,) = advice_quality.merge_rows([{"rows": [every]}, {"rows": [frozen]}])
+    assert {r: e["test_accuracy"] for r, e in merged["regimes"].items()} == {
+        "svm": 0.90, "last-layer": 0.88, "partial": 0.87, "full": 0.93}
+    assert merged["regimes_from_earlier"] == ["full", "partial"]
+    assert merged["oracle_regime"] == "full" and merged["regret_pp"] == pytest.approx(3.0)
+    # Other test images: the later row stands alone.
+    (alone,) = advice_quality.merge_rows([{"rows": [every]}, {"rows": [frozen | {"n_test": 50}]}])
+    assert set(alone["regimes"]) == {"svm", "last-layer"} and "regimes_from_earlier" not in alone
