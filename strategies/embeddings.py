@@ -45,7 +45,7 @@ from advisor import config
 from advisor.backbones import Backbone
 from advisor.cache import cache_dir, cache_entry, entry_lock, read_cached_array
 from advisor.errors import BackboneError
-from advisor.measure.feature_store import load_features, pixel_digests
+from advisor.measure.feature_store import load_features, namespace_dir, pixel_digests
 from strategies.batches import ImageBatches
 
 logger = logging.getLogger(__name__)
@@ -284,8 +284,9 @@ class Embedder:
     def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
                             augmentation: Any | None) -> np.ndarray:
         """The rows the measuring pass filed (same network, layer and pixels), the others computed."""
-        if augmentation is not None:  # an augmented view is never what the measuring pass saw
-            return self._compute(images, rows, augmentation)
+        filed = namespace_dir(self.backbone, self.layer)
+        if augmentation is not None or filed is None or not filed.is_dir():  # nothing to find: no hashing
+            return self._compute(images, rows, augmentation)  # (an augmented view was never measured)
         found, embeddings = load_features(self.backbone, self.layer, pixel_digests(images, rows), self.dim)
         if found.any():
             logger.info("Embedding %d of %d images; %d were embedded by the measuring pass.",

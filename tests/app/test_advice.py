@@ -11,7 +11,7 @@ import pytest
 from advisor.app import pipeline
 from advisor.examples import write_dataset
 from advisor.plan import Regime
-from strategies.embeddings import Embedder
+from tests.strategies.fakes import count_embedded_rows
 
 
 @pytest.fixture
@@ -30,14 +30,7 @@ def test_an_svm_run_embeds_no_image_the_measuring_pass_embedded(fresh_cache, tmp
     plan = advice.plan
     # 25 px: the SVM runs at 224 px from the native pixels, as the measuring pass did.
     assert (plan.image_size, plan.decode_size, advice.profile.image_size) == (224, 25, 224)
-    computed: list[int] = []
-    original = Embedder._compute
-
-    def compute(self, images, rows, augmentation):
-        computed.append(len(rows))
-        return original(self, images, rows, augmentation)
-
-    monkeypatch.setattr(Embedder, "_compute", compute)
+    computed = count_embedded_rows(monkeypatch)
     with caplog.at_level("INFO", logger="strategies.embeddings"):
         result = pipeline.execute(advice, tmp_path / "run")
     # Every training and validation image was in the sample (200 < the cap): the SVM and its

@@ -17,6 +17,7 @@ from advisor.measure import measure_dataset
 from advisor.measure.feature_store import load_features, pixel_digests, save_features
 from advisor.measure.forward import probe_blocks
 from strategies.embeddings import Embedder
+from tests.strategies.fakes import count_embedded_rows
 
 SEED = 0
 
@@ -31,25 +32,13 @@ def native_backbone(session_cache):
     return get_backbone("mobilenet_v2", image_size=96, input_size=8)
 
 
-def counting(monkeypatch) -> list[int]:
-    computed: list[int] = []
-    original = Embedder._compute
-
-    def compute(self, images, rows, augmentation):
-        computed.append(len(rows))
-        return original(self, images, rows, augmentation)
-
-    monkeypatch.setattr(Embedder, "_compute", compute)
-    return computed
-
-
 def test_the_frozen_regimes_embed_only_what_the_measuring_pass_did_not(fresh_cache, native_backbone,
                                                                         tmp_path, monkeypatch):
     dataset = scan_dataset(write_dataset("digits", tmp_path / "sets", n=80, seed=SEED), seed=SEED)
     measure_dataset(dataset, native_backbone, sample_cap=1000, seed=SEED)  # every train+val image
     _, decoded = decode_dataset(dataset, native_backbone.input_size,
                                 resize_ratio=native_backbone.decode_resize_ratio)
-    computed = counting(monkeypatch)
+    computed = count_embedded_rows(monkeypatch)
     for layer in (None, probe_blocks(native_backbone)[0].output):  # the bottleneck, a probed block
         embedder = Embedder(native_backbone, layer)
         train = decoded["train"]

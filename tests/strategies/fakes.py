@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from advisor.plan import Optimizer, Plan, Regime
+from strategies.embeddings import Embedder
 from strategies.graph import OUTPUT_LAYER
 
 #: Every field a ``Plan`` needs, for a model whose "backbone" is the layer ``body``.
@@ -46,3 +47,16 @@ def blobs(seed: int = 0, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 3, n)
     x = rng.normal(size=(n, 8)).astype(np.float32) + 3.0 * np.eye(3, 8)[y].astype(np.float32)
     return x, y
+
+
+def count_embedded_rows(monkeypatch) -> list[int]:
+    """Record how many rows each ``Embedder`` forward pass computes (a list the caller reads)."""
+    computed: list[int] = []
+    original = Embedder._compute
+
+    def compute(self, images, rows, augmentation):
+        computed.append(len(rows))
+        return original(self, images, rows, augmentation)
+
+    monkeypatch.setattr(Embedder, "_compute", compute)
+    return computed
