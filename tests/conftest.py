@@ -31,3 +31,14 @@ def digits_dir(tmp_path_factory):
         folder.mkdir(exist_ok=True)
         Image.fromarray(image).save(folder / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch, session_cache):
+    """An empty advisor cache for one test, the session's converted weights linked in (converted once)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (session_cache / "weights").mkdir(exist_ok=True)
+    (cache / "weights").symlink_to(session_cache / "weights", target_is_directory=True)
+    monkeypatch.setenv("FINETUNE_ADVISOR_CACHE", str(cache))
+    return cache

@@ -110,6 +110,7 @@ def run_command(
     try:
         forced = Regime.parse(regime) if regime else None
         backbone = _chosen_backbone(backbone, base, feature_layer)
+        rate_search = not no_rate_search
         target = out or default_out_dir(data_dir, dry_run=dry_run)
         check_run_paths(data_dir, out=target, targets=targets, base=base, overwrite=overwrite)
         check_choice("--head", head, config.HEADS)
@@ -142,11 +143,11 @@ def run_command(
         else:
             advice = pipeline.advise(data_dir, backbone=backbone, regime=forced, sample_cap=sample_cap,
                                      seed=seed, epochs=epochs, head=head, feature_layer=feature_layer,
-                                     targets=targets, progress=progress, rate_search=not no_rate_search)
+                                     targets=targets, progress=progress, rate_search=rate_search)
         if budget_s is not None and advice.budget is None:
-            advice = pipeline.fit_budget(advice, budget_s, epochs=epochs, head=head, rate_search=not no_rate_search)
+            advice = pipeline.fit_budget(advice, budget_s, epochs=epochs, head=head, rate_search=rate_search)
         elif estimate_cost:
-            advice = pipeline.with_costs(advice, epochs=epochs, head=head, rate_search=not no_rate_search)
+            advice = pipeline.with_costs(advice, epochs=epochs, head=head, rate_search=rate_search)
         if not json_output:
             render_advice(advice.to_dict(), out_console, verbose=verbose)
             if advice.costs:
@@ -243,6 +244,7 @@ def compare_command(
         if base is not None or feature_layer is not None:  # the user's model, beside --backbones
             names = (names if backbones else []) + [
                 _chosen_backbone(config.DEFAULT_BACKBONE, base, feature_layer)]
+        rate_search = not no_rate_search
         chosen = None if regimes in (None, "advised") else [
             Regime.parse(r.strip()) for r in regimes.split(",") if r.strip()]
         target = out or default_out_dir(data_dir, dry_run=False).with_name(
@@ -257,11 +259,11 @@ def compare_command(
         advices = [pipeline.advise(data_dir, backbone=name, seed=seed, epochs=epochs,
                                    feature_layer=feature_layer if name.startswith(
                                        config.BASE_MODEL_PREFIX) else None,
-                                   progress=progress, rate_search=not no_rate_search) for name in names]
+                                   progress=progress, rate_search=rate_search) for name in names]
         if regimes == "advised" and len(advices) == 1:
             chosen = [advices[0].plan.regime]
         rows = pipeline.compare(advices, target, regimes=chosen, epochs=epochs, overwrite=overwrite,
-                                progress=progress, verbose=_keras_verbose(verbose), rate_search=not no_rate_search)
+                                progress=progress, verbose=_keras_verbose(verbose), rate_search=rate_search)
     except AdvisorError as exc:
         raise _fail(exc) from None
     if json_output:

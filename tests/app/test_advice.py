@@ -6,21 +6,11 @@ the claim is how many images go through the backbone, not any accuracy.
 
 from __future__ import annotations
 
-import pytest
 
 from advisor.app import pipeline
 from advisor.examples import write_dataset
 from advisor.plan import Regime
 from tests.strategies.fakes import count_embedded_rows
-
-
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch, session_cache):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (session_cache / "weights").mkdir(exist_ok=True)  # the converted weights, converted once
-    (cache / "weights").symlink_to(session_cache / "weights", target_is_directory=True)
-    monkeypatch.setenv("FINETUNE_ADVISOR_CACHE", str(cache))
 
 
 def test_an_svm_run_embeds_no_image_the_measuring_pass_embedded(fresh_cache, tmp_path, monkeypatch,

@@ -22,11 +22,6 @@ from tests.strategies.fakes import count_embedded_rows
 SEED = 0
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FINETUNE_ADVISOR_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def native_backbone(session_cache):
     return get_backbone("mobilenet_v2", image_size=96, input_size=8)
