@@ -145,9 +145,9 @@ def plan_patience(epochs: int, head_epochs: int, warmup_epochs: int = 0) -> tupl
 
     Example:
         >>> plan_patience(30, 10, 3)[0]
-        6
+        12
         >>> plan_patience(30, 10, 3)[1]  # doctest: +ELLIPSIS
-        'Stop after 6 epochs without a better validation loss, counted after the 3 warm-up epochs: ...'
+        'Stop after 12 epochs without a better validation loss, counted after the 3 warm-up epochs: ...'
     """
     basis = epochs or head_epochs
     patience = _clip(round(config.PATIENCE_FRACTION * basis), config.PATIENCE_RANGE)
@@ -156,8 +156,9 @@ def plan_patience(epochs: int, head_epochs: int, warmup_epochs: int = 0) -> tupl
         f"Stop after {patience} epochs without a better validation loss{after}: "
         f"{config.PATIENCE_FRACTION:.0%} of {basis} epochs, clipped to "
         f"{config.PATIENCE_RANGE[0]}-{config.PATIENCE_RANGE[1]}"
-        + (" (on MNIST 300 the validation accuracy dipped through the warm-up, and a patience "
-           "counted from the start returned the probe)." if warmup_epochs else ".")
+        + (" (on MNIST 300 and digits 300 the validation accuracy dipped through the warm-up "
+           "and a few epochs more; a patience counted from the start, or of 6 epochs, returned "
+           "the probe)." if warmup_epochs else ".")
     )
 
 

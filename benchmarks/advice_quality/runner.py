@@ -107,6 +107,9 @@ class Runner:
         history = strategy.history_
         phase = history.get("fine_tune") or history.get("head") or {}
         scores["budget"] = phase.get("budget")
+        last = len(phase.get("attempts") or [None]) - 1  # training accuracy per epoch, last attempt
+        scores["train_curve"] = [float(e["accuracy"]) for e in phase.get("epochs") or []
+                                 if e.get("attempt", 0) == last and "accuracy" in e]
         scores["rate_search"] = (history.get("fine_tune") or {}).get("rate_search")
         scores["best_val_loss"] = phase.get("best_val_loss")
         self._done[key] = scores
