@@ -100,6 +100,12 @@ EMBED_BATCH_SIZE = 32
 #: block_8, block_12 and block_14 (CS231n: for small, different data, classify
 #: from earlier activations).
 PROBE_BLOCK_FRACTIONS = (0.5, 0.7, 0.85)
+#: Largest size (MB) of the batch files of one shared-features namespace (one
+#: network and layer, advisor.measure.feature_store); past it the least recently
+#: used batches are deleted. One measuring pass files at most SAMPLE_CAP rows:
+#: ~10.8 MB for MobileNetV2's 1280-wide bottleneck (float32 + digests), so 256 MB
+#: keeps the last ~23 full passes per network and layer.
+FEATURE_STORE_MAX_MB = 256
 
 # --- Profile: layer-wise shift map (advisor.measure.profile) -----------------------------
 #: Added to both variances in the per-channel Gaussian KL; torchvision's BN epsilon.
