@@ -37,3 +37,14 @@ def test_the_interval_narrows_with_the_images_the_probe_was_scored_on():
 def test_no_probes_no_expectation():
     profile = make_profile(3000, 0.4)
     assert expected_accuracy(dataclasses.replace(profile, probes=None), "svm") is None
+
+
+def test_the_svm_estimate_moves_by_the_margin_of_the_block_it_reads():
+    # The SVM reads the best block when one is within tolerance of the best probe
+    # (plan_feature_layer); the learning curve is the bottleneck's (0.85 here).
+    bottleneck = expected_accuracy(make_profile(3000, 0.4), "svm")
+    block = make_profile(3000, 0.4, best_block="block_12")  # block_12 scores 0.86
+    svm = expected_accuracy(block, "svm")
+    assert svm.estimate == pytest.approx(bottleneck.estimate + 0.01)
+    assert "block_12" in svm.basis and "+0.01" in svm.basis
+    assert expected_accuracy(block, "last-layer") == bottleneck  # the head reads the bottleneck
