@@ -96,8 +96,8 @@ def decide(
         >>> plan = decide(profile, backbone=backbone)
         >>> plan.regime, plan.image_size, plan.epochs
         (<Regime.SVM: 'svm'>, 96, 0)
-        >>> plan.reasons["regime"]  # doctest: +ELLIPSIS
-        '100 images < 5,000: a linear SVM on frozen bottleneck features (CS231n), ...'
+        >>> print(plan.reasons["regime"])  # doctest: +ELLIPSIS
+        100 images < 5,000: a linear SVM on frozen bottleneck features (CS231n); ...
         >>> decide(profile, backbone=backbone, regime="partial", epochs=3).epochs
         3
     """
