@@ -65,22 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-ft-variants-"))
-    import keras
+    from benchmarks.advice_quality.report import load_line
+    from benchmarks.advice_quality.runner import Runner, task_plan
 
-    from advisor.app.pipeline import advise
-    from advisor.decide import decide
-    from advisor.examples import write_dataset
-    from advisor.plan import Regime
-    from benchmarks.advice_quality.runner import SPLIT_SEED, Runner, heldout_for, parse_task
-
-    print(f"backend={keras.config.backend()} keras={keras.__version__} load average "
-          + ", ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
+    print(load_line(), flush=True)
     runner = Runner()
-    name, n = parse_task(args.task)
-    advice = advise(write_dataset(name, n=n), seed=SPLIT_SEED)
-    plan = decide(advice.profile, backbone=runner.backbone(advice.plan.backbone),
-                  regime=Regime(args.regime), seed=SPLIT_SEED)
-    heldout = heldout_for(args.task, args.heldout, advice.dataset.class_names)
+    advice, plan, heldout = task_plan(args.task, runner, args.regime, heldout=args.heldout)
     print(f"{args.task}: {args.regime} at {plan.image_size} px, head {plan.head_learning_rate:g}, "
           f"backbone {plan.backbone_learning_rate:g}, {plan.optimizer.value}, warm-up "
           f"{plan.warmup_epochs}, patience {plan.patience}, augmentation {plan.augmentation}, "

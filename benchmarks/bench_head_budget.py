@@ -36,26 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-head-budget-"))
-    import keras
+    from benchmarks.advice_quality.report import load_line
+    from benchmarks.advice_quality.runner import Runner, task_plan
 
-    from advisor.app.pipeline import advise
-    from advisor.decide import decide
-    from advisor.examples import write_dataset
-    from advisor.plan import Regime
-    from benchmarks.advice_quality.runner import SPLIT_SEED, Runner, heldout_for, parse_task
-
-    print(f"backend={keras.config.backend()} keras={keras.__version__} load average "
-          + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(load_line())
     header = f"{'task':16} {'seed':>4} {'head epochs':>11} {'best/run':>9} {'val':>6} {'test':>6} {'d test pp':>9}"
     print(header)
     print("-" * len(header))
     runner = Runner()
     for spec in args.tasks.split(","):
-        name, n = parse_task(spec)
-        advice = advise(write_dataset(name, n=n), seed=SPLIT_SEED)
-        plan = decide(advice.profile, backbone=runner.backbone(advice.plan.backbone),
-                      regime=Regime.LAST_LAYER, seed=SPLIT_SEED)
-        heldout = heldout_for(spec, args.heldout, advice.dataset.class_names)
+        advice, plan, heldout = task_plan(spec, runner, "last-layer", heldout=args.heldout)
         for seed in (int(s) for s in args.seeds.split(",")):
             base = None
             for epochs in (plan.head_epochs, plan.head_epochs * args.factor):

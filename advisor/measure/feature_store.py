@@ -198,12 +198,10 @@ def load_features(backbone: Backbone, layer: str, digests: Sequence[str],
         if all(found[wanted[digest][0]] for digest in holders[name]):
             continue
         batch = folder / name
-        try:
-            with np.load(batch, allow_pickle=False) as entry:
-                names, rows = entry["digests"], entry["features"]
-        except _UNREADABLE as exc:  # a damaged (or just evicted) file shares nothing
-            logger.warning("Ignoring the shared-features file %s: %s", batch, exc)
+        read = _read_batch(batch, "digests", "features")
+        if read is None:  # a damaged (or just evicted) file shares nothing
             continue
+        names, rows = read
         if rows.ndim != 2 or rows.shape[1] != dim:
             continue
         for position, digest in enumerate(names.tolist()):
@@ -222,14 +220,20 @@ def _batch_files(folder: Path) -> list[Path]:
     return [path for path in folder.glob("*.npz") if not path.name.startswith(".")]
 
 
-def _read_digests(batch: Path) -> list[str]:
-    """The digests filed in `batch` (its features are not read); none when it is damaged."""
+def _read_batch(batch: Path, *keys: str) -> tuple[np.ndarray, ...] | None:
+    """The arrays `keys` of batch file `batch` (only those are read), or `None` when it is damaged."""
     try:
         with np.load(batch, allow_pickle=False) as entry:
-            return [str(digest) for digest in entry["digests"].tolist()]
+            return tuple(entry[key] for key in keys)
     except _UNREADABLE as exc:
         logger.warning("Ignoring the shared-features file %s: %s", batch, exc)
-        return []
+        return None
+
+
+def _read_digests(batch: Path) -> list[str]:
+    """The digests filed in `batch` (its features are not read); none when it is damaged."""
+    read = _read_batch(batch, "digests")
+    return [] if read is None else [str(digest) for digest in read[0].tolist()]
 
 
 def _read_index(folder: Path) -> dict[str, list[str]] | None:

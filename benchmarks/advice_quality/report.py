@@ -61,6 +61,14 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
     return "\n".join(lines)
 
 
+def load_line() -> str:
+    """One line for a benchmark's log: the Keras backend and version and the load average."""
+    import keras
+
+    return (f"backend={keras.config.backend()} keras={keras.__version__} load average "
+            + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+
+
 def machine() -> dict[str, Any]:
     """Return the machine and software description stored with the results."""
     from advisor.environment import describe_environment

@@ -148,6 +148,25 @@ def heldout_for(spec: str, size: int, class_names: Sequence[str]) -> HeldOut | N
     return None if folder is None else HeldOut.from_folder(folder, class_names)
 
 
+def task_plan(spec: str, runner: Runner, regime: str, *, heldout: int):
+    """Advise on task `spec` as the oracle does; return ``(advice, plan, held-out images)``.
+
+    The plan is :func:`advisor.decide.decide`'s for `regime` on the advice's
+    profile, with the oracle's split seed; the held-out images are
+    :func:`heldout_for`'s (at most `heldout`). The single-question benchmarks
+    (``bench_head_budget``, ``bench_fine_tune_variants``) start from it.
+    """
+    from advisor.app.pipeline import advise
+    from advisor.decide import decide
+    from advisor.examples import write_dataset
+
+    name, n = parse_task(spec)
+    advice = advise(write_dataset(name, n=n), seed=SPLIT_SEED)
+    plan = decide(advice.profile, backbone=runner.backbone(advice.plan.backbone), regime=regime,
+                  seed=SPLIT_SEED)
+    return advice, plan, heldout_for(spec, heldout, advice.dataset.class_names)
+
+
 def capped(plan, *, epochs: int | None, head_epochs: int | None, image_size: int | None):
     """Return `plan` with fine-tuning epochs, head epochs and image size capped (smoke runs)."""
     changes: dict[str, Any] = {}
