@@ -17,9 +17,15 @@ Variants (``--variants``, comma-separated):
 - ``head-rate``: the head learns at the backbone's rate (no 10x head rate);
 - ``no-warmup``: no warm-up epochs;
 - ``adamw``: AdamW at the plan's rates instead of SGD with momentum;
-- ``patience-12``: the plan with patience 12 (is the dip recovered?).
+- ``patience-12``: the plan with patience 12 (is the dip recovered?);
+- ``budget-2x``: twice the plan's epochs and patience (was the run stopped by its budget?);
+- ``rate-3x`` / ``rate-10x``: the backbone and head at 3x / 10x the plan's rates (is the
+  oracle's rate grid wide enough?);
+- ``fastai`` / ``fastai-budget-2x``: fastai's recipe as the oracle runs it
+  (:func:`benchmarks.advice_quality.runner.recipe_plan`), at its budget and at twice it.
 
-Every variant but ``patience-12`` runs with the plan's patience, or ``--patience``.
+Every variant but ``patience-12`` and the ``budget-2x`` ones runs with the plan's patience, or
+``--patience``.
 
 Run::
 
@@ -37,11 +43,24 @@ import time
 from pathlib import Path
 
 
+def twice_the_budget(plan):
+    """Return `plan` with twice its fine-tuning epochs and patience (warm-up unchanged)."""
+    return dataclasses.replace(plan, epochs=2 * plan.epochs, patience=2 * plan.patience)
+
+
+def scaled_rates(plan, scale: float):
+    """Return `plan` with its backbone and head rates multiplied by `scale`."""
+    return dataclasses.replace(plan, backbone_learning_rate=scale * plan.backbone_learning_rate,
+                               head_learning_rate=scale * plan.head_learning_rate)
+
+
 def variants(plan) -> dict:
     """Return ``{name: plan with one setting changed}`` (all at one rate, ``rate_scales=(1,)``)."""
     from advisor.plan import Optimizer
+    from benchmarks.advice_quality.runner import recipe_plan
 
     one = dataclasses.replace(plan, rate_scales=(1.0,))
+    fastai = recipe_plan("fastai", one)
     return {
         "plan": one,
         "no-aug": dataclasses.replace(one, augmentation=()),
@@ -49,7 +68,16 @@ def variants(plan) -> dict:
         "no-warmup": dataclasses.replace(one, warmup_epochs=0),
         "adamw": dataclasses.replace(one, optimizer=Optimizer.ADAMW),
         "patience-12": dataclasses.replace(one, patience=12),
+        "budget-2x": twice_the_budget(one),
+        "rate-3x": scaled_rates(one, 3.0),
+        "rate-10x": scaled_rates(one, 10.0),
+        "fastai": fastai,
+        "fastai-budget-2x": twice_the_budget(fastai),
     }
+
+
+#: Variants whose patience is part of what they change (``--patience`` leaves them alone).
+FIXED_PATIENCE = ("patience-12", "budget-2x", "fastai-budget-2x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         for variant in args.variants.split(","):
             started = time.perf_counter()
             chosen = dataclasses.replace(table[variant], seed=seed)
-            if args.patience is not None and variant != "patience-12":
+            if args.patience is not None and variant not in FIXED_PATIENCE:
                 chosen = dataclasses.replace(chosen, patience=args.patience)
             scores = runner.run(advice, chosen, heldout)
             budget = scores.get("budget") or {}
