@@ -6,6 +6,8 @@ Functions take the JSON form of :class:`advisor.measure.profile.DatasetProfile`
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,6 +105,10 @@ def seen_as_rows(profile: Mapping[str, Any], *, limit: int = 12) -> list[tuple[s
 def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Return ``(alt text, base64 PNG)`` figures: shift per block and per layer, learning curve.
 
+    The advice page and the run's report show the same profile: the figures
+    of the last profiles drawn are kept, so a run draws them once (about a
+    second of matplotlib on two cores).
+
     Example:
         >>> from advisor.data import scan_dataset
         >>> from advisor.measure import measure_dataset
@@ -111,6 +117,17 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         >>> [alt for alt, _ in figures]
         ['shift map over depth', 'shift per BN layer', 'learning curve']
     """
+    return list(_drawn_profile_figures(json.dumps(profile, sort_keys=True, default=_plain)))
+
+
+def _plain(value: Any) -> Any:
+    """JSON form of a NumPy value (anything else: its text)."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+@functools.lru_cache(maxsize=2)
+def _drawn_profile_figures(profile_json: str) -> tuple[tuple[str, str], ...]:
+    profile = json.loads(profile_json)
     shift = profile["shift"]
     figures = []
     if shift is not None:
@@ -129,4 +146,4 @@ def profile_figures(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         figures.append(("learning curve", h.curves_figure(
             {"linear probe": [a for _, a in probes["learning_curve"]]}, x=fractions,
             title="Linear-probe learning curve", xlabel="% of the sample")))
-    return figures  # the images per class are the dataset section's figure, shown once
+    return tuple(figures)  # the images per class are the dataset section's figure, shown once

@@ -62,3 +62,20 @@ def test_per_layer_shift_plot_names_every_layer_legibly_with_the_legend_off_the_
     assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the axes
     assert ax.get_title()
     plt.close(fig)
+
+
+def test_a_profile_shown_twice_is_drawn_once(monkeypatch):
+    from advisor.reports import html, profile_view
+
+    profile_view._drawn_profile_figures.cache_clear()
+    drawn = []
+    monkeypatch.setattr(html, "_png", lambda fig: drawn.append(fig) or plt.close(fig) or "png")
+    data = profile({"block_3": 0.7})
+    data["probes"]["linear_accuracy"] = np.float32(0.85)  # NumPy values as a measurement leaves them
+    first = profile_view.profile_figures(data)
+    assert profile_view.profile_figures(json.loads(json.dumps(data, default=float))) == first
+    assert [alt for alt, _ in first] == ["shift map over depth", "shift per BN layer", "learning curve"]
+    assert len(drawn) == 3  # the advice page's figures, reused by the run's report
+    data["shift"]["block_kl"] = [2 * v for v in data["shift"]["block_kl"]]
+    profile_view.profile_figures(data)
+    assert len(drawn) == 6  # another profile is drawn again
