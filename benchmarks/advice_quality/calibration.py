@@ -151,8 +151,64 @@ def calibrate(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]] |
     return result
 
 
+def curve_gain_pp(profile_dict: dict[str, Any]) -> float | None:
+    """The linear probe's accuracy gain over its learning curve's last doubling, in points.
+
+    A steep curve says the frozen features have not saturated on this many
+    images (a candidate input of a fine-tuning gain model, issue 17).
+
+    Example:
+        >>> curve_gain_pp({"probes": {"learning_curve": [[0.25, 0.74], [0.5, 0.84], [1.0, 0.912]]}})
+        7.2
+        >>> curve_gain_pp({"probes": None}) is None
+        True
+    """
+    curve = (profile_dict.get("probes") or {}).get("learning_curve") or []
+    if len(curve) < 2:
+        return None
+    return round(100 * (curve[-1][1] - curve[-2][1]), 6)
+
+
+#: The measured inputs whose rank correlation with the fine-tuning gap is reported:
+#: ``{name: row -> value or None}``.
+GAP_INPUTS = {
+    "similarity": lambda row: row["similarity"],
+    "curve_gain_pp": lambda row: curve_gain_pp(row["profile"]),
+    "probe_accuracy": lambda row: row.get("probe_accuracy"),
+    "images": lambda row: row["n"],
+}
+
+
+#: Up to this many tasks the rank correlation's p-value is exact (every permutation).
+EXACT_P_MAX_TASKS = 8
+
+
+def spearman_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided p-value of Spearman's rho: exact over every permutation for a few tasks.
+
+    SciPy's t approximation says p = 0 for a perfect rank order of three tasks,
+    where one order in three of the six permutations is as extreme.
+
+    Example:
+        >>> spearman_p([1, 2, 3], [10, 20, 30])
+        0.333333
+    """
+    from scipy.stats import spearmanr
+
+    if len(x) > EXACT_P_MAX_TASKS:
+        return float(spearmanr(x, y)[1])
+    observed = abs(spearmanr(x, y)[0]) - 1e-12
+    orders = list(itertools.permutations(y))
+    extreme = sum(bool(abs(spearmanr(x, list(order))[0]) >= observed) for order in orders)
+    return round(float(extreme) / len(orders), 6)
+
+
 def gap_correlation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Spearman rho of the similarity score with (best fine-tuned - best frozen) accuracy."""
+    """Spearman rho of each measured input (``GAP_INPUTS``) with (best fine-tuned - best frozen) accuracy.
+
+    ``rho`` / ``p_value`` are the similarity score's (the product's own
+    input); ``inputs`` holds every input's, over the tasks where it is known.
+    """
     from scipy.stats import spearmanr
 
     points = []
@@ -161,9 +217,16 @@ def gap_correlation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         tuned = [regs[r]["test_accuracy"] for r in ("partial", "full") if r in regs]
         frozen = [regs[r]["test_accuracy"] for r in ("svm", "last-layer") if r in regs]
         if tuned and frozen:
-            points.append((row["task"], row["similarity"], 100 * (max(tuned) - max(frozen))))
-    result: dict[str, Any] = {"points": [{"task": t, "similarity": s, "gap_pp": g} for t, s, g in points]}
-    if len(points) >= 3:
-        rho, p = spearmanr([p[1] for p in points], [p[2] for p in points])
-        result.update(rho=float(rho), p_value=float(p))
+            points.append({"task": row["task"], "gap_pp": 100 * (max(tuned) - max(frozen)),
+                           **{name: value(row) for name, value in GAP_INPUTS.items()}})
+    result: dict[str, Any] = {"points": points, "inputs": {}}
+    for name in GAP_INPUTS:
+        known = [p for p in points if p[name] is not None]
+        if len(known) >= 3 and len({k[name] for k in known}) > 1:  # a constant input ranks nothing
+            x, y = [k[name] for k in known], [k["gap_pp"] for k in known]
+            rho = float(spearmanr(x, y)[0])
+            result["inputs"][name] = {"rho": rho, "p_value": spearman_p(x, y), "tasks": len(known)}
+    if "similarity" in result["inputs"]:
+        result.update(rho=result["inputs"]["similarity"]["rho"],
+                      p_value=result["inputs"]["similarity"]["p_value"])
     return result

@@ -61,6 +61,10 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
     return "\n".join(lines)
 
 
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
 def load_line() -> str:
     """One line for a benchmark's log: the Keras backend and version and the load average."""
     import keras
@@ -126,9 +130,13 @@ def print_extras(results: dict[str, Any]) -> None:
     else:
         print(f"calibration: {cal.get('note')}")
     gap = results["gap_correlation"]
-    if "rho" in gap:
-        print(f"similarity vs fine-tuned-minus-frozen gap: Spearman rho {gap['rho']:.2f} "
-              f"(p {gap['p_value']:.2g}, {len(gap['points'])} tasks)")
+    for name, fit in (gap.get("inputs") or ({"similarity": gap} if "rho" in gap else {})).items():
+        print(f"{name} vs fine-tuned-minus-frozen gap: Spearman rho {fit['rho']:.2f} "
+              f"(p {fit['p_value']:.2g}, {fit.get('tasks', len(gap['points']))} tasks)")
+    if gap.get("points"):
+        print("gap pp per task: " + ", ".join(
+            f"{p['task']} {p['gap_pp']:+.1f} (curve {_signed(p.get('curve_gain_pp'))})"
+            for p in gap["points"]))
     if results.get("policies") and results["policies"]["advisor"]["tasks"]:
         print(policies.format_policies(results["policies"], results.get("similarity_ablation", {}),
                                        results["policies"]["advisor"]["tasks"]))

@@ -311,3 +311,20 @@ def test_a_later_run_of_some_regimes_replaces_those_and_keeps_the_others(monkeyp
     # Other test images: the later row stands alone.
     (alone,) = advice_quality.merge_rows([{"rows": [every]}, {"rows": [frozen | {"n_test": 50}]}])
     assert set(alone["regimes"]) == {"svm", "last-layer"} and "regimes_from_earlier" not in alone
+
+
+def test_the_gap_correlation_ranks_each_measured_input_against_the_fine_tuning_gap():
+    from benchmarks.advice_quality import calibration
+
+    def row(task, gap, curve, similarity):
+        return {"task": task, "n": 300, "similarity": similarity, "probe_accuracy": 0.8,
+                "profile": {"probes": {"learning_curve": [[0.5, 0.8 - curve / 100], [1.0, 0.8]]}},
+                "regimes": {"svm": {"test_accuracy": 0.8}, "full": {"test_accuracy": 0.8 + gap / 100}}}
+
+    rows = [row("a", -1.0, 2.0, 0.5), row("b", 0.5, 4.0, 0.3), row("c", 6.0, 7.0, 0.4)]
+    result = calibration.gap_correlation(rows)
+    assert [round(p["gap_pp"], 6) for p in result["points"]] == [-1.0, 0.5, 6.0]
+    assert [p["curve_gain_pp"] for p in result["points"]] == [2.0, 4.0, 7.0]
+    assert result["inputs"]["curve_gain_pp"]["rho"] == pytest.approx(1.0)
+    assert result["rho"] == result["inputs"]["similarity"]["rho"] == pytest.approx(-0.5)
+    assert "images" not in result["inputs"]  # the same on every task: nothing to rank
