@@ -1,7 +1,7 @@
 """``partial`` on cached frozen-prefix activations vs. end to end (issue 16, part 2).
 
-On digits (scikit-learn's real scans), with the advisor's ``partial`` plan at
-its own image size, the same split and seed, each path fits once per cut: the
+On digits (scikit-learn's real scans) or another packaged set (``--dataset``),
+with the advisor's ``partial`` plan at its own image size (or ``--image-size``), the same split and seed, each path fits once per cut: the
 plan's own cut and a 2/3 cut (13 of MobileNetV2's 19 blocks frozen). The plan's
 augmentation is dropped (``--augment`` keeps it: the cached path then trains on
 ``prefix_views`` precomputed views), so both paths see the same batches. Columns:
@@ -15,6 +15,7 @@ Run::
 
     python -m benchmarks.bench_prefix_cache            # digits n=1000, 3 epochs
     python -m benchmarks.bench_prefix_cache --n 300 --epochs 2
+    python -m benchmarks.bench_prefix_cache --dataset fashion-mnist --n 5000 --epochs 2
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _forward_s(model, images, rows, batch_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="digit images")
+    parser.add_argument("--dataset", default="digits", help="a packaged set (advisor.examples)")
+    parser.add_argument("--n", type=int, default=1000, help="images of the set")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the plan's")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="keep the plan's augmentation")
@@ -58,12 +61,13 @@ def main() -> None:
     from strategies import LabelledImages, get_strategy
     from strategies.graph import build_classifier, split_at_cut
 
-    folder = write_dataset("digits", Path(tempfile.mkdtemp()) / "digits", n=args.n, seed=args.seed)
+    folder = write_dataset(args.dataset, Path(tempfile.mkdtemp()) / args.dataset, n=args.n, seed=args.seed)
     dataset = scan_dataset(folder, seed=args.seed)
     probe_backbone = get_backbone("mobilenet_v2")
     profile = measure_dataset(dataset, probe_backbone, sample_cap=200)
     plan = decide(profile, backbone=probe_backbone, regime="partial", epochs=args.epochs,
                   seed=args.seed)
+    plan = dataclasses.replace(plan, image_size=args.image_size or plan.image_size)
     backbone = get_backbone("mobilenet_v2", image_size=plan.image_size)
     plan = dataclasses.replace(plan, patience=args.epochs + 1, decode_size=None,
                                augmentation=plan.augmentation if args.augment else ())
@@ -73,7 +77,7 @@ def main() -> None:
     names = tuple(b.name for b in backbone.blocks)
     cuts = {"plan": plan.frozen_blocks, "2/3": names[:round(2 / 3 * len(names))]}
     print(f"backend {keras.backend.backend()}, Keras {keras.__version__}, {platform.processor() or 'cpu'}, "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, seed {args.seed}; digits n={args.n} "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, seed {args.seed}; {args.dataset} n={args.n} "
           f"({len(parts['train'].rows)} train), {plan.image_size} px, batch {plan.batch_size}, "
           f"{args.epochs} epochs, augmentation {plan.augmentation or 'none'}")
     print(f"{'cut':>22} {'path':>12} {'fine-tune s':>11} {'img/s':>7} {'cache s':>7} {'cache MB':>8} "
