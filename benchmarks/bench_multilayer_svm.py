@@ -81,7 +81,8 @@ def pooled_features(backbone, layers: list[str], images: np.ndarray, rows: np.nd
     outputs = []
     for name in layers:
         tensor = backbone.model.get_layer(name).output
-        outputs.append(keras.layers.GlobalAveragePooling2D()(tensor) if len(tensor.shape) == 4 else tensor)
+        pooled = len(tensor.shape) == 4
+        outputs.append(keras.layers.GlobalAveragePooling2D(name=f"bench_pool_{name}")(tensor) if pooled else tensor)
     model = keras.Model(backbone.model.input, outputs)
     parts = [[] for _ in layers]
     for start in range(0, len(rows), batch_size):
