@@ -19,7 +19,10 @@ Feature sets:
 - ``bottleneck``: the backbone's pooled bottleneck alone;
 - ``all-blocks``: every block's output (stem to head);
 - ``late-half``: the later half of the blocks and the head;
-- ``early-half``: the stem and the earlier half of the blocks.
+- ``early-half``: the stem and the earlier half of the blocks;
+- ``probed``: the blocks the measuring pass probes and files
+  (:func:`advisor.measure.forward.probe_blocks`) and the bottleneck: features
+  ``advise`` already holds after measuring.
 
 Run::
 
@@ -42,17 +45,19 @@ import numpy as np
 CONCAT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-def feature_sets(block_outputs: list[str], plan_layer: str, bottleneck: str) -> dict[str, list[str]]:
+def feature_sets(block_outputs: list[str], plan_layer: str, bottleneck: str,
+                 probed: list[str] = ()) -> dict[str, list[str]]:
     """Return ``{name: layers}`` of the compared feature sets (`block_outputs` stem first, head last).
 
     Example:
-        >>> sets = feature_sets(["stem", "b1", "b2", "b3", "head"], "b2", "pool")
-        >>> sets["plan"], sets["all-blocks"], sets["late-half"], sets["early-half"]
-        (['b2'], ['stem', 'b1', 'b2', 'b3', 'head'], ['b2', 'b3', 'head'], ['stem', 'b1'])
+        >>> sets = feature_sets(["stem", "b1", "b2", "b3", "head"], "b2", "pool", ["b2", "b3"])
+        >>> sets["plan"], sets["all-blocks"], sets["late-half"], sets["early-half"], sets["probed"]
+        (['b2'], ['stem', 'b1', 'b2', 'b3', 'head'], ['b2', 'b3', 'head'], ['stem', 'b1'], ['b2', 'b3', 'pool'])
     """
     half = len(block_outputs) // 2
     return {"plan": [plan_layer], "bottleneck": [bottleneck], "all-blocks": list(block_outputs),
-            "late-half": list(block_outputs[half:]), "early-half": list(block_outputs[:half])}
+            "late-half": list(block_outputs[half:]), "early-half": list(block_outputs[:half]),
+            "probed": [*probed, bottleneck]}
 
 
 def standardised(train: list[np.ndarray], *others: list[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -99,13 +104,14 @@ def pooled_features(backbone, layers: list[str], images: np.ndarray, rows: np.nd
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="digits-300,fashion-mnist-300,mnist-5k-300")
-    parser.add_argument("--sets", default="plan,bottleneck,all-blocks,late-half,early-half")
+    parser.add_argument("--sets", default="plan,bottleneck,all-blocks,late-half,early-half,probed")
     parser.add_argument("--heldout", type=int, default=2_000)
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-multilayer-"))
     from advisor.data.decode_cache import decode_dataset, decode_images
+    from advisor.measure.forward import probe_blocks
     from benchmarks.advice_quality.report import load_line
     from benchmarks.advice_quality.runner import Runner, task_plan
     from strategies.svm import fit_linear_svm
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         network = runner.backbone(plan.backbone, plan.image_size, plan.decode_size)
         blocks = [b.output for b in network.blocks]
         sets = {name: layers for name, layers in
-                feature_sets(blocks, plan.feature_layer, network.feature_layer).items()
+                feature_sets(blocks, plan.feature_layer, network.feature_layer,
+                             [b.output for b in probe_blocks(network)]).items()
                 if name in args.sets.split(",")}
         layers = sorted({layer for chosen in sets.values() for layer in chosen})
         started = time.perf_counter()
