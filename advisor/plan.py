@@ -152,6 +152,11 @@ class Plan:
             stopping; the run with the lowest validation loss is kept (a
             grid search on the validation split). ``(1.0,)`` (the default):
             the plan's rates only.
+        feature_layers: Layers whose pooled outputs ``svm`` reads together,
+            each standardised and weighted by one over the square root of its
+            width (every layer counts the same), input side first; empty (the
+            default, and every plan written before the field): `feature_layer`
+            alone.
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -193,6 +198,7 @@ class Plan:
     probe_optimizer: Optimizer = Optimizer.ADAMW
     probe_learning_rate: float = config.HEAD_ONLY_LEARNING_RATE
     rate_scales: tuple[float, ...] = (1.0,)
+    feature_layers: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -200,6 +206,11 @@ class Plan:
     def input_size(self) -> int:
         """Square size of the images the run decodes and its model takes: `decode_size` or `image_size`."""
         return self.image_size if self.decode_size is None else self.decode_size
+
+    @property
+    def head_input_layers(self) -> tuple[str, ...]:
+        """The layers whose pooled outputs the head (or the SVM) reads: `feature_layers`, or `feature_layer`."""
+        return self.feature_layers or (self.feature_layer,)
 
     @property
     def decode_resize_ratio(self) -> float:

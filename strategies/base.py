@@ -234,7 +234,7 @@ class Strategy:
             ('uint8', (None, 10), True)
         """
         self._check_fitted()
-        model = build_classifier(self.backbone, feature_layer=self.plan.feature_layer,
+        model = build_classifier(self.backbone, feature_layer=self.plan.head_input_layers,
                                  n_classes=len(self.classes_), **head_kwargs(self.plan))
         model.set_weights(self.model_.get_weights())
         return model

@@ -24,7 +24,7 @@ API:
     predict_batches(model, batches) -> np.ndarray
     image_source_key(images, key=None) -> str | None
     Embedder(backbone, layer=None, *, batch_size=config.EMBED_BATCH_SIZE)
-        .model (images -> (N, D)), .dim
+        .model (images -> (N, D)), .dim, .layers, .widths
         .embed(images, *, rows=None, key=None, augmentation=None,
                augmentation_key=None) -> np.ndarray (len(rows), D) float32
 """
@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,9 @@ class Embedder:
 
     Args:
         backbone: The (pretrained) backbone; its weights are only read.
-        layer: The layer to read; 4-D outputs are globally average pooled.
-            Defaults to `None` (``backbone.feature_layer``).
+        layer: The layer to read, or several (their pooled outputs
+            concatenated in order, one forward pass); 4-D outputs are
+            globally average pooled. Defaults to `None` (``backbone.feature_layer``).
         batch_size: Images per forward pass. Defaults to `config.EMBED_BATCH_SIZE`.
 
     Example:
@@ -201,26 +203,41 @@ class Embedder:
         (1280, (20, 1280))
         >>> Embedder(backbone, "block_8_add").dim  # a feature map, globally average pooled
         64
+        >>> several = Embedder(backbone, ["block_8_add", backbone.feature_layer])
+        >>> several.widths, several.embed(decoded.images, rows=decoded.rows).shape
+        ((64, 1280), (20, 1344))
     """
 
-    def __init__(self, backbone: Backbone, layer: str | None = None, *,
+    def __init__(self, backbone: Backbone, layer: str | Sequence[str] | None = None, *,
                  batch_size: int = config.EMBED_BATCH_SIZE) -> None:
         self.backbone = backbone
-        self.layer = layer or backbone.feature_layer
+        self.layers = ((layer or backbone.feature_layer,) if layer is None or isinstance(layer, str)
+                       else tuple(layer))
+        if not self.layers:
+            raise BackboneError("Embedder needs at least one layer; received an empty list.")
+        self.layer = self.layers[0] if len(self.layers) == 1 else ",".join(self.layers)
         self.batch_size = batch_size
-        output = feature_output(backbone, self.layer)
-        if len(output.shape) == 4:
-            output = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(output)
-        elif len(output.shape) != 2:
-            raise BackboneError(
-                f"Layer {self.layer!r} of {backbone.name} gives a {len(output.shape)}-D output; "
-                "expected a 2-D (pooled) or 4-D (feature map) one. Choose another feature_layer."
-            )
+        outputs = []
+        for index, name in enumerate(self.layers):
+            output = feature_output(backbone, name)
+            if len(output.shape) == 4:
+                pool = POOL_LAYER if len(self.layers) == 1 else f"{POOL_LAYER}_{index}"
+                output = keras.layers.GlobalAveragePooling2D(name=pool)(output)
+            elif len(output.shape) != 2:
+                raise BackboneError(
+                    f"Layer {name!r} of {backbone.name} gives a {len(output.shape)}-D output; "
+                    "expected a 2-D (pooled) or 4-D (feature map) one. Choose another feature_layer."
+                )
+            outputs.append(output)
+        #: Columns of each layer in an embedding, in `layers` order.
+        self.widths = tuple(int(o.shape[-1]) for o in outputs)
+        output = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(
+            name=f"{POOL_LAYER}_concat")(outputs)
         self.model = keras.Model(backbone.model.inputs[0], output, name=f"{backbone.model_name}_embedder")
 
     @property
     def dim(self) -> int:
-        """Width of one embedding."""
+        """Width of one embedding (the layers' widths added up)."""
         return int(self.model.output.shape[-1])
 
     def embed(
@@ -283,11 +300,18 @@ class Embedder:
 
     def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
                             augmentation: Any | None) -> np.ndarray:
-        """The rows the measuring pass filed (same network, layer and pixels), the others computed."""
-        filed = namespace_dir(self.backbone, self.layer)
-        if augmentation is not None or filed is None or not filed.is_dir():  # nothing to find: no hashing
-            return self._compute(images, rows, augmentation)  # (an augmented view was never measured)
-        found, embeddings = load_features(self.backbone, self.layer, pixel_digests(images, rows), self.dim)
+        """The rows the measuring pass filed (same network, layers and pixels), the others computed.
+
+        A row counts as filed only when every layer of it is.
+        """
+        filed = [namespace_dir(self.backbone, layer) for layer in self.layers]
+        if augmentation is not None or any(f is None or not f.is_dir() for f in filed):
+            return self._compute(images, rows, augmentation)  # nothing to find: no hashing
+        digests = pixel_digests(images, rows)  # (an augmented view was never measured)
+        parts = [load_features(self.backbone, layer, digests, width)
+                 for layer, width in zip(self.layers, self.widths)]
+        found = np.logical_and.reduce([f for f, _ in parts])
+        embeddings = np.concatenate([e for _, e in parts], axis=1)
         if found.any():
             logger.info("Embedding %d of %d images; %d were embedded by the measuring pass.",
                         int((~found).sum()), len(rows), int(found.sum()))

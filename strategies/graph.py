@@ -34,7 +34,7 @@ REGRESSION_OUTPUT_LAYER = "target"
 FEATURES_MODEL = "features"
 
 
-def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
+def build_classifier(backbone: Backbone, *, feature_layer: str | Sequence[str], n_classes: int,
                      dtype: str = "float32", head_units: Sequence[int] = (),
                      head_dropout: float = 0.0, head_batchnorm: bool = False,
                      task: Task = Task.CLASSIFICATION) -> keras.Model:
@@ -54,7 +54,10 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
 
     Args:
         backbone: The pretrained backbone.
-        feature_layer: Layer whose output feeds the head.
+        feature_layer: Layer whose output feeds the head, or several: the
+            ``features`` model then has one output per layer, each pooled
+            (``feature_pool_<i>``) and concatenated in order (``feature_concat``,
+            the columns of :class:`strategies.embeddings.Embedder` on the same layers).
         n_classes: Number of classes.
         dtype: Dtype policy of the backbone copy (``"mixed_bfloat16"`` on
             accelerators). Defaults to `"float32"`.
@@ -79,7 +82,9 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
         >>> probabilities.shape, probabilities.sum(axis=1).round(3).tolist()
         ((2, 10), [1.0, 1.0])
     """
-    source = keras.Model(backbone.model.inputs[0], feature_output(backbone, feature_layer),
+    layers = (feature_layer,) if isinstance(feature_layer, str) else tuple(feature_layer)
+    outputs = [feature_output(backbone, layer) for layer in layers]
+    source = keras.Model(backbone.model.inputs[0], outputs[0] if len(outputs) == 1 else outputs,
                          name=FEATURES_MODEL)
 
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -93,7 +98,11 @@ def build_classifier(backbone: Backbone, *, feature_layer: str, n_classes: int,
         layer.trainable = False  # see freeze_blocks for fine-tuning
     inputs = image_input(backbone.input_size)  # the upscale, if any, is inside `features`
     x = features(inputs)
-    if len(x.shape) == 4:
+    if len(layers) > 1:
+        x = keras.layers.Concatenate(name=f"{POOL_LAYER}_concat", dtype=dtype)([
+            keras.layers.GlobalAveragePooling2D(name=f"{POOL_LAYER}_{i}", dtype=dtype)(part)
+            if len(part.shape) == 4 else part for i, part in enumerate(x)])
+    elif len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER, dtype=dtype)(x)
     outputs = add_head(x, n_classes, units=head_units, dropout=head_dropout,
                        batchnorm=head_batchnorm, task=task)

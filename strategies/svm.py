@@ -12,8 +12,14 @@ so the model's argmax is scikit-learn's prediction. A softmax over decision
 values (margins, not log-odds) is a score, not a probability, so the layer
 is then calibrated on the validation split: one temperature, fitted to the
 validation decision values and folded into its kernel and bias
-(:mod:`strategies.calibration`; the history's ``calibration``). Embeddings
-are not standardised, so no per-channel scale is folded into that layer.
+(:mod:`strategies.calibration`; the history's ``calibration``). One layer's
+embeddings are not standardised; when the plan reads several layers
+(``plan.feature_layers``) their pooled outputs are concatenated, each column
+standardised on the training split and each layer weighted by one over the
+square root of its width (:class:`advisor.measure.layer_features.LayerStandardizer`,
+fitted on the whole training split before the C search, whose folds so share
+one mean and scale), and that affine map is folded into the output layer's
+kernel and bias: the exported model takes raw images as before.
 
 For a regression plan (``plan.task``) the linear model is ridge regression
 (``RidgeCV``, squared loss) with alpha = 1 / (2C) for C in ``svm_c_grid``,
@@ -39,6 +45,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from advisor.environment import usable_cores
+from advisor.measure.layer_features import LayerStandardizer
 from advisor.plan import Plan, Regime, Task
 from strategies.base import Strategy
 from strategies.calibration import calibrate
@@ -236,6 +243,24 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, plan: Plan) -> tuple[RidgeCV, dict[s
     return ridge, record
 
 
+def fold_affine(kernel: np.ndarray, bias: np.ndarray, scale: np.ndarray,
+                offset: np.ndarray) -> list[np.ndarray]:
+    """Return ``[kernel, bias]`` of the linear layer on raw `x` equal to this one on ``x * scale - offset``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> kernel, bias, x = rng.normal(size=(3, 2)), rng.normal(size=2), rng.normal(size=(4, 3))
+        >>> scale, offset = rng.uniform(0.5, 2, size=3), rng.normal(size=3)
+        >>> k, b = fold_affine(kernel, bias, scale, offset)
+        >>> bool(np.allclose(x @ k + b, (x * scale - offset) @ kernel + bias, atol=1e-5))
+        True
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    folded_kernel = scale[:, None] * kernel
+    folded_bias = np.asarray(bias, dtype=np.float64) - offset @ kernel
+    return [folded_kernel.astype(np.float32), folded_bias.astype(np.float32)]
+
+
 def svm_dense_weights(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(kernel (D, n), bias (n,))`` whose argmax equals ``svm.predict``.
 
@@ -333,10 +358,16 @@ class SVMStrategy(Strategy):
         n_classes = len(class_names)
         keras.utils.set_random_seed(plan.seed)
         started = time.perf_counter()
-        embedder = Embedder(backbone, plan.feature_layer, batch_size=plan.batch_size)
+        layers = plan.head_input_layers
+        embedder = Embedder(backbone, layers, batch_size=plan.batch_size)
         x_train = embedder.embed(train.images, rows=train.rows, key=train.key)
         x_val = embedder.embed(val.images, rows=val.rows, key=val.key)
         embedded = time.perf_counter()
+        raw_val = x_val
+        standardizer = None
+        if len(layers) > 1:  # each layer standardised and weighted the same (on the training split)
+            standardizer = LayerStandardizer(embedder.widths).fit(x_train)
+            x_train, x_val = standardizer.transform(x_train), standardizer.transform(x_val)
         if plan.task is Task.REGRESSION:
             svm, record = fit_ridge(x_train, train.targets, plan)
             record["val_r2"] = float(svm.score(x_val, val.targets))
@@ -350,14 +381,16 @@ class SVMStrategy(Strategy):
             record["train_accuracy"] = float(svm.score(x_train, train.labels))
             layer, weights = OUTPUT_LAYER, list(svm_dense_weights(svm, n_classes))
         record["wall_s"] = time.perf_counter() - embedded
-        model = build_classifier(backbone, feature_layer=plan.feature_layer, n_classes=n_classes,
-                                 task=plan.task)
+        if standardizer is not None:  # the standardisation, folded into the output layer
+            weights = fold_affine(*weights, *standardizer.affine())
+        model = build_classifier(backbone, feature_layer=layers, n_classes=n_classes, task=plan.task)
         model.get_layer(layer).set_weights(weights)
         history = {"embed": {"wall_s": embedded - started, "train_rows": int(len(x_train)),
-                             "dim": embedder.dim},
+                             "dim": embedder.dim, "layers": list(layers),
+                             "widths": list(embedder.widths)},
                    "svm": record, "notes": list(record["notes"])}
         if plan.task is not Task.REGRESSION:  # the decision values of the validation split
-            decision = np.asarray(x_val, dtype=np.float64) @ weights[0] + weights[1]
+            decision = np.asarray(raw_val, dtype=np.float64) @ weights[0] + weights[1]
             history["calibration"] = calibrate(model, val, batch_size=plan.batch_size,
                                                logits=decision)
         history["wall_s"] = time.perf_counter() - started

@@ -16,7 +16,6 @@ from pathlib import Path
 from advisor.app.run_folder import check_out_dir
 from advisor.data.scan import check_data_dir
 from advisor.data.targets import check_targets_paths
-from advisor import config
 from advisor.data.images import find_image_files
 from advisor.errors import AdvisorError, BackboneError, PlanError, missing_model_message
 

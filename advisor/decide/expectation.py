@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advisor import config
 from advisor.measure.profile import DatasetProfile
 from advisor.plan import Regime
 from advisor.records import record_to_dict
@@ -117,6 +118,12 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str) -> Expectat
     block = probes.best_block if regime is Regime.SVM else None
     margin = (probes.block_accuracy[block] - probes.linear_accuracy
               if block in probes.block_accuracy else 0.0)
+    # When the SVM reads the probed blocks and the bottleneck together
+    # (config.SVM_READS_PROBED_LAYERS), the probe on those layers together says by how much.
+    together = (regime is Regime.SVM and config.SVM_READS_PROBED_LAYERS
+                and probes.layers_accuracy is not None)
+    if together:
+        margin = probes.layers_accuracy - probes.linear_accuracy
     estimate = min(1.0, max(0.0, estimate + margin))
     # The probe's accuracy was measured on n_sampled images (each scored once
     # across the folds): its binomial error bounds what the curve can say.
@@ -126,7 +133,11 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str) -> Expectat
     curve = (f"the linear probe's learning curve ({probes.linear_accuracy:.2f} cross-validated on "
              f"{profile.n_sampled:,} sampled images) extrapolated to the {profile.n_train:,} training "
              f"images, +-{half:.2f} (95%, the probe's binomial error)")
-    if margin:
+    if margin and together:
+        curve += (f", moved by {margin:+.2f}: the SVM reads the probed blocks and the bottleneck "
+                  f"together, whose probe scored {probes.layers_accuracy:.2f} against the "
+                  f"bottleneck's {probes.linear_accuracy:.2f}")
+    elif margin:
         curve += (f", moved by {margin:+.2f}: the SVM reads {block}, whose probe scored "
                   f"{probes.block_accuracy[block]:.2f} against the bottleneck's {probes.linear_accuracy:.2f}")
     if not regime.fine_tunes_backbone:

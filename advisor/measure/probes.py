@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 from advisor import config
+from advisor.measure.layer_features import LayerStandardizer
 from advisor.measure.profile import ProbeStats
 
 
@@ -35,6 +36,15 @@ def _subsample(indices: np.ndarray, labels: np.ndarray, fraction: float, rng: np
 def _linear_probe():
 
     return make_pipeline(StandardScaler(), RidgeClassifier(alpha=config.PROBE_RIDGE_ALPHA))
+
+
+def _layers_probe(widths):
+
+    # The layer weights leave the columns a mean variance of len(widths) / sum(widths)
+    # where the one-layer probe's have 1: the same penalty relative to the data is
+    # the ridge alpha times that.
+    alpha = config.PROBE_RIDGE_ALPHA * len(widths) / sum(widths)
+    return make_pipeline(LayerStandardizer(widths), RidgeClassifier(alpha=alpha))
 
 
 def _knn_probe(n_train: int):
@@ -57,7 +67,9 @@ def probe_accuracies(
     folds, shuffled with `seed`. Per fold: a k-NN (cosine) and a ridge linear
     classifier on standardised bottleneck features, the same linear probe
     trained on ``config.PROBE_LEARNING_CURVE`` fractions of the fold's training
-    part (stratified, same test part), and on each block's pooled output.
+    part (stratified, same test part), on each block's pooled output, and on
+    the blocks and the bottleneck together (each layer standardised and
+    weighted the same, :class:`~advisor.measure.layer_features.LayerStandardizer`).
 
     Args:
         features: ``(N, D)`` pooled bottleneck features.
@@ -94,6 +106,9 @@ def probe_accuracies(
     fractions = tuple(f for f in config.PROBE_LEARNING_CURVE if f < 1.0)
     correct = {"knn": 0, "linear": 0, **{f"curve:{f}": 0 for f in fractions}}
     correct |= {f"block:{b}": 0 for b in blocks}
+    together = np.concatenate([*blocks.values(), features], axis=1) if blocks else None
+    widths = [x.shape[1] for x in blocks.values()] + [features.shape[1]]
+    correct["layers"] = 0
 
     def hits(model, x, test) -> int:
         return int((model.predict(x[test]) == labels[test]).sum())
@@ -108,6 +123,8 @@ def probe_accuracies(
                                                      features, test)
         for name, x in blocks.items():
             correct[f"block:{name}"] += hits(_linear_probe().fit(x[train], labels[train]), x, test)
+        if together is not None:
+            correct["layers"] += hits(_layers_probe(widths).fit(together[train], labels[train]), together, test)
     n = labels.size
     linear = correct["linear"] / n
     curve = tuple((float(f), correct[f"curve:{f}"] / n) for f in fractions) + ((1.0, linear),)
@@ -121,6 +138,7 @@ def probe_accuracies(
         learning_curve=curve,
         block_accuracy=block_accuracy,
         best_block=best,
+        layers_accuracy=None if together is None else correct["layers"] / n,
     )
 
 

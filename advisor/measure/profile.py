@@ -204,6 +204,10 @@ class ProbeStats:
         best_block: The earliest intermediate block whose accuracy is at least
             the best probe's (over the blocks and the bottleneck) minus
             ``config.PROBE_BLOCK_TOLERANCE``, or `None` when none is.
+        layers_accuracy: Linear accuracy on the probed blocks and the bottleneck
+            read together (:class:`advisor.measure.layer_features.LayerStandardizer`),
+            the features of a multi-layer ``svm``; `None` without probed blocks
+            (and in profiles written before it).
     """
 
     knn_accuracy: float
@@ -213,6 +217,7 @@ class ProbeStats:
     learning_curve: tuple[tuple[float, float], ...]
     block_accuracy: dict[str, float]
     best_block: str | None
+    layers_accuracy: float | None = None
 
     @property
     def above_chance(self) -> float:

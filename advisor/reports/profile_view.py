@@ -67,6 +67,8 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("learning curve", ", ".join(f"{f:.0%}: {a:.3f}" for f, a in probes["learning_curve"])),
             *[(f"linear probe on {block}", f"{acc:.3f}") for block, acc in blocks.items()],
         ]
+        if probes.get("layers_accuracy") is not None:
+            rows.append(("linear probe on those blocks + bottleneck", f"{probes['layers_accuracy']:.3f}"))
     else:
         rows.append(("probes", "not run (too few images per class)"))
     return rows

@@ -114,10 +114,14 @@ def score_sentences(report: Mapping[str, Any]) -> tuple[str, ...]:
         out.append(f"Always predicting the largest training class ({evaluation.get('baseline_class')}) "
                    f"scores {evaluation['baseline_accuracy']:.3f}.")
     probes = (report.get("profile") or {}).get("probes") or {}
-    if _finite(probes.get("linear_accuracy")):
+    plan = report.get("plan") or {}
+    # An SVM on several layers is compared with the probe on the same layers.
+    together = plan.get("feature_layers") and _finite(probes.get("layers_accuracy"))
+    expected = probes.get("layers_accuracy") if together else probes.get("linear_accuracy")
+    if _finite(expected):
         sampled = (report.get("profile") or {}).get("n_sampled")
-        out.append(f"The advice's linear probe expected {probes['linear_accuracy']:.3f}"
-                   + (f" (cross-validated on {sampled:,} sampled images)." if sampled else "."))
+        out.append(f"The advice's linear probe{' on the same layers' if together else ''} expected "
+                   f"{expected:.3f}" + (f" (cross-validated on {sampled:,} sampled images)." if sampled else "."))
     return tuple(out)
 
 
@@ -317,6 +321,9 @@ def plan_field_names(plan: Mapping[str, Any], history: Mapping[str, Any] | None 
         >>> plan_field_names({"regime": "svm", "backbone": "b", "image_size": 96, "feature_layer": "f",
         ...                   "svm_c_grid": [1.0], "class_weights": None, "head_epochs": 50, "patience": 10})
         ['backbone', 'feature_layer', 'image_size', 'svm_c_grid', 'class_weights']
+        >>> plan_field_names({"regime": "svm", "backbone": "b", "feature_layer": "f", "feature_layers": ["a", "f"],
+        ...                   "svm_c_grid": [1.0]})
+        ['backbone', 'feature_layers', 'svm_c_grid']
     """
     history = history if isinstance(history, Mapping) else {}
     if history:
@@ -341,6 +348,8 @@ def plan_field_names(plan: Mapping[str, Any], history: Mapping[str, Any] | None 
                      "momentum" if plan.get("optimizer") == "sgd" else "weight_decay")
     if not plan.get("prefix_cache"):
         names = [n for n in names if n not in ("prefix_views", "prefix_cache_mb")]
+    # Several layers read together replace the one feature layer.
+    names = [n for n in names if n != ("feature_layer" if plan.get("feature_layers") else "feature_layers")]
     names.append("class_weights")
     return [n for n in dict.fromkeys(names) if n in plan]
 
@@ -349,7 +358,7 @@ def plan_field_names(plan: Mapping[str, Any], history: Mapping[str, Any] | None 
 _COMMON_FIELDS = ("backbone", "feature_layer", "image_size", "decode_size")
 #: Fields each phase reads.
 _PHASE_FIELDS: dict[str, tuple[str, ...]] = {
-    "svm": ("svm_c_grid", "svm_cv_folds"),
+    "svm": ("feature_layers", "svm_c_grid", "svm_cv_folds"),
     "head": ("head_units", "head_dropout", "head_batchnorm", "optimizer", "head_learning_rate",
              "head_epochs", "patience", "batch_size", "augmentation", "augmentation_translate",
              "augmentation_zoom", "augmented_views"),

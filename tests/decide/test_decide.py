@@ -177,6 +177,25 @@ def test_svm_reads_an_earlier_block_when_the_probe_says_it_is_as_good(backbone):
     assert plan.feature_layer == backbone.feature_layer
 
 
+def test_svm_reads_the_probed_blocks_and_the_bottleneck_together(backbone, monkeypatch):
+    profile = make_profile(500, 0.3)
+    plan = decide(profile, backbone=backbone)
+    outputs = {b.name: b.output for b in backbone.blocks}
+    assert plan.regime is Regime.SVM
+    assert plan.feature_layers == (outputs["block_8"], outputs["block_12"], outputs["block_14"],
+                                   backbone.feature_layer)
+    assert plan.head_input_layers == plan.feature_layers
+    assert "MNIST" in plan.reasons["feature_layers"] and "block_8, block_12, block_14" in plan.reasons[
+        "feature_layers"]
+    for other in (Regime.LAST_LAYER, Regime.PARTIAL, Regime.FULL):
+        fine = decide(profile, backbone=backbone, regime=other)
+        assert fine.feature_layers == () and fine.head_input_layers == (fine.feature_layer,)
+    assert decide(profile, backbone=backbone, task="regression").feature_layers == ()
+    assert decide(make_profile(500, 0.3, with_probes=False), backbone=backbone).feature_layers == ()
+    monkeypatch.setattr(config, "SVM_READS_PROBED_LAYERS", False)
+    assert decide(profile, backbone=backbone).feature_layers == ()
+
+
 @pytest.mark.parametrize("native, expected", [(8, 96), (28, 128), (32, 128), (48, 192), (64, 224), (500, 224)])
 def test_image_size_follows_native_resolution(backbone, native, expected):
     assert choose_image_size(native, 224) == expected

@@ -62,6 +62,12 @@ def test_the_frozen_regimes_embed_only_what_the_measuring_pass_did_not(fresh_cac
         embedder.embed(test.images, rows=test.rows)  # the measuring pass never sees the test split
         assert computed == [len(test.rows)]
         computed.clear()
+    # The SVM's several layers (the probed blocks and the bottleneck) in one embedding: all filed.
+    layers = (*(b.output for b in probe_blocks(native_backbone)), native_backbone.feature_layer)
+    together = Embedder(native_backbone, layers).embed(decoded["train"].images, rows=decoded["train"].rows)
+    assert computed == [] and together.shape[1] == sum(Embedder(native_backbone, layers).widths)
+    np.testing.assert_allclose(together[:, -1280:], Embedder(native_backbone).embed(
+        decoded["train"].images, rows=decoded["train"].rows), rtol=1e-6)
     # Another network size shares nothing: other pixels in, other features out.
     other = get_backbone("mobilenet_v2", image_size=128, input_size=8)
     Embedder(other).embed(decoded["train"].images, rows=decoded["train"].rows)

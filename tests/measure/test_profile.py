@@ -304,3 +304,14 @@ def test_a_network_that_upscales_its_input_is_measured_on_native_pixels(sets_roo
     profile = measure_dataset(dataset, upscaling, sample_cap=40, seed=SEED)
     assert profile.image_size == 96 and profile.n_sampled == 40
     assert profile.probes is not None and profile.probes.linear_accuracy > 2 * profile.probes.chance
+
+
+def test_the_probe_reads_the_blocks_and_the_bottleneck_together():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    bottleneck = rng.normal(size=(60, 32))  # says nothing about the labels
+    block = rng.normal(size=(60, 4)) + 4 * np.eye(4)[labels]  # separates them
+    stats = probe_accuracies(bottleneck, labels, block_features={"block_8": block}, seed=0)
+    assert stats.block_accuracy["block_8"] > 0.9 and stats.linear_accuracy < 0.6
+    assert stats.layers_accuracy > 0.9  # the narrow block is not drowned by the wide bottleneck
+    assert probe_accuracies(bottleneck, labels, seed=0).layers_accuracy is None

@@ -409,6 +409,30 @@ def test_exported_svm_predicts_what_scikit_learn_predicted(split):
     assert strategy.history_["svm"]["best_c"] in strategy.plan.svm_c_grid
 
 
+def test_an_svm_on_several_layers_exports_the_standardisation_in_its_output_layer(split, tmp_path):
+    from advisor.measure.forward import probe_blocks
+    from advisor.measure.layer_features import LayerStandardizer
+
+    backbone = split.backbone
+    layers = (*(b.output for b in probe_blocks(backbone)), backbone.feature_layer)
+    plan = make_plan(Regime.SVM, backbone, feature_layers=layers)
+    strategy = get_strategy(Regime.SVM)(plan=plan, backbone=backbone).fit(
+        split.parts["train"], split.parts["val"], class_names=split.class_names)
+    embedder = Embedder(backbone, layers)
+    assert strategy.history_["embed"]["layers"] == list(layers)
+    assert strategy.history_["embed"]["dim"] == sum(embedder.widths) > 1280
+    train, test = split.parts["train"], split.parts["test"]
+    standardizer = LayerStandardizer(embedder.widths).fit(embedder.embed(train.images, rows=train.rows))
+    expected = strategy.svm_.predict(standardizer.transform(embedder.embed(test.images, rows=test.rows)))
+    model = strategy.export_model()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(split.test_images)).argmax(-1), expected)
+    save_model(model, tmp_path / "svm.keras", strategy.class_names_)
+    reloaded = keras.saving.load_model(tmp_path / "svm.keras")  # safe mode: built-in layers only
+    np.testing.assert_allclose(reloaded.predict(split.test_images, verbose=0),
+                               strategy.predict_proba(split.test_images), atol=1e-5)
+    assert (strategy.predict(test.images, rows=test.rows) == test.labels).mean() > 0.5
+
+
 def test_the_dataset_tree_is_unchanged(split):
     for regime in Regime:
         split.strategy(regime)
