@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from advisor import config  # noqa: F401 (the doctests' config.HEADS)
 from advisor.app.run_folder import check_out_dir
 from advisor.data.scan import check_data_dir
 from advisor.data.targets import check_targets_paths
