@@ -97,7 +97,7 @@ def decide(
         >>> plan.regime, plan.image_size, plan.epochs
         (<Regime.SVM: 'svm'>, 96, 0)
         >>> print(plan.reasons["regime"])  # doctest: +ELLIPSIS
-        100 images < 5,000: a linear SVM on frozen bottleneck features (CS231n); ...
+        100 images < 5,000: a linear SVM on frozen features (CS231n); ...
         >>> decide(profile, backbone=backbone, regime="partial", epochs=3).epochs
         3
     """

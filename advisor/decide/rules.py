@@ -18,7 +18,7 @@ class RegimeRules:
     dataset freezes ``config.LARGE_SIMILAR_FROZEN_FRACTION`` of the blocks).
 
     Args:
-        svm_max_images: Fewer images than this: ``svm`` (frozen bottleneck
+        svm_max_images: Fewer images than this: ``svm`` (frozen
             features + linear SVM). Defaults to `config.SVM_MAX_IMAGES`.
         large_dataset_images: From this many images on a dataset is "large":
             ``partial`` (later blocks) for near data, ``full`` for far data.
