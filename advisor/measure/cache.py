@@ -2,7 +2,8 @@
 
 A profile is keyed by the exact split (every file's relative path, label, split
 and content hash, which the scan already computed), the backbone, its input
-size and weights, the sample cap, the seed and the profile's schema version.
+size and weights, the sample cap, the seed, the profile's schema version and
+``MEASUREMENT_VERSION`` (what the measuring pass computes).
 ``advise DATA_DIR --dry-run`` followed by ``advise DATA_DIR`` therefore measures
 once; any changed, added or removed file measures again.
 """
@@ -23,6 +24,10 @@ from advisor.measure.profile import PROFILE_SCHEMA_VERSION, DatasetProfile
 logger = logging.getLogger(__name__)
 
 CACHE_SUBDIR = "profiles"
+#: Bump when the measuring pass computes something new, so that profiles cached
+#: before it are measured again (2: the probe on the probed blocks and the
+#: bottleneck together, ``ProbeStats.layers_accuracy``).
+MEASUREMENT_VERSION = 2
 
 
 def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: str,
@@ -43,7 +48,7 @@ def profile_key(dataset: Dataset, *, backbone: str, image_size: int, weights: st
     """
     digest = hashlib.sha256()
     header = [PROFILE_SCHEMA_VERSION, backbone, image_size, weights, sample_cap, seed,
-              config.MOMENT_IMAGES, list(dataset.class_names)]
+              config.MOMENT_IMAGES, list(dataset.class_names), MEASUREMENT_VERSION]
     if input_size is not None and input_size != image_size:  # keys of images decoded at size unchanged
         header.append(input_size)
     digest.update(json.dumps(header).encode())

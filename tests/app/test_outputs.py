@@ -136,3 +136,15 @@ def test_profile_key_changes_when_a_file_changes(tmp_path):
     victim = next((data / "3").glob("*.png"))
     Image.new("L", (8, 8), 255).save(victim)
     assert profile_key(scan_dataset(data, seed=0), **options) != key
+
+
+def test_profiles_measured_before_a_new_measurement_are_measured_again(tmp_path, monkeypatch):
+    from advisor.data import scan_dataset
+    from advisor.examples import write_dataset
+    from advisor.measure import cache
+
+    dataset = scan_dataset(write_dataset("digits", n=40, root=tmp_path / "src"), seed=0)
+    options = dict(backbone="mobilenet_v2", image_size=224, weights="imagenet", sample_cap=40, seed=0)
+    key = cache.profile_key(dataset, **options)
+    monkeypatch.setattr(cache, "MEASUREMENT_VERSION", cache.MEASUREMENT_VERSION + 1)
+    assert cache.profile_key(dataset, **options) != key
