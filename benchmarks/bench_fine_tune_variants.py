@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-ft-variants-"))
-    from benchmarks.advice_quality.report import load_line
+    from benchmarks.advice_quality.report import append_line, load_line
     from benchmarks.advice_quality.runner import Runner, task_plan
 
     print(load_line(), flush=True)
@@ -125,9 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"val {row['val_accuracy']:.3f} test {row['test_accuracy']:.4f} "
                   f"fit {row['fit_s']:.0f} s\n  val   (start {row['start']:.3f}) {curve}\n"
                   f"  train {train}", flush=True)
-            if args.results is not None:
-                with args.results.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+            append_line(args.results, row)
 
 
 if __name__ == "__main__":

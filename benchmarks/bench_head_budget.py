@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-head-budget-"))
-    from benchmarks.advice_quality.report import load_line
+    from benchmarks.advice_quality.report import append_line, load_line
     from benchmarks.advice_quality.runner import Runner, task_plan
 
     print(load_line())
@@ -60,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{spec:16} {seed:>4} {epochs:>11} {row['best_epoch']!s:>4}/{row['epochs_run']!s:<4} "
                       f"{row['val_accuracy']:>6.3f} {row['test_accuracy']:>6.3f} "
                       f"{100 * (row['test_accuracy'] - base):>+9.2f}", flush=True)
-                if args.results is not None:
-                    with args.results.open("a") as out:
-                        out.write(json.dumps(row) + "\n")
+                append_line(args.results, row)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ oracle's split (:func:`benchmarks.advice_quality.runner.task_plan`, held-out
 images included) with the plan's own feature layer, and then with the pooled
 outputs of several blocks concatenated, each block's features standardised on
 the training split and divided by the square root of their width (every block
-weighs the same), C chosen by the plan's cross-validation over a wider grid.
-One forward pass per image gives every layer. It prints the test accuracy of
+weighs the same: :class:`advisor.measure.layer_features.LayerStandardizer`, as the
+``svm`` regime does), C chosen by the plan's cross-validation over a wider grid.
+One forward pass per image gives every layer (:class:`strategies.embeddings.Embedder`
+on all of them). It prints the test accuracy of
 each feature set; one JSON line per task and feature set goes to ``--results``.
 
 Feature sets:
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -60,45 +61,18 @@ def feature_sets(block_outputs: list[str], plan_layer: str, bottleneck: str,
             "probed": [*probed, bottleneck]}
 
 
-def standardised(train: list[np.ndarray], *others: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Concatenate per-layer features, each z-scored on `train` and scaled by 1/sqrt(width).
-
-    Example:
-        >>> a = [np.array([[0.0, 10.0], [2.0, 30.0]]), np.array([[1.0], [3.0]])]
-        >>> x, = standardised(a)
-        >>> x.shape, np.round(x[:, 0], 3).tolist()
-        ((2, 3), [-0.707, 0.707])
-    """
-    outputs = [[] for _ in range(1 + len(others))]
-    for i, part in enumerate(train):
-        mean, std = part.mean(axis=0), part.std(axis=0) + 1e-6
-        scale = 1.0 / np.sqrt(part.shape[1])
-        for out, source in zip(outputs, (train, *others)):
-            out.append((source[i] - mean) / std * scale)
-    return tuple(np.concatenate(out, axis=1) for out in outputs)
-
-
 def pooled_features(backbone, layers: list[str], images: np.ndarray, rows: np.ndarray,
                     batch_size: int) -> dict[str, np.ndarray]:
-    """Return ``{layer: (len(rows), width) float32}``: each layer's output, pooled, in one pass."""
-    import keras
+    """Return ``{layer: (len(rows), width) float32}``: each layer's output, pooled, in one pass.
 
-    outputs = []
-    for name in layers:
-        tensor = backbone.model.get_layer(name).output
-        pooled = len(tensor.shape) == 4
-        outputs.append(keras.layers.GlobalAveragePooling2D(name=f"bench_pool_{name}")(tensor) if pooled else tensor)
-    model = keras.Model(backbone.model.input, outputs)
-    parts = [[] for _ in layers]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        x = np.asarray(images[np.sort(chunk)])
-        if len(x) < batch_size:  # one traced shape: pad the last batch, drop its padding below
-            x = np.concatenate([x, np.repeat(x[-1:], batch_size - len(x), axis=0)])
-        order = np.argsort(np.argsort(chunk, kind="stable"), kind="stable")
-        for part, value in zip(parts, model.predict_on_batch(x)):
-            part.append(np.asarray(value, dtype=np.float32)[order])
-    return {name: np.concatenate(part) for name, part in zip(layers, parts)}
+    :class:`strategies.embeddings.Embedder` on all `layers` at once, split back per layer.
+    """
+    from strategies.embeddings import Embedder
+
+    embedder = Embedder(backbone, layers, batch_size=batch_size)
+    together = embedder.embed(images, rows=rows)
+    ends = np.cumsum(embedder.widths)
+    return {name: together[:, end - width:end] for name, width, end in zip(layers, embedder.widths, ends)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("FINETUNE_ADVISOR_CACHE", tempfile.mkdtemp(prefix="bench-multilayer-"))
     from advisor.data.decode_cache import decode_dataset, decode_images
     from advisor.measure.forward import probe_blocks
-    from benchmarks.advice_quality.report import load_line
+    from advisor.measure.layer_features import LayerStandardizer
+    from benchmarks.advice_quality.report import append_line, load_line
     from benchmarks.advice_quality.runner import Runner, task_plan
     from strategies.svm import fit_linear_svm
 
@@ -147,9 +122,10 @@ def main(argv: list[str] | None = None) -> None:
                 x = {s: features[s][chosen[0]] for s in features}
                 searched = plan
             else:
-                trained, val, test = standardised(*([features[s][k] for k in chosen]
-                                                     for s in ("train", "val", "test")))
-                x = {"train": trained, "val": val, "test": test}
+                joined = {s: np.concatenate([features[s][k] for k in chosen], axis=1) for s in features}
+                standardizer = LayerStandardizer([features["train"][k].shape[1] for k in chosen])
+                standardizer.fit(joined["train"])
+                x = {s: standardizer.transform(v) for s, v in joined.items()}
                 searched = dataclasses.replace(plan, svm_c_grid=CONCAT_C_GRID)
             svm, record = fit_linear_svm(x["train"], labels["train"], searched)
             correct = svm.predict(x["test"]) == labels["test"]
@@ -163,9 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{task:20} {name:12} {len(chosen):6d} {row['width']:6d} {row['best_c']:7g} "
                   f"{row['cv_accuracy']:6.3f} {row['val_accuracy']:6.3f} {row['test_accuracy']:6.4f} "
                   f"{row['n_test']:6d} {row['fit_s']:6.1f}", flush=True)
-            if args.results is not None:
-                with args.results.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+            append_line(args.results, row)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,13 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}"
 
 
+def append_line(path: Path | None, row: dict[str, Any]) -> None:
+    """Append `row` as one JSON line to `path` (``--results`` of the single-question benchmarks); `None`: nothing."""
+    if path is not None:
+        with path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
 def load_line() -> str:
     """One line for a benchmark's log: the Keras backend and version and the load average."""
     import keras
