@@ -228,12 +228,19 @@ def export_run_formats(run_dir: Path | str, formats: Sequence[str | ExportFormat
             Defaults to `INT8_CALIBRATION_IMAGES`.
 
     Returns:
-        One :class:`ExportResult` per format, in order.
+        One :class:`ExportResult` per format, in order; ``[]`` for no format
+        (the run is not read: ``advise`` calls this after every run).
 
     Raises:
         ExportError: As :func:`export_run`; also `out` with several formats.
+
+    Example:
+        >>> export_run_formats("/no/such/run", [])  # no format: nothing read, nothing written
+        []
     """
     formats = [check_backend(get_export_format(f) if isinstance(f, str) else f) for f in formats]
+    if not formats:  # nothing to check against: the model and test split are not read
+        return []
     if out is not None and len(formats) != 1:
         raise ExportError(f"--out names one export; pass one format. Received: {len(formats)} formats")
     run_dir = Path(run_dir)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from advisor.app.advice import MODEL_FILE, SPLIT_FILE
 from advisor.app.cli import app, normalize_args
-from advisor.app.export import MIN_FLOAT_AGREEMENT, export_run, read_sidecar, sidecar_path
+from advisor.app.export import MIN_FLOAT_AGREEMENT, export_run, export_run_formats, read_sidecar, sidecar_path
 from advisor.app.export_formats import FORMATS, ExportError
 from advisor.app.predict import predict_files
 from advisor.backbones.model_file import save_model
@@ -222,6 +222,16 @@ def test_cli_export_argument_errors_are_one_line(run, args, message):
     result = invoke("export", run, *args)
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_no_format_reads_nothing(monkeypatch, tmp_path):
+    # advise calls the exporter after every run; without --export it must not load the model
+    # and predict the test split again (12 s of a 63 s svm run on emoji).
+    def read_run(run_dir):
+        raise AssertionError(f"read {run_dir}")
+
+    monkeypatch.setattr("advisor.app.export._read_run", read_run)
+    assert export_run_formats(tmp_path, []) == []
 
 
 def test_not_a_run_folder_is_a_one_line_error(tmp_path):
