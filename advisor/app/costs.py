@@ -66,7 +66,8 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
                                    input_size=regime_plan.decode_size)
             measured[graph] = measure_throughput(regime_plan, network)
         rates = measured[graph]
-        expectation = expected_accuracy(advice.profile, regime)
+        expectation = expected_accuracy(advice.profile, regime,
+                                       feature_layers=regime_plan.head_input_layers)
         costs[regime.value] = {"chosen": regime is plan.regime, "rates": rates.to_dict(),
                                "expected_accuracy": None if expectation is None else expectation.to_dict(),
                                **expected_cost(regime_plan, n_train=sizes["train"],

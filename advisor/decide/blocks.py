@@ -97,6 +97,25 @@ def plan_feature_layer(regime: Regime, profile: DatasetProfile, backbone: Backbo
     )
 
 
+def svm_reads_several_layers(profile: DatasetProfile, task: Task = Task.CLASSIFICATION) -> bool:
+    """Whether ``svm`` reads the probed blocks and the bottleneck together on `profile`'s data.
+
+    True for classification when ``config.SVM_READS_PROBED_LAYERS`` is on and
+    the measuring pass probed some block. :func:`plan_feature_layers` names the
+    layers; :func:`advisor.decide.expectation.expected_accuracy` asks this when
+    it is given no plan's layers.
+
+    Example:
+        >>> profile.probes.block_accuracy  # doctest: +SKIP
+        {'block_8': 0.91, 'block_12': 0.93, 'block_14': 0.92}
+        >>> svm_reads_several_layers(profile), svm_reads_several_layers(profile, Task.REGRESSION)  # doctest: +SKIP
+        (True, False)
+    """
+    probes = profile.probes
+    return bool(config.SVM_READS_PROBED_LAYERS and task is Task.CLASSIFICATION
+                and probes is not None and probes.block_accuracy)
+
+
 def plan_feature_layers(regime: Regime, profile: DatasetProfile, backbone: Backbone,
                         task: Task = Task.CLASSIFICATION) -> tuple[tuple[str, ...], str]:
     """Return the layers ``svm`` reads together (the probed blocks and the bottleneck), and why.
@@ -109,9 +128,9 @@ def plan_feature_layers(regime: Regime, profile: DatasetProfile, backbone: Backb
     probes = profile.probes
     if regime is not Regime.SVM:
         return (), f"Regime {regime.value!r} reads one layer (feature_layer)."
-    if not config.SVM_READS_PROBED_LAYERS or task is not Task.CLASSIFICATION:
-        return (), "The SVM reads one layer (feature_layer)."
-    if probes is None or not probes.block_accuracy:
+    if not svm_reads_several_layers(profile, task):
+        if not config.SVM_READS_PROBED_LAYERS or task is not Task.CLASSIFICATION:
+            return (), "The SVM reads one layer (feature_layer)."
         return (), "No block was probed: the SVM reads one layer (feature_layer)."
     known = {block.name: block for block in backbone.blocks}
     blocks = [known[name] for name in probes.block_accuracy if name in known]

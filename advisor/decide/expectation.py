@@ -17,11 +17,12 @@ is fitted yet: their estimate is the floor, their interval is open above.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from advisor import config
+from advisor.decide.blocks import svm_reads_several_layers
 from advisor.measure.profile import DatasetProfile
 from advisor.plan import Regime
 from advisor.records import record_to_dict
@@ -88,12 +89,18 @@ def extrapolate_learning_curve(points: tuple[tuple[float, float], ...], fold_ima
     return float(1 - math.exp(intercept + slope * math.log(max(n_train, 1))))
 
 
-def expected_accuracy(profile: DatasetProfile, regime: Regime | str) -> Expectation | None:
+def expected_accuracy(profile: DatasetProfile, regime: Regime | str, *,
+                      feature_layers: Sequence[str] | None = None) -> Expectation | None:
     """Return `regime`'s expected test accuracy on `profile`'s data, or `None` without probes.
 
     Args:
         profile: The measured profile (its linear probe and learning curve).
         regime: Any of the four regimes.
+        feature_layers: The layers the regime's plan reads together
+            (``plan.feature_layers``): for ``svm`` on several layers the probe
+            on those layers together moves the estimate. Defaults to `None`
+            (as the planner would plan them:
+            :func:`advisor.decide.blocks.svm_reads_several_layers`).
 
     Example:
         >>> profile.probes.linear_accuracy, profile.n_train  # doctest: +SKIP
@@ -119,9 +126,10 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str) -> Expectat
     margin = (probes.block_accuracy[block] - probes.linear_accuracy
               if block in probes.block_accuracy else 0.0)
     # When the SVM reads the probed blocks and the bottleneck together
-    # (config.SVM_READS_PROBED_LAYERS), the probe on those layers together says by how much.
-    together = (regime is Regime.SVM and config.SVM_READS_PROBED_LAYERS
-                and probes.layers_accuracy is not None)
+    # (plan.feature_layers), the probe on those layers together says by how much.
+    several = (svm_reads_several_layers(profile) if feature_layers is None
+               else len(feature_layers) > 1)
+    together = regime is Regime.SVM and several and probes.layers_accuracy is not None
     if together:
         margin = probes.layers_accuracy - probes.linear_accuracy
     estimate = min(1.0, max(0.0, estimate + margin))

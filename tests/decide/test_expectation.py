@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from advisor import config
 from advisor.decide.expectation import expected_accuracy, extrapolate_learning_curve
 from tests.decide.test_decide import make_profile
 
@@ -48,3 +49,19 @@ def test_the_svm_estimate_moves_by_the_margin_of_the_block_it_reads():
     assert svm.estimate == pytest.approx(bottleneck.estimate + 0.01)
     assert "block_12" in svm.basis and "+0.01" in svm.basis
     assert expected_accuracy(block, "last-layer") == bottleneck  # the head reads the bottleneck
+
+
+def test_the_svm_on_several_layers_moves_by_the_layers_probe_only_when_its_plan_reads_them(monkeypatch):
+    profile = make_profile(3000, 0.4)
+    together = dataclasses.replace(profile, probes=dataclasses.replace(profile.probes, layers_accuracy=0.9))
+    one_layer = expected_accuracy(profile, "svm")
+    planned = expected_accuracy(together, "svm")  # as the planner would: several layers
+    assert planned.estimate == pytest.approx(one_layer.estimate + 0.05)
+    assert "together" in planned.basis
+    read = expected_accuracy(together, "svm", feature_layers=("block_8_add", "pool"))
+    assert read == planned
+    alone = expected_accuracy(together, "svm", feature_layers=("pool",))  # the plan reads one layer
+    assert alone == one_layer and "together" not in alone.basis
+    assert expected_accuracy(together, "last-layer", feature_layers=("block_8_add", "pool")) == one_layer
+    monkeypatch.setattr(config, "SVM_READS_PROBED_LAYERS", False)  # the planner's switch, asked once
+    assert expected_accuracy(together, "svm") == one_layer
