@@ -93,6 +93,34 @@ def plan_head(regime: Regime, n_train: int, *, head: str | None,
     }
 
 
+def plan_svm_cv_folds(regime: Regime, task: Task, n_train: int) -> tuple[int, str]:
+    """Return the most cross-validation folds choosing the SVM's C, and why.
+
+    ``config.SVM_CV_FOLDS`` (5), or ``config.SVM_CV_FOLDS_LARGE`` (3) from
+    ``config.SVM_CV_FOLDS_LARGE_FROM`` training images: every k-fold split
+    scores each training image once, and on a larger set the fits of the
+    search are what ``svm`` spends its time on.
+
+    Example:
+        >>> plan_svm_cv_folds(Regime.SVM, Task.CLASSIFICATION, 700)[0]
+        5
+        >>> plan_svm_cv_folds(Regime.SVM, Task.CLASSIFICATION, 1_330)[0]
+        3
+    """
+    if regime is not Regime.SVM:
+        return config.SVM_CV_FOLDS, f"Regime {regime.value!r} fits no SVM."
+    if task is Task.REGRESSION:
+        return config.SVM_CV_FOLDS, "Ridge regression chooses alpha by leave-one-out, not by folds."
+    if n_train < config.SVM_CV_FOLDS_LARGE_FROM:
+        return config.SVM_CV_FOLDS, (f"C is chosen by {config.SVM_CV_FOLDS}-fold stratified "
+                                     f"cross-validation on the {n_train:,} training images.")
+    return config.SVM_CV_FOLDS_LARGE, (
+        f"C is chosen by {config.SVM_CV_FOLDS_LARGE}-fold stratified cross-validation: from "
+        f"{config.SVM_CV_FOLDS_LARGE_FROM:,} training images ({n_train:,} here) {config.SVM_CV_FOLDS_LARGE} "
+        f"folds score every image once, as {config.SVM_CV_FOLDS} would, with "
+        f"{1 - config.SVM_CV_FOLDS_LARGE / config.SVM_CV_FOLDS:.0%} fewer fits.")
+
+
 def plan_svm_c_grid(regime: Regime, task: Task) -> tuple[tuple[float, ...], str]:
     """Return the values of C the ``svm`` regime cross-validates (an SVM, or ridge for regression), and why."""
     if regime is not Regime.SVM:

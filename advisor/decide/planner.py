@@ -17,7 +17,7 @@ from advisor import config
 from advisor.backbones import Backbone
 from advisor.decide.backbone import plan_backbone
 from advisor.decide.blocks import plan_feature_layer, plan_feature_layers, plan_frozen_blocks
-from advisor.decide.head import check_head, plan_head, plan_svm_c_grid
+from advisor.decide.head import check_head, plan_head, plan_svm_c_grid, plan_svm_cv_folds
 from advisor.decide.inputs import plan_augmentation, plan_decode_size, plan_image_size
 from advisor.decide.prefix import plan_prefix_cache
 from advisor.decide.regime import plan_regime
@@ -137,6 +137,7 @@ def decide(
                                     augmentation=fields["augmentation"][0]))
     fields["class_weights"] = plan_class_weights(profile, task)
     fields["svm_c_grid"] = plan_svm_c_grid(chosen, task)
+    fields["svm_cv_folds"] = plan_svm_cv_folds(chosen, task, n_train)
     fields["feature_layers"] = plan_feature_layers(chosen, profile, backbone, task)
     fields.update(plan_head(chosen, n_train, head=head, task=task))
     fields["seed"] = (seed, (f"Seed {seed} fixes every random choice of the run (shuffles, "

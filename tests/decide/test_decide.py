@@ -196,6 +196,15 @@ def test_svm_reads_the_probed_blocks_and_the_bottleneck_together(backbone, monke
     assert decide(profile, backbone=backbone).feature_layers == ()
 
 
+def test_svm_folds_fall_to_three_from_a_thousand_training_images(backbone):
+    small = decide(make_profile(500, 0.3), backbone=backbone)
+    large = decide(make_profile(1_500, 0.3), backbone=backbone, regime=Regime.SVM)
+    assert small.regime is Regime.SVM and small.svm_cv_folds == config.SVM_CV_FOLDS == 5
+    assert large.svm_cv_folds == config.SVM_CV_FOLDS_LARGE == 3
+    assert "score every image once" in large.reasons["svm_cv_folds"]
+    assert "5-fold" in small.reasons["svm_cv_folds"]
+
+
 @pytest.mark.parametrize("native, expected", [(8, 96), (28, 128), (32, 128), (48, 192), (64, 224), (500, 224)])
 def test_image_size_follows_native_resolution(backbone, native, expected):
     assert choose_image_size(native, 224) == expected

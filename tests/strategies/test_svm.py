@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -64,3 +65,12 @@ def test_tiny_inputs_search_serially():
     assert svm.search_jobs(100, 16, n_fits=20) == 1
     assert 1 <= svm.search_jobs(2_100, 1_280, n_fits=20) <= 20
     assert svm.search_jobs(2_100, 1_280, n_fits=1) == 1
+
+
+def test_the_search_runs_at_liblinears_own_tolerance_on_the_plans_folds():
+    # tol 1e-2 (liblinear's -e default) is what makes the search affordable on several layers;
+    # the folds are the plan's (3 from config.SVM_CV_FOLDS_LARGE_FROM training images).
+    x, y = embeddings_like(n=120, dim=16)
+    fitted, record = svm.fit_linear_svm(x, y, dataclasses.replace(svm_plan(), svm_cv_folds=3), n_jobs=1)
+    assert fitted.tol == svm.SVM_TOL == 1e-2 and fitted.dual is False
+    assert record["cv_folds"] == 3
