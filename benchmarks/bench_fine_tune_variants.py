@@ -54,7 +54,11 @@ def scaled_rates(plan, scale: float):
 
 
 def variants(plan) -> dict:
-    """Return ``{name: plan with one setting changed}`` (all at one rate, ``rate_scales=(1,)``)."""
+    """Return ``{name: plan with one setting changed}``.
+
+    All at one rate (``rate_scales=(1,)``) but ``search`` (the plan itself, its
+    rate search included) and ``search-rate-3x`` (that search from 3x the rates).
+    """
     from advisor.plan import Optimizer
     from benchmarks.advice_quality.runner import recipe_plan
 
@@ -72,6 +76,8 @@ def variants(plan) -> dict:
         "rate-10x": scaled_rates(one, 10.0),
         "fastai": fastai,
         "fastai-budget-2x": twice_the_budget(fastai),
+        "search": plan,  # the plan as advise runs it: every rate scale, the lowest validation loss kept
+        "search-rate-3x": scaled_rates(plan, 3.0),
     }
 
 
