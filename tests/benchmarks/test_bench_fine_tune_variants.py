@@ -25,3 +25,6 @@ def test_each_variant_changes_only_the_setting_it_names():
     assert table["rate-3x"].head_learning_rate == 3 * one.head_learning_rate
     assert _changed(table["fastai-budget-2x"], table["fastai"]) == {"epochs", "patience"}
     assert table["fastai"].head_epochs == 1
+    assert table["search"] is plan  # the plan as advise runs it, its rate search included
+    assert _changed(table["search-rate-3x"], plan) == {"backbone_learning_rate", "head_learning_rate"}
+    assert table["search-rate-3x"].backbone_learning_rate == 3 * plan.backbone_learning_rate
