@@ -130,6 +130,8 @@ def test_decide_table(backbone, n_images, score, departing, regime, frozen):
         assert plan.backbone_learning_rate == pytest.approx(
             plan.head_learning_rate * config.BACKBONE_LEARNING_RATE_FACTOR)
         assert plan.epochs >= config.FINE_TUNE_EPOCH_RANGE[0] and plan.warmup_epochs >= 1
+        scale = config.PARTIAL_RATE_SCALE if regime is Regime.PARTIAL else 1.0
+        assert plan.head_learning_rate == pytest.approx(config.FINE_TUNE_HEAD_LEARNING_RATE * scale)
     else:
         assert plan.backbone_learning_rate == 0.0 and plan.epochs == 0 and plan.augmentation == ()
     assert (plan.svm_c_grid != ()) == (regime is Regime.SVM)
