@@ -199,9 +199,11 @@ class Strategy:
         return np.argmax(self.predict_proba(images, rows=rows), axis=-1)
 
     def export_model(self) -> keras.Model:
-        """Return a float32 copy of the fitted model for saving.
+        """Return the fitted model in float32 for saving: itself, or a copy.
 
-        uint8 ``(None, S, S, 3)`` RGB -> class probabilities (or ``(None, 1)``
+        The frozen regimes' model (uncompiled, float32) is returned as it is;
+        a fine-tuned one is copied into a fresh float32 graph (no optimizer
+        state, no mixed-precision policy). uint8 ``(None, S, S, 3)`` RGB -> class probabilities (or ``(None, 1)``
         targets for a regression plan), preprocessing included, built only from
         built-in Keras layers (loads with ``keras.saving.load_model`` in safe
         mode). Save it with :func:`advisor.backbones.model_file.save_model` to
@@ -234,6 +236,9 @@ class Strategy:
             ('uint8', (None, 10), True)
         """
         self._check_fitted()
+        if not self.model_.compiled and all(layer.dtype_policy.name == "float32"
+                                            for layer in (self.model_, *self.model_.layers)):
+            return self.model_  # a copy would be the same graph and weights, built again (~1 s)
         model = build_classifier(self.backbone, feature_layer=self.plan.head_input_layers,
                                  n_classes=len(self.classes_), **head_kwargs(self.plan))
         model.set_weights(self.model_.get_weights())

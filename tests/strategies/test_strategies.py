@@ -547,3 +547,12 @@ def test_save_model_rejects_wrong_names_and_load_needs_them(tmp_path):
     save_model(model, tmp_path / "named.keras", ["a", "b", "c"])
     assert load_class_names(tmp_path / "named.keras") == ("a", "b", "c")
     assert keras.saving.load_model(tmp_path / "named.keras").output.shape == (None, 3)
+
+
+def test_a_frozen_model_is_exported_as_it_is_and_a_fine_tuned_one_copied(split):
+    svm = split.strategy(Regime.SVM)
+    assert svm.export_model() is svm.model_  # float32, uncompiled: nothing to copy
+    full = split.strategy(Regime.FULL)
+    exported = full.export_model()
+    assert exported is not full.model_ and not exported.compiled
+    assert all(layer.dtype_policy.name == "float32" for layer in exported.layers)
