@@ -203,8 +203,8 @@ class Strategy:
 
         The frozen regimes' model (uncompiled, float32) is returned as it is;
         a fine-tuned one is copied into a fresh float32 graph (no optimizer
-        state, no mixed-precision policy). uint8 ``(None, S, S, 3)`` RGB -> class probabilities (or ``(None, 1)``
-        targets for a regression plan), preprocessing included, built only from
+        state, no mixed-precision policy). uint8 ``(None, S, S, 3)`` RGB ->
+        class probabilities (or ``(None, 1)`` targets for a regression plan), preprocessing included, built only from
         built-in Keras layers (loads with ``keras.saving.load_model`` in safe
         mode). Save it with :func:`advisor.backbones.model_file.save_model` to
         keep the class names.

@@ -45,7 +45,12 @@ def plan_head_learning_rate(regime: Regime, task: Task) -> tuple[float, str]:
         >>> plan_head_learning_rate(Regime.PARTIAL, Task.CLASSIFICATION)[0]
         0.003
     """
-    if _sgd_fine_tune(regime, task) and regime is Regime.PARTIAL:
+    if _sgd_fine_tune(regime, task):
+        if regime is not Regime.PARTIAL:
+            rate = config.FINE_TUNE_HEAD_LEARNING_RATE
+            return float(rate), (f"SGD fine-tuning after the linear probe: the head is already trained, "
+                                 f"so it learns at a small {rate:g} (measured on digits: see "
+                                 "config.FINE_TUNE_HEAD_LEARNING_RATE).")
         rate = config.FINE_TUNE_HEAD_LEARNING_RATE * config.PARTIAL_RATE_SCALE
         return float(rate), (
             f"SGD fine-tuning of the later blocks after the linear probe: {rate:g}, "
@@ -53,11 +58,6 @@ def plan_head_learning_rate(regime: Regime, task: Task) -> tuple[float, str]:
             "ended at or below its probe start in 3 of 4 runs on MNIST and digits 300 "
             "(88.1% and 91.3% mean test accuracy); from 3x it scored 91.9% and 95.6% "
             "(config.PARTIAL_RATE_SCALE).")
-    if _sgd_fine_tune(regime, task):
-        rate = config.FINE_TUNE_HEAD_LEARNING_RATE
-        return float(rate), (f"SGD fine-tuning after the linear probe: the head is already trained, "
-                             f"so it learns at a small {rate:g} (measured on digits: see "
-                             "config.FINE_TUNE_HEAD_LEARNING_RATE).")
     if regime.fine_tunes_backbone:
         rate = config.REGRESSION_FINE_TUNE_LEARNING_RATE
         return float(rate), (
