@@ -157,6 +157,11 @@ class Plan:
             width (every layer counts the same), input side first; empty (the
             default, and every plan written before the field): `feature_layer`
             alone.
+        select_on: What fine-tuning's early stopping and rate search compare
+            epochs and rates on: ``"loss"`` (the validation loss; the default,
+            and every plan written before the field) or ``"calibrated-loss"``
+            (the validation loss after temperature scaling, the loss of the
+            model a run ships; classification only).
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -199,6 +204,7 @@ class Plan:
     probe_learning_rate: float = config.HEAD_ONLY_LEARNING_RATE
     rate_scales: tuple[float, ...] = (1.0,)
     feature_layers: tuple[str, ...] = ()
+    select_on: str = "loss"
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

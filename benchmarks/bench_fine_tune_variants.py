@@ -22,7 +22,10 @@ Variants (``--variants``, comma-separated):
 - ``rate-3x`` / ``rate-10x``: the backbone and head at 3x / 10x the plan's rates (is the
   oracle's rate grid wide enough?);
 - ``fastai`` / ``fastai-budget-2x``: fastai's recipe as the oracle runs it
-  (:func:`benchmarks.advice_quality.runner.recipe_plan`), at its budget and at twice it.
+  (:func:`benchmarks.advice_quality.runner.recipe_plan`), at its budget and at twice it;
+- ``calibrated`` / ``search-calibrated`` / ``search-loss``: epochs (and, in the search,
+  rates) selected on the temperature-scaled validation loss / on the raw one
+  (``select_on``, :mod:`strategies.selection`).
 
 Every variant but ``patience-12`` and the ``budget-2x`` ones runs with the plan's patience, or
 ``--patience``.
@@ -78,6 +81,9 @@ def variants(plan) -> dict:
         "fastai-budget-2x": twice_the_budget(fastai),
         "search": plan,  # the plan as advise runs it: every rate scale, the lowest validation loss kept
         "search-rate-3x": scaled_rates(plan, 3.0),
+        "calibrated": dataclasses.replace(one, select_on="calibrated-loss"),
+        "search-calibrated": dataclasses.replace(plan, select_on="calibrated-loss"),
+        "search-loss": dataclasses.replace(plan, select_on="loss"),
     }
 
 

@@ -81,10 +81,16 @@ class TrainingGuard(keras.callbacks.Callback):
             Defaults to `0`.
         chance_loss: The loss of an uninformed guess (``log(classes)`` for
             cross-entropy), or `None`. Defaults to `None`.
+        monitor: The epoch log the candidates are compared on. Defaults to
+            ``"val_loss"``; ``"val_calibrated_loss"`` compares them after
+            temperature scaling (:mod:`strategies.selection`). The divergence
+            check always reads ``val_loss``.
+        start_score: The starting weights' `monitor` value. Defaults to
+            `None` (`start_loss`).
 
     Attributes:
         best_epoch: 0 for the starting state, else the 1-based best epoch.
-        best_loss: Its validation loss.
+        best_loss: Its `monitor` value.
         diverged: Why training diverged, or `None`.
         stopped_epoch: 1-based epoch at which training was stopped, or `None`.
 
@@ -101,16 +107,19 @@ class TrainingGuard(keras.callbacks.Callback):
     """
 
     def __init__(self, *, start_loss: float, patience: int, start_from_epoch: int = 0,
-                 chance_loss: float | None = None) -> None:
+                 chance_loss: float | None = None, monitor: str = "val_loss",
+                 start_score: float | None = None) -> None:
         super().__init__()
         self.start_loss = float(start_loss)
+        self.monitor = monitor
         self.patience = max(1, int(patience))
         self.start_from_epoch = max(0, int(start_from_epoch))
         self.limit = DIVERGENCE_FACTOR * self.start_loss + DIVERGENCE_MARGIN if math.isfinite(
             self.start_loss) else math.inf
         if chance_loss is not None:
             self.limit = max(self.limit, DIVERGENCE_FACTOR * float(chance_loss))
-        self.best_loss = self.start_loss if math.isfinite(self.start_loss) else math.inf
+        start = self.start_loss if start_score is None else float(start_score)
+        self.best_loss = start if math.isfinite(start) else math.inf
         self.best_epoch = 0
         self.diverged: str | None = None
         self.stopped_epoch: int | None = None
@@ -176,8 +185,10 @@ class TrainingGuard(keras.callbacks.Callback):
             self._diverge(f"validation loss became {val_loss:.3g} (start {self.start_loss:.3g}) "
                           f"after epoch {epoch + 1}")
             return
-        if val_loss < self.best_loss:
-            self.best_loss, self.best_epoch, self._wait = val_loss, epoch + 1, 0
+        score = val_loss if self.monitor == "val_loss" else float((logs or {}).get(self.monitor,
+                                                                                  math.nan))
+        if score < self.best_loss:
+            self.best_loss, self.best_epoch, self._wait = score, epoch + 1, 0
             self._best_weights = self.model.get_weights()
             return
         if epoch + 1 <= self.start_from_epoch:  # the warm-up: the patience is not counting yet

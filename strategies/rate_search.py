@@ -106,7 +106,7 @@ def search_rates(
                         learning_rate=learning_rate * scale, epochs=epochs,
                         warmup_epochs=warmup_epochs, scaled_variables=scaled_variables,
                         rate_factor=rate_factor, work_dir=work_dir, verbose=verbose,
-                        retry=index == 0)
+                        retry=index == 0, select_on=plan.select_on)
         candidates.append({
             "scale": scale, "learning_rate": learning_rate * scale,
             "backbone_learning_rate": (learning_rate * scale * rate_factor if scaled_variables

@@ -39,6 +39,7 @@ from strategies.batches import ImageBatches, build_augmentation
 from strategies.budget import budget_curve
 from strategies.callbacks import EpochLog, PhaseCheckpoint, TrainingGuard, fingerprint, is_terminal
 from strategies.optimizers import learning_rate_schedule, make_optimizer
+from strategies.selection import ValidationScores, monitor_of
 
 logger = logging.getLogger(__name__)
 
@@ -195,9 +196,12 @@ def _steps_per_execution(train_kwargs: Mapping[str, Any], steps: int, eager: boo
     return max(1, min(steps, ARRAY_STEPS_PER_EXECUTION))
 
 
-def _callbacks(guard: TrainingGuard, checkpoint: PhaseCheckpoint | None, work_dir: Path | None,
-               name: str, *, log_epochs: bool) -> list:
-    callbacks: list[keras.callbacks.Callback] = [guard]  # the guard first: the others read it
+def _callbacks(scores: ValidationScores | None, guard: TrainingGuard,
+               checkpoint: PhaseCheckpoint | None, work_dir: Path | None, name: str, *,
+               log_epochs: bool) -> list:
+    # The validation scores first (they write the epoch's validation logs), then the
+    # guard: the others read it.
+    callbacks: list[keras.callbacks.Callback] = [guard] if scores is None else [scores, guard]
     if checkpoint is not None:
         callbacks.append(checkpoint)
     if log_epochs:
@@ -322,6 +326,7 @@ def train(
     verbose: int = 0,
     log_epochs: bool | None = None,
     retry: bool = True,
+    select_on: str = "loss",
 ) -> dict[str, Any]:
     """Train `model` in place: the one training loop of every Keras regime.
 
@@ -375,6 +380,11 @@ def train(
         retry: Whether a divergence is retried once at a 10x lower rate.
             Defaults to `True`; a rate search's candidates above the plan's
             rate pass `False` (a diverging candidate is simply discarded).
+        select_on: What the early stopping compares the candidates on:
+            ``"loss"`` (the validation loss, the default) or
+            ``"calibrated-loss"`` (a classifier's validation loss after
+            temperature scaling, :mod:`strategies.selection`; the history's
+            ``best_val_loss`` is then that loss).
 
     Returns:
         The phase history: ``epochs`` (per-epoch metrics of each attempt),
@@ -406,11 +416,16 @@ def train(
         (False, [])
     """
     started = time.perf_counter()
+    monitor = monitor_of(select_on)
+    if select_on != "loss" and plan.task is Task.REGRESSION:
+        raise PlanError(f"select_on {select_on!r} calibrates a classifier; a regression plan "
+                        "selects on 'loss'.")
     train_kwargs, steps = _fit_kwargs(train_data, plan.batch_size, shuffle=True)
     val_kwargs, _ = _fit_kwargs(val_data, plan.batch_size, shuffle=False)
     validation = val_kwargs["x"] if "y" not in val_kwargs else (val_kwargs["x"], val_kwargs["y"])
+    scores = None if select_on == "loss" else ValidationScores(val_data, batch_size=plan.batch_size)
     history: dict[str, Any] = {"phase": phase, "epochs": [], "attempts": [], "notes": [],
-                               "retried": False}
+                               "retried": False, "selected_on": monitor}
     if log_epochs is None:
         log_epochs = verbose == 0 and not is_terminal(sys.stderr)
     scaled = bool(scaled_variables)
@@ -418,16 +433,19 @@ def train(
         _compile(model, plan, train_kwargs, steps=steps, epochs=epochs,
                  warmup_epochs=warmup_epochs, learning_rate=learning_rate,
                  scaled_variables=scaled_variables, rate_factor=rate_factor)
-        start = model.evaluate(**val_kwargs, verbose=0, return_dict=True)
+        start = (model.evaluate(**val_kwargs, verbose=0, return_dict=True) if scores is None
+                 else scores.score(model))
         if attempt == 0:
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
         guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience,
-                              start_from_epoch=warmup_epochs, chance_loss=chance_loss(model, plan))
+                              start_from_epoch=warmup_epochs, chance_loss=chance_loss(model, plan),
+                              monitor=monitor, start_score=start.get(monitor[len("val_"):]))
         name = phase if attempt == 0 else f"{phase}-retry"
         checkpoint = _checkpoint(model, plan, train_data, guard, start, work_dir=work_dir, name=name,
                                  epochs=epochs, warmup_epochs=warmup_epochs, steps=steps,
                                  learning_rate=learning_rate, rate_factor=rate_factor,
-                                 n_scaled=len(scaled_variables))
+                                 n_scaled=len(scaled_variables),
+                                 **({} if select_on == "loss" else {"select_on": select_on}))
         resumed_from = None
         if checkpoint is not None and checkpoint.load() is not None:
             resumed_from = int(checkpoint.state["epoch"])
@@ -439,9 +457,10 @@ def train(
             checkpoint.restore_final(model)  # finished before the interruption: not trained again
             epoch_logs = checkpoint.epochs
         else:
-            fitted = model.fit(**train_kwargs, validation_data=validation, epochs=epochs,
+            fitted = model.fit(**train_kwargs, validation_data=validation if scores is None else None,
+                               epochs=epochs,
                                initial_epoch=checkpoint.resume_epoch(epochs) if checkpoint else 0,
-                               callbacks=_callbacks(guard, checkpoint, work_dir, name,
+                               callbacks=_callbacks(scores, guard, checkpoint, work_dir, name,
                                                     log_epochs=log_epochs),
                                verbose=verbose)
             if checkpoint is not None:
@@ -453,9 +472,10 @@ def train(
                         resumed_from=resumed_from)
         if not guard.diverged:
             if guard.best_epoch == 0:
+                what = "validation loss" if scores is None else "calibrated validation loss"
                 history["notes"].append(
-                    f"{phase}: no epoch beat the starting state on validation loss "
-                    f"({guard.start_loss:.4g}); kept the starting weights.")
+                    f"{phase}: no epoch beat the starting state on {what} "
+                    f"({guard.best_loss:.4g}); kept the starting weights.")
             break
         if not retry:
             history["notes"].append(f"{phase}: diverged ({guard.diverged}); not retried.")

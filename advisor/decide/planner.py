@@ -33,6 +33,7 @@ from advisor.decide.training import (
     plan_probe,
     plan_patience,
     plan_rate_scales,
+    plan_select_on,
     plan_warmup_epochs,
 )
 from advisor.errors import PlanError
@@ -130,6 +131,7 @@ def decide(
     fields["patience"] = plan_patience(fields["epochs"][0], fields["head_epochs"][0],
                                        fields["warmup_epochs"][0])
     fields["rate_scales"] = plan_rate_scales(chosen, task, search=rate_search)
+    fields["select_on"] = plan_select_on(chosen, task)
     fields["augmentation"] = plan_augmentation(chosen, profile)
     fields.update(plan_prefix_cache(chosen, profile, backbone, image_size=fields["image_size"][0],
                                     frozen_blocks=fields["frozen_blocks"][0],

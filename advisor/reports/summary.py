@@ -363,7 +363,8 @@ _PHASE_FIELDS: dict[str, tuple[str, ...]] = {
              "head_epochs", "patience", "batch_size", "augmentation", "augmentation_translate",
              "augmentation_zoom", "augmented_views"),
     "fine_tune": ("frozen_blocks", "epochs", "warmup_epochs", "backbone_learning_rate",
-                  "rate_scales", "precision", "devices", "prefix_cache", "prefix_views", "prefix_cache_mb"),
+                  "rate_scales", "select_on", "precision", "devices", "prefix_cache", "prefix_views",
+                  "prefix_cache_mb"),
 }
 #: The phases a regime plans (a display table: the strategies are registered by the same names).
 _REGIME_PHASES: dict[str, tuple[str, ...]] = {
