@@ -87,6 +87,10 @@ class TrainingGuard(keras.callbacks.Callback):
             check always reads ``val_loss``.
         start_score: The starting weights' `monitor` value. Defaults to
             `None` (`start_loss`).
+        min_improvement: The fraction by which an epoch must lower the best
+            `monitor` value to become the best candidate (and reset the
+            patience). Defaults to `0.0` (any decrease), as Keras'
+            ``EarlyStopping(min_delta=0)``.
 
     Attributes:
         best_epoch: 0 for the starting state, else the 1-based best epoch.
@@ -108,10 +112,11 @@ class TrainingGuard(keras.callbacks.Callback):
 
     def __init__(self, *, start_loss: float, patience: int, start_from_epoch: int = 0,
                  chance_loss: float | None = None, monitor: str = "val_loss",
-                 start_score: float | None = None) -> None:
+                 start_score: float | None = None, min_improvement: float = 0.0) -> None:
         super().__init__()
         self.start_loss = float(start_loss)
         self.monitor = monitor
+        self.min_improvement = float(min_improvement)
         self.patience = max(1, int(patience))
         self.start_from_epoch = max(0, int(start_from_epoch))
         self.limit = DIVERGENCE_FACTOR * self.start_loss + DIVERGENCE_MARGIN if math.isfinite(
@@ -187,7 +192,7 @@ class TrainingGuard(keras.callbacks.Callback):
             return
         score = val_loss if self.monitor == "val_loss" else float((logs or {}).get(self.monitor,
                                                                                   math.nan))
-        if score < self.best_loss:
+        if score < self.best_loss - self.min_improvement * abs(self.best_loss):
             self.best_loss, self.best_epoch, self._wait = score, epoch + 1, 0
             self._best_weights = self.model.get_weights()
             return

@@ -39,7 +39,7 @@ from strategies.batches import ImageBatches, build_augmentation
 from strategies.budget import budget_curve
 from strategies.callbacks import EpochLog, PhaseCheckpoint, TrainingGuard, fingerprint, is_terminal
 from strategies.optimizers import learning_rate_schedule, make_optimizer
-from strategies.selection import ValidationScores, monitor_of
+from strategies.selection import MIN_IMPROVEMENT, ValidationScores, monitor_of
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +384,8 @@ def train(
             ``"loss"`` (the validation loss, the default) or
             ``"calibrated-loss"`` (a classifier's validation loss after
             temperature scaling, :mod:`strategies.selection`; the history's
-            ``best_val_loss`` is then that loss).
+            ``best_val_loss`` is then that loss, and an epoch must lower it by
+            1% to count as an improvement).
 
     Returns:
         The phase history: ``epochs`` (per-epoch metrics of each attempt),
@@ -439,7 +440,8 @@ def train(
             history["start"] = {f"val_{k}": float(v) for k, v in start.items()}
         guard = TrainingGuard(start_loss=start["loss"], patience=plan.patience,
                               start_from_epoch=warmup_epochs, chance_loss=chance_loss(model, plan),
-                              monitor=monitor, start_score=start.get(monitor[len("val_"):]))
+                              monitor=monitor, start_score=start.get(monitor[len("val_"):]),
+                              min_improvement=MIN_IMPROVEMENT[select_on])
         name = phase if attempt == 0 else f"{phase}-retry"
         checkpoint = _checkpoint(model, plan, train_data, guard, start, work_dir=work_dir, name=name,
                                  epochs=epochs, warmup_epochs=warmup_epochs, steps=steps,

@@ -101,3 +101,17 @@ def test_the_scores_read_the_labels_of_image_batches_in_order():
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     scores = ValidationScores(ImageBatches(images, labels, batch_size=4), batch_size=4)
     np.testing.assert_array_equal(scores.labels, labels)
+
+
+def test_a_drift_below_the_minimum_improvement_neither_wins_nor_resets_the_patience():
+    guard = TrainingGuard(start_loss=1.0, start_score=0.6, patience=2, monitor="val_calibrated_loss",
+                          min_improvement=0.01)
+    guard.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]))
+    guard.on_train_begin()
+    drift = [0.5, 0.499, 0.4985, 0.498, 0.4975]  # 0.1% an epoch after a real improvement
+    for epoch, value in enumerate(drift):
+        guard.on_epoch_begin(epoch)
+        guard.on_epoch_end(epoch, {"val_loss": 1.0, "val_calibrated_loss": value})
+        if guard.stopped_epoch is not None:
+            break
+    assert (guard.best_epoch, guard.stopped_epoch) == (1, 3)
