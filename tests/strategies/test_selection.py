@@ -62,6 +62,7 @@ def test_the_guard_selects_on_its_monitor_and_checks_divergence_on_the_raw_loss(
     assert guard.diverged and guard.best_epoch == 0
 
 
+@pytest.mark.jax_slice
 def test_a_phase_on_the_calibrated_loss_logs_it_and_keeps_its_lowest():
     keras.utils.set_random_seed(0)
     model, plan = two_layer_model(), fake_plan(epochs=6, patience=6)

@@ -32,6 +32,7 @@ from advisor.decide.training import (
     plan_backbone_learning_rate,
     plan_head_learning_rate,
     plan_optimizer,
+    plan_select_on,
 )
 from advisor.plan import Plan, Regime, Task
 from strategies import (
@@ -86,7 +87,7 @@ def make_plan(regime: Regime, backbone, **overrides) -> Plan:
         backbone_learning_rate=plan_backbone_learning_rate(regime, head_rate)[0],
         batch_size=32, head_epochs=30, epochs=2 if regime.fine_tunes_backbone else 0,
         warmup_epochs=1, patience=3, augmentation=(), class_weights=None,
-        svm_c_grid=(0.01, 0.1, 1.0), seed=0,
+        svm_c_grid=(0.01, 0.1, 1.0), seed=0, select_on=plan_select_on(regime, Task.CLASSIFICATION)[0],
     )
     settings.update(overrides)
     return Plan(**settings)
@@ -380,7 +381,8 @@ def test_build_head_layers_match_the_classifier_head():
 def test_fine_tuning_is_never_worse_than_the_probe_on_validation(split):
     for regime in (Regime.PARTIAL, Regime.FULL):
         history = split.strategy(regime).history_["fine_tune"]
-        assert history["best_val_loss"] <= history["start"]["val_loss"]
+        assert history["selected_on"] == "val_calibrated_loss"  # the advisor's default
+        assert history["best_val_loss"] <= history["start"]["val_calibrated_loss"]
         assert history["start"]["val_loss"] == pytest.approx(
             split.strategy(regime).history_["head"]["best_val_loss"], rel=1e-3, abs=1e-4)
 
@@ -394,7 +396,7 @@ def test_fine_tuning_at_the_default_rates_beats_its_probe_start_without_a_retry(
         history = split.strategy(regime).history_["fine_tune"]
         assert not history["retried"], history["notes"]
         assert history["best_epoch"] > 0, history["notes"]
-        assert history["best_val_loss"] < history["start"]["val_loss"]
+        assert history["best_val_loss"] < history["start"][history["selected_on"]]
     partial = split.strategy(Regime.PARTIAL).history_["fine_tune"]
     assert max(e["val_accuracy"] for e in partial["epochs"]) >= partial["start"]["val_accuracy"]
 
