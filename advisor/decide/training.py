@@ -195,8 +195,9 @@ def plan_select_on(regime: Regime, task: Task) -> tuple[str, str]:
     return config.FINE_TUNE_SELECT_ON, (
         "Fine-tuning keeps the epoch and rate of lowest validation loss after temperature scaling "
         "(the model that ships is calibrated): on the raw loss an over-confident fine-tuned network "
-        "loses to its probe start at equal accuracy; `partial` on Tux Paint returned its probe "
-        "(0.795) on the raw loss and reached 0.821 selected after calibration.")
+        "loses to its probe start at equal accuracy. On the benchmark's five converged tasks this "
+        "raised fine-tuning's test accuracy on 6 of 10 runs (digits `partial` 0.917 -> 0.940) and "
+        "lowered it on 2 (by at most 0.7 points).")
 
 
 def plan_rate_scales(regime: Regime, task: Task, *, search: bool = True) -> tuple[tuple[float, ...], str]:
