@@ -61,8 +61,8 @@ def monitor_of(select_on: str) -> str:
 def validation_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Return the validation ``loss``, ``accuracy`` and ``calibrated_loss`` of softmax outputs.
 
-    ``loss`` is the mean cross-entropy (as Keras computes it, probabilities
-    clipped to ``EPSILON``); ``calibrated_loss`` is the cross-entropy after
+    ``loss`` is the mean cross-entropy (as Keras computes it from
+    probabilities: clipped to ``EPSILON`` and renormalised); ``calibrated_loss`` is the cross-entropy after
     the temperature :func:`~strategies.calibration.fit_temperature` fits to
     these outputs (``softmax(log p / T)``: the probabilities the calibrated
     model would give), or ``loss`` itself below ``CALIBRATION_MIN_IMAGES``
@@ -79,7 +79,7 @@ def validation_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str
     p = np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1.0)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     logits = np.log(p)
-    loss = float(np.mean(-logits[np.arange(len(labels)), labels]))
+    loss = negative_log_likelihood(logits, labels)
     calibrated = loss
     if len(labels) >= CALIBRATION_MIN_IMAGES:
         calibrated = negative_log_likelihood(logits, labels, fit_temperature(logits, labels))
@@ -117,7 +117,15 @@ class ValidationScores(keras.callbacks.Callback):
         self.data = data
         self.batch_size = int(batch_size)
         if isinstance(data, keras.utils.PyDataset):
-            self.labels = np.concatenate([np.asarray(data[i][1]).reshape(-1) for i in range(len(data))])
+            if getattr(data, "shuffle", False):
+                raise ValueError("ValidationScores needs unshuffled validation batches: the "
+                                 "predictions are matched to the labels by position.")
+            # The project's batch datasets hold their labels in batch order when unshuffled;
+            # any other dataset is read once (its inputs too) for them.
+            labels = getattr(data, "labels", None)
+            self.labels = (np.asarray(labels).reshape(-1) if labels is not None else
+                           np.concatenate([np.asarray(data[i][1]).reshape(-1)
+                                           for i in range(len(data))]))
         else:
             self.labels = np.asarray(data[1]).reshape(-1)
 
