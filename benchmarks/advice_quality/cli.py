@@ -82,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="Cap on fine-tuning epochs of every plan.")
     parser.add_argument("--head-epochs", type=int, help="Cap on head epochs of every plan.")
     parser.add_argument("--image-size", type=int, help="Cap on the input size of every plan.")
+    parser.add_argument("--budget-scale", type=float, default=1.0,
+                        help="Multiply every plan's fine-tuning and head epochs (and warm-up) by this; "
+                             "2 is the doubled-budget check of a converged run (patience is kept).")
     parser.add_argument("--heldout", type=int, default=HELDOUT_IMAGES,
                         help="Also test a subsampled task on up to this many images of its set that "
                              f"the subsample left out (0: the split's test images only; default "
@@ -139,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"advice quality ({mode}): backend={info['backend']} device={info['device']} "
           f"cores={info['usable_cores']} cpu={info.get('cpu_model', '?')} backbone={args.backbone} "
           f"seeds={list(args.seeds)} lr_grid={list(args.lr_grid)} head_lr_grid={list(args.head_lr_grid)} "
-          f"epochs_cap={args.epochs} head_epochs_cap={args.head_epochs} image_size_cap={args.image_size}")
+          f"epochs_cap={args.epochs} head_epochs_cap={args.head_epochs} image_size_cap={args.image_size} "
+          f"budget_scale={args.budget_scale}")
     started = time.perf_counter()
     runner = Runner()
     rows = []
@@ -152,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      "recipes": list(args.recipes), "expected_cost": args.expected_cost, "seeds": list(args.seeds),
                      "lr_grid": list(args.lr_grid), "head_lr_grid": list(args.head_lr_grid),
                      "epochs_cap": args.epochs, "head_epochs_cap": args.head_epochs,
-                     "image_size_cap": args.image_size, "backbone": args.backbone,
+                     "image_size_cap": args.image_size, "budget_scale": args.budget_scale,
+                     "backbone": args.backbone,
                      "heldout": args.heldout,
                      "split_seed": SPLIT_SEED, "hit_pp": HIT_PP},
         **suite_results(rows),

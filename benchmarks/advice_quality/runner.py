@@ -167,8 +167,31 @@ def task_plan(spec: str, runner: Runner, regime: str, *, heldout: int):
     return advice, plan, heldout_for(spec, heldout, advice.dataset.class_names)
 
 
-def capped(plan, *, epochs: int | None, head_epochs: int | None, image_size: int | None):
-    """Return `plan` with fine-tuning epochs, head epochs and image size capped (smoke runs)."""
+def capped(plan, *, epochs: int | None, head_epochs: int | None, image_size: int | None,
+           budget_scale: float = 1.0):
+    """Return `plan` with its budget scaled, then epochs, head epochs and image size capped.
+
+    `budget_scale` multiplies the fine-tuning epochs, their warm-up and the head's
+    epochs (the budget check: a run that converged moves little when its budget
+    doubles); early-stopping patience is kept, so a scaled run still stops at a
+    plateau. Caps apply after scaling (smoke runs).
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class P:
+    ...     epochs: int = 30; warmup_epochs: int = 3; head_epochs: int = 20
+    ...     image_size: int = 128; decode_size: int | None = None
+    >>> capped(P(), epochs=None, head_epochs=None, image_size=None, budget_scale=2)
+    P(epochs=60, warmup_epochs=6, head_epochs=40, image_size=128, decode_size=None)
+    """
+    if budget_scale != 1.0:
+        plan = dataclasses.replace(
+            plan, epochs=round(plan.epochs * budget_scale),
+            warmup_epochs=round(plan.warmup_epochs * budget_scale),
+            head_epochs=round(plan.head_epochs * budget_scale))
     changes: dict[str, Any] = {}
     if epochs is not None and plan.epochs > epochs:
         changes["epochs"] = epochs
@@ -245,7 +268,8 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
     advice = advise(folder, backbone=args.backbone, seed=SPLIT_SEED)
     profile = advice.profile
     network = runner.backbone(args.backbone)
-    caps = {"epochs": args.epochs, "head_epochs": args.head_epochs, "image_size": args.image_size}
+    caps = {"epochs": args.epochs, "head_epochs": args.head_epochs, "image_size": args.image_size,
+            "budget_scale": getattr(args, "budget_scale", 1.0)}
     pick = advice.plan.regime.value
     heldout = heldout_for(spec, args.heldout, advice.dataset.class_names)
 
