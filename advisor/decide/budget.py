@@ -4,7 +4,7 @@ The regime table's pick stands when its expected wall time on this machine
 (:func:`advisor.decide.cost.expected_cost`) is within the budget. Otherwise
 the regimes that fit compete on expected accuracy
 (:mod:`advisor.decide.expectation`); ties (the frozen regimes share one
-estimate, and fine-tuning's gain is not modelled yet) go to the regime that
+estimate, and fine-tuning beyond the benchmark's sizes has only its floor) go to the regime that
 adapts the network most without exceeding the pick: ``full`` -> ``partial``
 -> ``last-layer`` -> ``svm``. When none fits, the cheapest runs, and the
 reason says so.

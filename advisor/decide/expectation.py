@@ -9,9 +9,12 @@ training split's, with a 95% interval from the probe's own binomial error
 on the images it was scored on.
 
 The fine-tuning regimes start from such a probe (LP-FT) and keep their best
-validation epoch, so the frozen estimate is their floor; how much they add
-is what the converged advice-quality benchmark measures, and no gain model
-is fitted yet: their estimate is the floor, their interval is open above.
+validation epoch, so the frozen estimate is their floor. How much they add is
+what the converged advice-quality benchmark measures: a :class:`FineTuneGain`
+per regime (the mean and spread of the achieved accuracy minus the ``svm``
+estimate over its tasks, ``config.FINE_TUNE_GAIN_PP``) moves the ``svm``
+estimate on training splits as small as the benchmark's; on larger ones the
+gain is not modelled, the estimate is the floor and its interval open above.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advisor import config
 from advisor.decide.blocks import svm_reads_several_layers
 from advisor.measure.profile import DatasetProfile
 from advisor.plan import Regime
@@ -63,6 +67,47 @@ class Expectation:
         return f"{self.estimate:.2f} ({self.low:.2f}-{self.high:.2f})"
 
 
+@dataclass(frozen=True, slots=True)
+class FineTuneGain:
+    """A fine-tuning regime's measured gain over the frozen ``svm`` estimate, in points.
+
+    Args:
+        mean_pp: Mean over the tasks of (achieved test accuracy - ``svm`` estimate).
+        sd_pp: Its standard deviation between tasks.
+        tasks: Tasks it was measured on.
+        max_train: The largest training split among them: the gain applies up to it.
+
+    Example:
+        >>> gain = FineTuneGain(mean_pp=0.2, sd_pp=1.7, tasks=5, max_train=700)
+        >>> gain.covers(500), gain.covers(5000)
+        (True, False)
+    """
+
+    mean_pp: float
+    sd_pp: float
+    tasks: int
+    max_train: int
+
+    def covers(self, n_train: int) -> bool:
+        """Whether a training split of `n_train` images lies within the measured range."""
+        return self.tasks >= 2 and n_train <= self.max_train
+
+
+def fine_tune_gain(regime: Regime | str) -> FineTuneGain | None:
+    """Return `regime`'s gain from ``config.FINE_TUNE_GAIN_PP``, or `None` (not measured).
+
+    Example:
+        >>> fine_tune_gain("full").tasks == config.FINE_TUNE_GAIN_TASKS, fine_tune_gain("svm")
+        (True, None)
+    """
+    entry = config.FINE_TUNE_GAIN_PP.get(Regime.parse(regime).value)
+    if entry is None:
+        return None
+    mean, sd = entry
+    return FineTuneGain(mean_pp=float(mean), sd_pp=float(sd), tasks=config.FINE_TUNE_GAIN_TASKS,
+                        max_train=config.FINE_TUNE_GAIN_MAX_TRAIN)
+
+
 def extrapolate_learning_curve(points: tuple[tuple[float, float], ...], fold_images: float,
                                n_train: int) -> float:
     """Accuracy at `n_train` images from ``(fraction of fold, accuracy)`` points.
@@ -90,7 +135,8 @@ def extrapolate_learning_curve(points: tuple[tuple[float, float], ...], fold_ima
 
 
 def expected_accuracy(profile: DatasetProfile, regime: Regime | str, *,
-                      feature_layers: Sequence[str] | None = None) -> Expectation | None:
+                      feature_layers: Sequence[str] | None = None,
+                      gain: FineTuneGain | None | str = "auto") -> Expectation | None:
     """Return `regime`'s expected test accuracy on `profile`'s data, or `None` without probes.
 
     Args:
@@ -101,6 +147,10 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str, *,
             on those layers together moves the estimate. Defaults to `None`
             (as the planner would plan them:
             :func:`advisor.decide.blocks.svm_reads_several_layers`).
+        gain: For ``partial`` and ``full``: their gain over the ``svm``
+            estimate, `None` for none (the floor), or ``"auto"``
+            (:func:`fine_tune_gain`, the benchmark's). The benchmark passes
+            the gain fitted without the task it checks. Defaults to ``"auto"``.
 
     Example:
         >>> profile.probes.linear_accuracy, profile.n_train  # doctest: +SKIP
@@ -150,6 +200,39 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str, *,
                   f"{probes.block_accuracy[block]:.2f} against the bottleneck's {probes.linear_accuracy:.2f}")
     if not regime.fine_tunes_backbone:
         return Expectation(estimate=estimate, low=low, high=high, basis=f"From {curve}.")
-    return Expectation(estimate=estimate, low=low, high=None, basis=(
-        f"At least the frozen estimate ({curve}): fine-tuning starts from a linear probe and keeps "
-        "its best validation epoch; its gain is not modelled yet (see the advice-quality benchmark)."))
+    model = fine_tune_gain(regime) if isinstance(gain, str) else gain
+    if model is None or not model.covers(profile.n_train):
+        why = ("its gain is not modelled yet" if model is None else
+               f"its gain over the frozen estimate was measured on training splits of at most "
+               f"{model.max_train:,} images (the advice-quality benchmark's converged tasks), "
+               f"not {profile.n_train:,}")
+        return Expectation(estimate=estimate, low=low, high=None, basis=(
+            f"At least the frozen estimate ({curve}): fine-tuning starts from a linear probe and "
+            f"keeps its best validation epoch; {why}."))
+    return _with_gain(expected_accuracy(profile, Regime.SVM), model)
+
+
+def _with_gain(frozen: Expectation, gain: FineTuneGain) -> Expectation:
+    """The ``svm`` expectation moved by a fine-tuning gain, its interval widened by the gain's spread.
+
+    The interval is a prediction interval for a new task: the frozen estimate's
+    own 95% half-width and the gain's spread between tasks (times
+    ``sqrt(1 + 1/tasks)``, for its mean's error) added in quadrature.
+
+    Example:
+        >>> frozen = Expectation(0.90, 0.88, 0.92, "")
+        >>> e = _with_gain(frozen, FineTuneGain(mean_pp=1.0, sd_pp=1.5, tasks=5, max_train=700))
+        >>> round(e.estimate, 3), round(e.low, 3), round(e.high, 3)
+        (0.91, 0.872, 0.948)
+    """
+    frozen_half = (frozen.high - frozen.low) / 2 if frozen.high is not None else 0.0
+    spread = gain.sd_pp / 100 * math.sqrt(1 + 1 / gain.tasks)
+    half = math.sqrt(frozen_half ** 2 + (Z_95 * spread) ** 2)
+    estimate = min(1.0, max(0.0, frozen.estimate + gain.mean_pp / 100))
+    return Expectation(estimate=estimate, low=max(0.0, estimate - half), high=min(1.0, estimate + half),
+                       basis=(f"The frozen svm estimate {frozen.estimate:.2f} moved by {gain.mean_pp:+.1f} "
+                              f"points, this regime's mean gain over it on the advice-quality "
+                              f"benchmark's {gain.tasks} converged tasks (training splits up to "
+                              f"{gain.max_train:,} images; the gain's spread between them, "
+                              f"{gain.sd_pp:.1f} points, widens the interval). The svm estimate: "
+                              f"{frozen.basis[:1].lower()}{frozen.basis[1:]}"))

@@ -49,7 +49,8 @@ def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
                       str(cost.get("sentence", "")).partition(" (")[2].rstrip(")."))
     console.print(table)
     console.print("Expected accuracy: the linear probe's learning curve at the training split's size "
-                  "(95% interval); fine-tuning shows its floor, since its gain is not modelled yet.",
+                  "(95% interval); fine-tuning: that of svm moved by its gain on the advice-quality "
+                  "benchmark's tasks, or its floor (>=) on more training images than they had.",
                   highlight=False)
     if budget:
         console.print(budget["reason"], highlight=False)

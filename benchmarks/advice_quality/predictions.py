@@ -9,6 +9,11 @@ pairs, time within 2x (for fine-tuning, the time priced at the epochs the run
 took before early stopping ended it). For fine-tuning the advice gives only a floor; a
 pair counts as predicted when the achieved accuracy is not below the floor's
 interval (and the point figure's error is still reported).
+
+Fine-tuning's gain over the ``svm`` estimate (``config.FINE_TUNE_GAIN_PP``) is
+fitted here, :func:`fit_gain_model`, and checked leave one task out: each
+task's fine-tuning pairs are predicted with the gain of the other tasks only,
+so no pair is scored by a model that saw it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,56 @@ from benchmarks.advice_quality.scoring import REGIMES
 ACCURACY_PP = 2.0
 #: Expected time counts as right within this factor either way.
 TIME_FACTOR = 2.0
+#: Regimes whose expected accuracy is the svm estimate moved by a measured gain.
+FINE_TUNING = ("partial", "full")
+
+
+def _profile(row: dict[str, Any]):
+    from advisor.errors import PlanError
+    from advisor.measure.profile import DatasetProfile
+
+    try:
+        return DatasetProfile.from_dict(row["profile"])
+    except PlanError:  # a profile this code cannot read (an older schema)
+        return None
+
+
+def gain_points(rows: Sequence[dict[str, Any]], regime: str) -> dict[str, tuple[float, int]]:
+    """``{task: (gain in points, training images)}``: `regime`'s achieved test accuracy
+    (at the plan's default rate) minus the ``svm`` expected accuracy, per task that ran it.
+    """
+    from advisor.decide.expectation import expected_accuracy
+
+    points = {}
+    for row in rows:
+        achieved, profile = calibration.regime_accuracy(row, regime), _profile(row)
+        frozen = None if profile is None else expected_accuracy(profile, "svm")
+        if achieved is not None and frozen is not None:
+            points[row["task"]] = (100 * (achieved - frozen.estimate), int(profile.n_train))
+    return points
+
+
+def fit_gain_model(rows: Sequence[dict[str, Any]], *, leave_out: str | None = None) -> dict[str, Any]:
+    """Fit each fine-tuning regime's gain over the svm estimate on `rows` (but task `leave_out`).
+
+    Returns:
+        ``{regime: FineTuneGain or None}`` (`None` with fewer than two tasks).
+
+    Example:
+        >>> rows = [{"task": "a"}, {"task": "b"}]
+        >>> fit_gain_model(rows)  # no profiles, no regimes run: nothing to fit
+        {'partial': None, 'full': None}
+    """
+    from advisor.decide.expectation import FineTuneGain
+
+    model = {}
+    for regime in FINE_TUNING:
+        points = [v for task, v in gain_points(rows, regime).items() if task != leave_out]
+        gains = np.array([g for g, _ in points])
+        model[regime] = None if len(points) < 2 else FineTuneGain(
+            mean_pp=float(gains.mean()), sd_pp=float(gains.std(ddof=1)), tasks=len(points),
+            max_train=max(n for _, n in points))
+    return model
 
 
 def prediction_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,18 +89,16 @@ def prediction_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Rows whose stored profile this code cannot read are left out.
     """
     from advisor.decide.expectation import expected_accuracy
-    from advisor.errors import PlanError
-    from advisor.measure.profile import DatasetProfile
 
     pairs = []
     for row in rows:
-        try:
-            profile = DatasetProfile.from_dict(row["profile"])
-        except PlanError:  # a profile this code cannot read (an older schema): no prediction
+        profile = _profile(row)
+        if profile is None:  # a profile this code cannot read (an older schema): no prediction
             continue
+        held_out_gain = fit_gain_model(rows, leave_out=row["task"])  # leave this task out
         for regime in REGIMES:
             achieved = calibration.regime_accuracy(row, regime)
-            expectation = expected_accuracy(profile, regime)
+            expectation = expected_accuracy(profile, regime, gain=held_out_gain.get(regime))
             if achieved is None or expectation is None:
                 continue
             error_pp = 100 * (expectation.estimate - achieved)
@@ -91,12 +144,22 @@ def prediction_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         values = [p[key] for p in subset if key in p]
         return float(np.mean(values)) if values else math.nan
 
-    frozen = [p for p in pairs if p["high"] is not None]
+    frozen = [p for p in pairs if p["regime"] not in FINE_TUNING]
+    modelled = [p for p in pairs if p["regime"] in FINE_TUNING and p["high"] is not None]
     tuned = [p for p in pairs if p["high"] is None]
+    gain = {regime: None if g is None else {"mean_pp": g.mean_pp, "sd_pp": g.sd_pp, "tasks": g.tasks,
+                                            "max_train": g.max_train}
+            for regime, g in fit_gain_model(rows).items()}
     return {"pairs": pairs, "accuracy_within": share("within", pairs),
             "frozen_accuracy_within": share("within", frozen),
             "frozen_in_interval": share("in_interval", frozen),
             "fine_tuning_above_floor": share("within", tuned),
+            "gain_model": gain,
+            "gain_model_pairs": len(modelled),
+            "gain_model_within": share("within", modelled),
+            "gain_model_in_interval": share("in_interval", modelled),
+            "gain_model_mean_abs_error_pp": float(np.mean([abs(p["error_pp"]) for p in modelled]))
+            if modelled else math.nan,
             "frozen_mean_abs_error_pp": float(np.mean([abs(p["error_pp"]) for p in frozen])) if frozen
             else math.nan,
             "time_within": share("time_within", pairs),
@@ -114,4 +177,21 @@ def format_prediction_check(check: dict[str, Any]) -> str:
             f"mean |error| {check['frozen_mean_abs_error_pp']:.1f} pp, in the 95% interval "
             f"{pct(check['frozen_in_interval'])}; fine-tuning at or above its floor "
             f"{pct(check['fine_tuning_above_floor'])}); expected time within {TIME_FACTOR:g}x on "
-            f"{pct(check['time_within'])} (target 80% each)")
+            f"{pct(check['time_within'])} (target 80% each)" + format_gain_model(check))
+
+
+def format_gain_model(check: dict[str, Any]) -> str:
+    """The gain model's lines: its fit on every task, and its leave-one-task-out check."""
+    def pct(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.0%}"
+
+    fits = [f"{regime} {g['mean_pp']:+.1f} pp (sd {g['sd_pp']:.1f}, {g['tasks']} tasks, "
+            f"train <= {g['max_train']:,})" for regime, g in (check.get("gain_model") or {}).items() if g]
+    if not fits:
+        return ""
+    mae = check.get("gain_model_mean_abs_error_pp", math.nan)
+    return (f"\nfine-tuning's gain over the svm estimate (config.FINE_TUNE_GAIN_PP): {'; '.join(fits)}; "
+            f"left one task out, within {ACCURACY_PP:g} pp on {pct(check.get('gain_model_within', math.nan))} "
+            f"of {check.get('gain_model_pairs', 0)} pairs (mean |error| "
+            f"{'-' if math.isnan(mae) else f'{mae:.1f}'} pp, in the 95% interval "
+            f"{pct(check.get('gain_model_in_interval', math.nan))})")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from advisor import config
-from advisor.decide.expectation import expected_accuracy, extrapolate_learning_curve
+from advisor.decide.expectation import FineTuneGain, expected_accuracy, extrapolate_learning_curve
 from tests.decide.test_decide import make_profile
 
 
@@ -24,9 +24,32 @@ def test_frozen_regimes_get_a_closed_interval_and_fine_tuning_its_floor():
     svm = expected_accuracy(profile, "svm")
     assert svm.low < svm.estimate < svm.high
     assert expected_accuracy(profile, "last-layer") == svm
-    full = expected_accuracy(profile, "full")
+    full = expected_accuracy(profile, "full")  # 2,100 training images: beyond the measured gain
+    assert profile.n_train > config.FINE_TUNE_GAIN_MAX_TRAIN
     assert full.high is None and full.low == svm.low
-    assert "not modelled" in full.basis and full.describe().startswith(">= ")
+    assert "at most 700 images" in full.basis and full.describe().startswith(">= ")
+    assert "not modelled" in expected_accuracy(profile, "full", gain=None).basis
+
+
+def test_fine_tuning_within_the_measured_range_is_the_svm_estimate_moved_by_its_gain(monkeypatch):
+    monkeypatch.setattr(config, "FINE_TUNE_GAIN_PP", {"partial": (-1.0, 2.0), "full": (1.0, 1.0)})
+    monkeypatch.setattr(config, "FINE_TUNE_GAIN_MAX_TRAIN", 700)
+    profile = make_profile(1000, 0.4)  # 700 training images
+    svm = expected_accuracy(profile, "svm")
+    full, partial = expected_accuracy(profile, "full"), expected_accuracy(profile, "partial")
+    assert full.estimate == pytest.approx(svm.estimate + 0.01)
+    assert partial.estimate == pytest.approx(svm.estimate - 0.01)
+    # Closed intervals, wider than the svm's by the gain's spread (partial's is the wider).
+    assert full.low < full.estimate < full.high and partial.low < partial.estimate < partial.high
+    assert (svm.high - svm.low) < (full.high - full.low) < (partial.high - partial.low)
+    assert "+1.0 points" in full.basis and "5 converged tasks" in full.basis
+    # One image past the measured range: the floor again, open above.
+    monkeypatch.setattr(config, "FINE_TUNE_GAIN_MAX_TRAIN", 699)
+    assert expected_accuracy(profile, "full").high is None
+    # The benchmark's leave-one-task-out check passes its own gain.
+    own = FineTuneGain(mean_pp=3.0, sd_pp=0.5, tasks=4, max_train=900)
+    assert expected_accuracy(profile, "full", gain=own).estimate == pytest.approx(svm.estimate + 0.03)
+    assert expected_accuracy(profile, "full", gain=FineTuneGain(3.0, 0.5, 1, 900)).high is None  # one task
 
 
 def test_the_interval_narrows_with_the_images_the_probe_was_scored_on():
