@@ -292,6 +292,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                              "heldout_accuracy": None if heldout is None
                              else _mean(runs, "heldout_accuracy"),
                              "fit_s": _mean(runs, "fit_s"),
+                             "seed_test_accuracy": [r["test_accuracy"] for r in runs],
                              "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"],
                              "rate_search": runs[0].get("rate_search"),
                              "default": rate == "search" if len(grid) > 1 and grid[-1][0] == "search"
