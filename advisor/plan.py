@@ -162,6 +162,12 @@ class Plan:
             and every plan written before the field) or ``"calibrated-loss"``
             (the validation loss after temperature scaling, the loss of the
             model a run ships; classification only).
+        train_batchnorm: Whether the BatchNormalization layers of the trained
+            blocks train too (batch statistics while fitting, their moving
+            averages and scale/offset updated). A network trained from random
+            weights needs it; fine-tuning a pretrained one keeps them frozen in
+            inference mode (`False`, the default, and every plan written
+            before the field).
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -205,6 +211,7 @@ class Plan:
     rate_scales: tuple[float, ...] = (1.0,)
     feature_layers: tuple[str, ...] = ()
     select_on: str = "loss"
+    train_batchnorm: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

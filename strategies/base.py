@@ -410,7 +410,8 @@ class KerasStrategy(Strategy):
             copy_head_weights(head, model)
             if not fine_tune:
                 return model
-            backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks)
+            backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks,
+                                               train_batchnorm=plan.train_batchnorm)
             trained, path = model, {"path": "end-to-end"}
             if plan.prefix_cache:
                 trained, path, data = self._prefix_path(model, train, val, outputs,

@@ -202,17 +202,23 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
             target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collection[str]) -> list:
+def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collection[str], *,
+                  train_batchnorm: bool = False) -> list:
     """Set ``trainable`` on the classifier's backbone copy, block by block.
 
     Layers of blocks named in `frozen_blocks` are frozen, the others trained;
-    layers outside any block (preprocessing, pooling) and BatchNormalization
-    layers stay frozen. Call before ``compile``.
+    layers outside any block (preprocessing, pooling) stay frozen, and so do
+    BatchNormalization layers unless `train_batchnorm` (a network trained from
+    random weights: in Keras 3 a trainable BatchNormalization normalises with
+    the batch's statistics in ``fit`` and updates its moving averages). Call
+    before ``compile``.
 
     Args:
         model: A model from :func:`build_classifier`.
         backbone: The backbone it was built from.
         frozen_blocks: Names of the blocks to keep frozen.
+        train_batchnorm: Train the BatchNormalization layers of the trained
+            blocks too (``plan.train_batchnorm``). Defaults to `False`.
 
     Returns:
         The trainable backbone variables (for the backbone learning rate).
@@ -228,6 +234,8 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
         >>> # All 52 convolution kernels; stem and block_0 hold 3. BatchNorm stays frozen.
         >>> len(freeze_blocks(model, backbone, [])), len(freeze_blocks(model, backbone, names[:2]))
         (52, 49)
+        >>> len(freeze_blocks(model, backbone, [], train_batchnorm=True))  # + gamma and beta of 52 BN
+        156
         >>> freeze_blocks(model, backbone, ["block_99"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
@@ -251,7 +259,8 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
             continue
         for name in block.layers:
             layer = present.get(name)
-            if layer is not None and not isinstance(layer, keras.layers.BatchNormalization):
+            if layer is not None and (train_batchnorm or not isinstance(
+                    layer, keras.layers.BatchNormalization)):
                 layer.trainable = True
     return list(features.trainable_variables)
 

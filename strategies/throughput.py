@@ -181,7 +181,7 @@ def measure_throughput(plan: Plan, backbone: Backbone, *, batches: int = TIMED_B
     forward = _median_rate(lambda: features.predict_on_batch(images), batch, batches)
     trained, inputs, prefix_rate = model, images, None
     if plan.regime.fine_tunes_backbone:
-        freeze_blocks(model, backbone, plan.frozen_blocks)
+        freeze_blocks(model, backbone, plan.frozen_blocks, train_batchnorm=plan.train_batchnorm)
         if plan.prefix_cache and plan.frozen_blocks:
             try:
                 prefix, suffix = split_at_cut(model, backbone, plan.frozen_blocks)

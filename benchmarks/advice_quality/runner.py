@@ -50,28 +50,32 @@ class Runner:
         self._backbones: dict[tuple[str, int], Any] = {}
         self._done: dict[str, dict[str, float]] = {}
 
-    def backbone(self, name: str, image_size: int | None = None, input_size: int | None = None):
+    def backbone(self, name: str, image_size: int | None = None, input_size: int | None = None,
+                 weights: str | None = "imagenet"):
         from advisor.backbones import get_backbone
 
-        key = (name, image_size or 0, input_size or 0)
+        key = (name, image_size or 0, input_size or 0, weights)
         if key not in self._backbones:
-            self._backbones[key] = (get_backbone(name) if image_size is None
+            self._backbones[key] = (get_backbone(name, weights=weights) if image_size is None
                                     else get_backbone(name, image_size=image_size,
-                                                      input_size=input_size))
+                                                      input_size=input_size, weights=weights))
         return self._backbones[key]
 
-    def run(self, advice, plan, heldout: HeldOut | None = None) -> dict[str, float]:
+    def run(self, advice, plan, heldout: HeldOut | None = None, *,
+            weights: str | None = "imagenet") -> dict[str, float]:
         """Fit `plan` on `advice`'s train split; return accuracies and fit seconds.
 
         ``test_accuracy`` is over the test split and the `heldout` images
         together; ``split_test_accuracy`` and ``heldout_accuracy`` are each alone.
+        `weights` `None` starts the backbone from random weights (the
+        ``scratch`` recipe).
         """
         from advisor.data.decode_cache import decode_dataset, decode_images
         from strategies import get_strategy
         from strategies.inputs import LabelledImages
 
         key = json.dumps({k: v for k, v in plan.to_dict().items() if k != "reasons"},
-                         sort_keys=True) + str(advice.dataset.root) + str(heldout and heldout.folder)
+                         sort_keys=True) + str(advice.dataset.root) + str(heldout and heldout.folder) + str(weights)
         if key in self._done:
             return self._done[key]
         dataset, decoded = decode_dataset(advice.dataset, plan.input_size,
@@ -81,7 +85,7 @@ class Runner:
             return LabelledImages(images=decoded[split].images, labels=dataset.labels(split),
                                   rows=decoded[split].rows)
 
-        network = self.backbone(plan.backbone, plan.image_size, plan.decode_size)
+        network = self.backbone(plan.backbone, plan.image_size, plan.decode_size, weights=weights)
         strategy = get_strategy(plan.regime)(plan=plan, backbone=network)
         start = time.perf_counter()
         strategy.fit(labelled("train"), labelled("val"), class_names=dataset.class_names)
@@ -220,7 +224,9 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
 
 #: Recipes a user could follow instead of the advisor, run with ``--recipes`` (the
 #: ``policies`` columns): not one of the four regimes, so not part of the oracle.
-RECIPES = ("fastai",)
+RECIPES = ("fastai", "scratch")
+#: Backbone weights of each recipe's run (`None`: random initialisation).
+RECIPE_WEIGHTS = {"fastai": "imagenet", "scratch": None}
 #: fastai's ``Learner.fine_tune`` defaults: one frozen epoch at ``base_lr`` 2e-3 (Adam),
 #: then every layer at half of it with discriminative rates ``slice(base_lr / 100, base_lr)``
 #: (head 1e-3; the backbone's one rate here is the geometric middle, 1e-4), weight decay 0.01.
@@ -228,10 +234,23 @@ FASTAI_FROZEN_LEARNING_RATE = 2e-3
 FASTAI_HEAD_LEARNING_RATE = 1e-3
 FASTAI_BACKBONE_LEARNING_RATE = 1e-4
 FASTAI_WEIGHT_DECAY = 0.01
+#: The ``scratch`` recipe: the same network from random weights, every layer and its
+#: BatchNormalization trained with AdamW at one rate. A schedule long enough for a network
+#: that starts from nothing (not measured on this suite; 2 CPU cores cannot afford it):
+#: this many times the plan's fine-tuning epochs, and twice its patience.
+SCRATCH_LEARNING_RATE = 1e-3
+SCRATCH_EPOCH_FACTOR = 3
+SCRATCH_PATIENCE_FACTOR = 2
 
 
 def recipe_plan(recipe: str, full_plan):
     """Return `full_plan` (decided for ``full``) changed to follow `recipe` (one of ``RECIPES``).
+
+    ``"scratch"``: the network from random weights (run it with
+    ``RECIPE_WEIGHTS``), one epoch of the head on its random features, then
+    every layer, BatchNormalization included, with AdamW at
+    ``SCRATCH_LEARNING_RATE`` for ``SCRATCH_EPOCH_FACTOR`` times the plan's
+    epochs (and warm-up), ``SCRATCH_PATIENCE_FACTOR`` times its patience.
 
     ``"fastai"``: one frozen epoch of the head, then every layer with AdamW at
     fastai's rates; the plan's fine-tuning epochs, augmentation and early
@@ -243,8 +262,16 @@ def recipe_plan(recipe: str, full_plan):
     """
     from advisor.plan import Optimizer
 
-    if recipe != "fastai":
+    if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+    if recipe == "scratch":
+        epochs = full_plan.epochs * SCRATCH_EPOCH_FACTOR
+        return dataclasses.replace(
+            full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
+            probe_learning_rate=SCRATCH_LEARNING_RATE, optimizer=Optimizer.ADAMW,
+            head_learning_rate=SCRATCH_LEARNING_RATE, backbone_learning_rate=SCRATCH_LEARNING_RATE,
+            train_batchnorm=True, epochs=epochs, warmup_epochs=full_plan.warmup_epochs * SCRATCH_EPOCH_FACTOR,
+            patience=full_plan.patience * SCRATCH_PATIENCE_FACTOR, rate_scales=(1.0,), prefix_cache=False)
     return dataclasses.replace(
         full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
         probe_learning_rate=FASTAI_FROZEN_LEARNING_RATE, optimizer=Optimizer.ADAMW,
@@ -310,9 +337,11 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
 
     recipes: dict[str, Any] = {}
     for recipe in getattr(args, "recipes", ()):
-        plan = recipe_plan(recipe, capped(decide(profile, backbone=network, regime="full",
-                                                 seed=SPLIT_SEED), **caps))
-        runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
+        # The caps last, so a smoke run's cap holds for the scratch recipe's longer schedule too.
+        plan = capped(recipe_plan(recipe, decide(profile, backbone=network, regime="full",
+                                                 seed=SPLIT_SEED)), **caps)
+        runs = [runner.run(advice, seeded(plan, s), heldout, weights=RECIPE_WEIGHTS[recipe])
+                for s in args.seeds]
         recipes[recipe] = {"test_accuracy": _mean(runs, "test_accuracy"),
                            "val_accuracy": _mean(runs, "val_accuracy"), "fit_s": _mean(runs, "fit_s"),
                            "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"]}

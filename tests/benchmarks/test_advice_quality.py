@@ -254,6 +254,7 @@ def test_the_fastai_recipe_is_a_full_plan_with_one_frozen_epoch_and_fastais_rate
     assert (plan.regime, plan.epochs, plan.frozen_blocks) == (full.regime, full.epochs, full.frozen_blocks)
     assert plan.head_epochs == 1 and plan.optimizer is Optimizer.ADAMW
     assert (plan.probe_learning_rate, plan.head_learning_rate, plan.backbone_learning_rate) == (2e-3, 1e-3, 1e-4)
+    assert not plan.train_batchnorm and runner.RECIPE_WEIGHTS["fastai"] == "imagenet"
     with pytest.raises(ValueError, match="Unknown recipe"):
         runner.recipe_plan("keras-tutorial", full)
     with pytest.raises(SystemExit):
@@ -328,3 +329,18 @@ def test_the_gap_correlation_ranks_each_measured_input_against_the_fine_tuning_g
     assert result["inputs"]["curve_gain_pp"]["rho"] == pytest.approx(1.0)
     assert result["rho"] == result["inputs"]["similarity"]["rho"] == pytest.approx(-0.5)
     assert "images" not in result["inputs"]  # the same on every task: nothing to rank
+
+
+def test_the_scratch_recipe_trains_the_same_network_from_random_weights_for_longer():
+    from advisor.plan import Optimizer
+    from benchmarks.advice_quality import runner
+
+    full = _plan("full")
+    plan = runner.recipe_plan("scratch", full)
+    assert runner.RECIPE_WEIGHTS["scratch"] is None  # the runner builds the backbone at random
+    assert plan.train_batchnorm and plan.frozen_blocks == () and plan.optimizer is Optimizer.ADAMW
+    assert plan.head_learning_rate == plan.backbone_learning_rate == runner.SCRATCH_LEARNING_RATE
+    assert plan.epochs == full.epochs * runner.SCRATCH_EPOCH_FACTOR
+    assert plan.patience == full.patience * runner.SCRATCH_PATIENCE_FACTOR
+    assert plan.rate_scales == (1.0,) and not plan.prefix_cache
+    assert advice_quality.cli.parse_args(["--recipes", "scratch,fastai"]).recipes == ("scratch", "fastai")

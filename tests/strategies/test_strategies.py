@@ -44,7 +44,7 @@ from strategies import (
 )
 from strategies.callbacks import TrainingGuard
 from strategies.embeddings import CACHE_SUBDIR, Embedder
-from strategies.graph import OUTPUT_LAYER, build_head
+from strategies.graph import FEATURES_MODEL, OUTPUT_LAYER, build_head
 from strategies.optimizers import learning_rate_schedule
 from strategies.training import train
 
@@ -558,3 +558,34 @@ def test_a_frozen_model_is_exported_as_it_is_and_a_fine_tuned_one_copied(split):
     exported = full.export_model()
     assert exported is not full.model_ and not exported.compiled
     assert all(layer.dtype_policy.name == "float32" for layer in exported.layers)
+
+
+def test_a_plan_that_trains_batchnorm_trains_it_and_a_fine_tuning_one_keeps_it_frozen(digits_dir, monkeypatch):
+    # The `scratch` recipe of the advice-quality benchmark: random weights, BatchNormalization
+    # trained. Plumbing only (random weights, one step): it claims nothing about accuracy.
+    from advisor.data import decode_dataset, scan_dataset
+    from strategies import base
+
+    backbone = get_backbone("mobilenet_v2", image_size=32, weights=None)
+    dataset, decoded = decode_dataset(scan_dataset(digits_dir), backbone.image_size)
+    train, val = (LabelledImages(decoded[s].images, dataset.labels(s), decoded[s].rows)
+                  for s in ("train", "val"))
+    first = np.unique(train.labels, return_index=True)[1]
+    train = LabelledImages(train.images, train.labels[first], train.rows[first])  # 10 images
+    trained = {}
+
+    def recording(model, backbone, frozen_blocks, **kwargs):
+        variables = base_freeze(model, backbone, frozen_blocks, **kwargs)
+        features = model.get_layer(FEATURES_MODEL)
+        trained[kwargs["train_batchnorm"]] = (len(variables), features.get_layer("bn_Conv1").trainable)
+        return variables
+
+    base_freeze = base.freeze_blocks
+    monkeypatch.setattr(base, "freeze_blocks", recording)
+    for train_batchnorm in (True, False):
+        plan = make_plan(Regime.FULL, backbone, batch_size=10, head_epochs=1, epochs=1,
+                         warmup_epochs=0, rate_scales=(1.0,), train_batchnorm=train_batchnorm)
+        strategy = get_strategy(plan.regime)(plan=plan, backbone=backbone)
+        strategy.fit(train, val, class_names=dataset.class_names)
+        assert strategy.export_model().inputs[0].dtype == "uint8"
+    assert trained == {True: (156, True), False: (52, False)}  # 52 kernels, + gamma and beta of 52 BN
