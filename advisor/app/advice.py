@@ -19,7 +19,7 @@ import numpy as np
 
 from advisor import config
 from advisor.app.run_folder import PARTIAL_SUFFIX, open_run_folder
-from advisor.backbones import get_backbone
+from advisor.app.built_backbones import get_backbone
 from advisor.data import Dataset, scan_dataset
 from advisor.data.targets import TARGET_BINS_NOTE, scan_targets
 from advisor.decide import choose_backbone, decide

@@ -17,7 +17,8 @@ import dataclasses
 from typing import Any
 
 from advisor.app.advice import Advice
-from advisor.backbones import Backbone, get_backbone
+from advisor.app.built_backbones import get_backbone
+from advisor.backbones import Backbone
 from advisor.decide import decide
 from advisor.decide.budget import choose_within_budget
 from advisor.decide.cost import expected_cost
@@ -43,8 +44,9 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
             (a fine-tuning regime is priced at each searched rate). Defaults to `True`.
 
     Returns:
-        ``{regime name: {"chosen": bool, "rates": Throughput dict, "expected_accuracy":
-        Expectation dict or None, **expected_cost(...)}}``.
+        ``{regime name: {"chosen": bool, "throughput": Throughput dict, "expected_accuracy":
+        Expectation dict or None, **expected_cost(...)}}`` (whose ``rates`` counts the
+        fine-tuning runs of the rate search).
 
     Example:
         >>> advice = advise(digits_dir)  # measures at 224 px first  # doctest: +SKIP
@@ -68,7 +70,7 @@ def estimate_costs(advice: Advice, *, regimes: tuple[Regime, ...] = tuple(Regime
         rates = measured[graph]
         expectation = expected_accuracy(advice.profile, regime,
                                        feature_layers=regime_plan.head_input_layers)
-        costs[regime.value] = {"chosen": regime is plan.regime, "rates": rates.to_dict(),
+        costs[regime.value] = {"chosen": regime is plan.regime, "throughput": rates.to_dict(),
                                "expected_accuracy": None if expectation is None else expectation.to_dict(),
                                **expected_cost(regime_plan, n_train=sizes["train"],
                                                n_val=sizes["val"], n_test=sizes["test"],

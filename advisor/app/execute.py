@@ -25,7 +25,7 @@ from advisor.app.evaluation import (
     most_confident_mistakes,
 )
 from advisor.app.run_folder import RunFolder, open_run_folder, write_error
-from advisor.backbones import get_backbone
+from advisor.app.built_backbones import get_backbone
 from advisor.backbones.model_file import save_model
 from advisor.data import Dataset
 from advisor.data.decode_cache import decode_dataset

@@ -25,7 +25,7 @@ def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
 
     Example:
         >>> costs = {"svm": {"chosen": True, "total_s": 9.0, "epochs": 0,
-        ...                  "rates": {"forward_img_s": 120.0, "train_img_s": 60.0, "device": "cpu"},
+        ...                  "throughput": {"forward_img_s": 120.0, "train_img_s": 60.0, "device": "cpu"},
         ...                  "sentence": "svm: about 9 s (9 s embedding)."}}
         >>> import io
         >>> console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
@@ -34,13 +34,13 @@ def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
         >>> "svm (plan)" in text, "about 9 s" in text
         (True, True)
     """
-    device = next(iter(costs.values()), {}).get("rates", {}).get("device", "?")
+    device = _throughput(next(iter(costs.values()), {})).get("device", "?")
     table = Table(title=f"Expected wall time on this machine ({device})")
     for column in ("regime", "forward img/s", "train img/s", "expected accuracy", "expected time",
                    "breakdown"):
         table.add_column(column)
     for regime, cost in costs.items():
-        rates = cost.get("rates", {})
+        rates = _throughput(cost)
         table.add_row(regime + (" (plan)" if cost.get("chosen") else ""),
                       f"{rates.get('forward_img_s', 0):.0f}",
                       f"{rates.get('train_img_s', 0):.0f}" if cost.get("epochs") else "-",
@@ -54,3 +54,10 @@ def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
                   highlight=False)
     if budget:
         console.print(budget["reason"], highlight=False)
+
+
+def _throughput(cost: dict) -> dict:
+    """A regime's measured images/s (``throughput``; advice written before it kept them under
+    ``rates``, which now counts the rate search's runs)."""
+    measured = cost.get("throughput", cost.get("rates"))
+    return measured if isinstance(measured, dict) else {}
