@@ -301,20 +301,18 @@ FINE_TUNE_RATE_SCALES = (1.0, 3.0)
 #: returned the probe in 1 run instead of 3; always-`full`'s mean regret fell from
 #: 1.19 to 0.84 points (benchmarks/README.md, "Selecting on the calibrated loss").
 FINE_TUNE_SELECT_ON = "calibrated-loss"
-#: Fine-tuning's expected gain over the frozen ``svm`` estimate, in points, per regime:
-#: ``(mean, standard deviation)`` over the converged advice-quality tasks of the
-#: achieved test accuracy at the plan's own rates minus the ``svm`` expected accuracy
-#: (:func:`advisor.decide.expectation.expected_accuracy`). The estimate of a
-#: fine-tuning regime is the ``svm`` estimate plus the mean, its 95% interval widened
-#: by the spread between tasks, on training splits of at most
-#: ``FINE_TUNE_GAIN_MAX_TRAIN`` images (the largest the oracle ran); beyond them the
-#: gain is not modelled and the estimate is fine-tuning's floor. Fitted by
-#: ``benchmarks.advice_quality`` (``predictions.fit_gain_model``, checked leave one task
-#: out; benchmarks/README.md, "Fine-tuning's expected gain"), and a test keeps these
-#: figures equal to that fit on the merged results named in ``FINE_TUNE_GAIN_SOURCE``.
-FINE_TUNE_GAIN_PP = {"partial": (-0.7, 1.9), "full": (0.2, 1.7)}
-FINE_TUNE_GAIN_TASKS = 5
-FINE_TUNE_GAIN_MAX_TRAIN = 700
+#: Fine-tuning's expected gain over the frozen ``svm`` estimate, per regime:
+#: ``(mean points, standard deviation points, tasks, largest training split)`` over the
+#: converged advice-quality tasks of the achieved test accuracy at the plan's own rates
+#: minus the ``svm`` expected accuracy (:func:`advisor.decide.expectation.expected_accuracy`).
+#: The estimate of a fine-tuning regime is the ``svm`` estimate plus the mean, its 95%
+#: interval widened by the spread between tasks, on training splits of at most the
+#: largest the oracle ran; beyond it the gain is not modelled and the estimate is
+#: fine-tuning's floor. Fitted by ``benchmarks.advice_quality``
+#: (``predictions.fit_gain_model``, checked leave one task out; benchmarks/README.md,
+#: "Fine-tuning's expected gain"); a test keeps these figures equal to that fit on the
+#: merged results named in ``FINE_TUNE_GAIN_SOURCE``.
+FINE_TUNE_GAIN = {"partial": (-0.7, 1.9, 5, 700), "full": (0.2, 1.7, 5, 700)}
 FINE_TUNE_GAIN_SOURCE = "benchmarks/results/advice_quality-merged-20261207-085958.json"
 #: Augmentations while fine-tuning; "flip" only for data that looks like photos
 #: (mirroring changes the meaning of digits and text).

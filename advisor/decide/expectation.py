@@ -12,7 +12,7 @@ The fine-tuning regimes start from such a probe (LP-FT) and keep their best
 validation epoch, so the frozen estimate is their floor. How much they add is
 what the converged advice-quality benchmark measures: a :class:`FineTuneGain`
 per regime (the mean and spread of the achieved accuracy minus the ``svm``
-estimate over its tasks, ``config.FINE_TUNE_GAIN_PP``) moves the ``svm``
+estimate over its tasks, ``config.FINE_TUNE_GAIN``) moves the ``svm``
 estimate on training splits as small as the benchmark's; on larger ones the
 gain is not modelled, the estimate is the floor and its interval open above.
 """
@@ -94,18 +94,17 @@ class FineTuneGain:
 
 
 def fine_tune_gain(regime: Regime | str) -> FineTuneGain | None:
-    """Return `regime`'s gain from ``config.FINE_TUNE_GAIN_PP``, or `None` (not measured).
+    """Return `regime`'s gain from ``config.FINE_TUNE_GAIN``, or `None` (not measured).
 
     Example:
-        >>> fine_tune_gain("full").tasks == config.FINE_TUNE_GAIN_TASKS, fine_tune_gain("svm")
+        >>> fine_tune_gain("full").tasks == config.FINE_TUNE_GAIN["full"][2], fine_tune_gain("svm")
         (True, None)
     """
-    entry = config.FINE_TUNE_GAIN_PP.get(Regime.parse(regime).value)
+    entry = config.FINE_TUNE_GAIN.get(Regime.parse(regime).value)
     if entry is None:
         return None
-    mean, sd = entry
-    return FineTuneGain(mean_pp=float(mean), sd_pp=float(sd), tasks=config.FINE_TUNE_GAIN_TASKS,
-                        max_train=config.FINE_TUNE_GAIN_MAX_TRAIN)
+    mean, sd, tasks, max_train = entry
+    return FineTuneGain(mean_pp=float(mean), sd_pp=float(sd), tasks=int(tasks), max_train=int(max_train))
 
 
 def extrapolate_learning_curve(points: tuple[tuple[float, float], ...], fold_images: float,
@@ -200,7 +199,9 @@ def expected_accuracy(profile: DatasetProfile, regime: Regime | str, *,
                   f"{probes.block_accuracy[block]:.2f} against the bottleneck's {probes.linear_accuracy:.2f}")
     if not regime.fine_tunes_backbone:
         return Expectation(estimate=estimate, low=low, high=high, basis=f"From {curve}.")
-    model = fine_tune_gain(regime) if isinstance(gain, str) else gain
+    if isinstance(gain, str) and gain != "auto":
+        raise ValueError(f"gain must be a FineTuneGain, None or 'auto'. Received: gain={gain!r}")
+    model = fine_tune_gain(regime) if gain == "auto" else gain
     if model is None or not model.covers(profile.n_train):
         why = ("its gain is not modelled yet" if model is None else
                f"its gain over the frozen estimate was measured on training splits of at most "

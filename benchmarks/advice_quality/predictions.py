@@ -10,7 +10,7 @@ took before early stopping ended it). For fine-tuning the advice gives only a fl
 pair counts as predicted when the achieved accuracy is not below the floor's
 interval (and the point figure's error is still reported).
 
-Fine-tuning's gain over the ``svm`` estimate (``config.FINE_TUNE_GAIN_PP``) is
+Fine-tuning's gain over the ``svm`` estimate (``config.FINE_TUNE_GAIN``) is
 fitted here, :func:`fit_gain_model`, and checked leave one task out: each
 task's fine-tuning pairs are predicted with the gain of the other tasks only,
 so no pair is scored by a model that saw it.
@@ -190,7 +190,7 @@ def format_gain_model(check: dict[str, Any]) -> str:
     if not fits:
         return ""
     mae = check.get("gain_model_mean_abs_error_pp", math.nan)
-    return (f"\nfine-tuning's gain over the svm estimate (config.FINE_TUNE_GAIN_PP): {'; '.join(fits)}; "
+    return (f"\nfine-tuning's gain over the svm estimate (config.FINE_TUNE_GAIN): {'; '.join(fits)}; "
             f"left one task out, within {ACCURACY_PP:g} pp on {pct(check.get('gain_model_within', math.nan))} "
             f"of {check.get('gain_model_pairs', 0)} pairs (mean |error| "
             f"{'-' if math.isnan(mae) else f'{mae:.1f}'} pp, in the 95% interval "

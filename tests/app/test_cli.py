@@ -110,7 +110,7 @@ def test_estimate_cost_prices_every_regime_from_the_measured_rates(digits, tmp_p
     # the svm estimate moved by that gain, in a wider interval.
     from advisor import config
 
-    assert full["estimate"] == pytest.approx(svm["estimate"] + config.FINE_TUNE_GAIN_PP["full"][0] / 100)
+    assert full["estimate"] == pytest.approx(svm["estimate"] + config.FINE_TUNE_GAIN["full"][0] / 100)
     assert full["low"] < svm["low"] and full["high"] > svm["high"] and "gain" in full["basis"]
     assert "the SVM reads" in svm["basis"] and "the SVM reads" not in head["basis"]
     assert expected["full"]["rates"] == expected["partial"]["rates"] == 2  # the rate search

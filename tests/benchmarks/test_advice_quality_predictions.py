@@ -69,7 +69,7 @@ def test_fine_tuning_is_predicted_with_the_gain_of_the_other_tasks_only():
 def test_the_configured_gain_is_the_fit_on_the_merged_results_it_names():
     results = json.loads((Path(__file__).parents[2] / config.FINE_TUNE_GAIN_SOURCE).read_text())
     fitted = predictions.fit_gain_model(results["rows"])
-    for regime, (mean, sd) in config.FINE_TUNE_GAIN_PP.items():
-        assert (round(fitted[regime].mean_pp, 1), round(fitted[regime].sd_pp, 1)) == (mean, sd), regime
-        assert fitted[regime].tasks == config.FINE_TUNE_GAIN_TASKS
-        assert fitted[regime].max_train == config.FINE_TUNE_GAIN_MAX_TRAIN
+    for regime, (mean, sd, tasks, max_train) in config.FINE_TUNE_GAIN.items():
+        got = fitted[regime]
+        assert (round(got.mean_pp, 1), round(got.sd_pp, 1), got.tasks, got.max_train) == (
+            mean, sd, tasks, max_train), regime

@@ -25,15 +25,15 @@ def test_frozen_regimes_get_a_closed_interval_and_fine_tuning_its_floor():
     assert svm.low < svm.estimate < svm.high
     assert expected_accuracy(profile, "last-layer") == svm
     full = expected_accuracy(profile, "full")  # 2,100 training images: beyond the measured gain
-    assert profile.n_train > config.FINE_TUNE_GAIN_MAX_TRAIN
+    assert profile.n_train > config.FINE_TUNE_GAIN["full"][3]
+    assert f"at most {config.FINE_TUNE_GAIN['full'][3]:,} images" in full.basis
     assert full.high is None and full.low == svm.low
-    assert "at most 700 images" in full.basis and full.describe().startswith(">= ")
+    assert full.describe().startswith(">= ")
     assert "not modelled" in expected_accuracy(profile, "full", gain=None).basis
 
 
 def test_fine_tuning_within_the_measured_range_is_the_svm_estimate_moved_by_its_gain(monkeypatch):
-    monkeypatch.setattr(config, "FINE_TUNE_GAIN_PP", {"partial": (-1.0, 2.0), "full": (1.0, 1.0)})
-    monkeypatch.setattr(config, "FINE_TUNE_GAIN_MAX_TRAIN", 700)
+    monkeypatch.setattr(config, "FINE_TUNE_GAIN", {"partial": (-1.0, 2.0, 5, 700), "full": (1.0, 1.0, 5, 700)})
     profile = make_profile(1000, 0.4)  # 700 training images
     svm = expected_accuracy(profile, "svm")
     full, partial = expected_accuracy(profile, "full"), expected_accuracy(profile, "partial")
@@ -44,7 +44,7 @@ def test_fine_tuning_within_the_measured_range_is_the_svm_estimate_moved_by_its_
     assert (svm.high - svm.low) < (full.high - full.low) < (partial.high - partial.low)
     assert "+1.0 points" in full.basis and "5 converged tasks" in full.basis
     # One image past the measured range: the floor again, open above.
-    monkeypatch.setattr(config, "FINE_TUNE_GAIN_MAX_TRAIN", 699)
+    monkeypatch.setattr(config, "FINE_TUNE_GAIN", {"full": (1.0, 1.0, 5, 699)})
     assert expected_accuracy(profile, "full").high is None
     # The benchmark's leave-one-task-out check passes its own gain.
     own = FineTuneGain(mean_pp=3.0, sd_pp=0.5, tasks=4, max_train=900)
