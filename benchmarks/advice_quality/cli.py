@@ -76,7 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--expected-cost", action="store_true",
                         help="Also store the advice's expected time per regime (advise --estimate-cost), "
                              "for the prediction check.")
-    parser.add_argument("--lr-grid", type=_floats, help="Backbone rates for partial/full (head = 10x).")
+    parser.add_argument("--lr-grid", type=_floats,
+                        help="Backbone rates for partial/full (head = 10x); '' for none: only the "
+                             "plan's own rate search.")
     parser.add_argument("--head-lr-grid", type=_floats, help="AdamW rates for the last-layer head.")
     parser.add_argument("--seeds", type=_ints, help="Training seeds averaged per setting.")
     parser.add_argument("--epochs", type=int, help="Cap on fine-tuning epochs of every plan.")
@@ -109,7 +111,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--recipes: unknown recipe {name!r}; known: {', '.join(RECIPES)}.")
     quick = args.quick
     args.tasks = args.tasks or (QUICK_TASKS if quick else FULL_TASKS)
-    args.lr_grid = args.lr_grid or (QUICK_LR_GRID if quick else FULL_LR_GRID)
+    if args.lr_grid is None:  # '' (an empty grid) runs only the plans' own rate search
+        args.lr_grid = QUICK_LR_GRID if quick else FULL_LR_GRID
     args.head_lr_grid = args.head_lr_grid or (QUICK_HEAD_LR_GRID if quick else FULL_HEAD_LR_GRID)
     args.seeds = args.seeds or (QUICK_SEEDS if quick else FULL_SEEDS)
     if quick and args.epochs is None:

@@ -309,7 +309,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
             profile, backbone=network, regime=regime, seed=SPLIT_SEED), **caps)
         searched = []
         grid = regime_plans(decided, regime, args.lr_grid, args.head_lr_grid)
-        if len(decided.rate_scales) > 1:  # the plan as decided: its own search on validation
+        if len(decided.rate_scales) > 1 or not grid:  # the plan as decided: its own search
             grid.append(("search", decided))
         for rate, plan in grid:
             runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
@@ -322,7 +322,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
                              "seed_test_accuracy": [r["test_accuracy"] for r in runs],
                              "test_correct": runs[0]["test_correct"], "budget": runs[0]["budget"],
                              "rate_search": runs[0].get("rate_search"),
-                             "default": rate == "search" if len(grid) > 1 and grid[-1][0] == "search"
+                             "default": rate == "search" if grid[-1][0] == "search"
                              else rate is None or math.isclose(rate, _default_rate(decided, regime))})
             log(f"  {spec} {regime:<10} rate={rate} val={searched[-1]['val_accuracy']:.3f} "
                 f"test={searched[-1]['test_accuracy']:.3f} fit={searched[-1]['fit_s']:.0f}s")

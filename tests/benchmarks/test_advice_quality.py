@@ -344,3 +344,9 @@ def test_the_scratch_recipe_trains_the_same_network_from_random_weights_for_long
     assert plan.patience == full.patience * runner.SCRATCH_PATIENCE_FACTOR
     assert plan.rate_scales == (1.0,) and not plan.prefix_cache
     assert advice_quality.cli.parse_args(["--recipes", "scratch,fastai"]).recipes == ("scratch", "fastai")
+
+
+def test_an_empty_rate_grid_runs_only_the_plans_own_search():
+    args = advice_quality.cli.parse_args(["--lr-grid", ""])
+    assert args.lr_grid == ()
+    assert advice_quality.cli.parse_args([]).lr_grid  # not given: the mode's grid
