@@ -165,6 +165,9 @@ def test_reasons_cite_measured_numbers_and_thresholds(backbone):
     # The svm pick cites the converged benchmark, where it lost on one task, and says what to run.
     assert "1.4 points below full fine-tuning on MNIST" in plan.reasons["regime"]
     assert "advise compare DATA_DIR --regimes svm,last-layer,full" in plan.reasons["regime"]
+    # Far data between the thresholds: partial, citing the 5,000-image task where it won.
+    plan = decide(make_profile(6000, 0.3), backbone=backbone)
+    assert plan.regime is Regime.PARTIAL and "Fashion-MNIST 5,000" in plan.reasons["regime"]
     plan = decide(make_profile(SMALL, 0.3, departing="block_10"), backbone=backbone)
     assert "block_10" in plan.reasons["frozen_blocks"] and "0.200 > 0.100" in plan.reasons["frozen_blocks"]
 
