@@ -60,8 +60,15 @@ def gain_points(rows: Sequence[dict[str, Any]], regime: str) -> dict[str, tuple[
     return points
 
 
-def fit_gain_model(rows: Sequence[dict[str, Any]], *, leave_out: str | None = None) -> dict[str, Any]:
+def fit_gain_model(rows: Sequence[dict[str, Any]], *, leave_out: str | None = None,
+                   points: dict[str, dict[str, tuple[float, int]]] | None = None) -> dict[str, Any]:
     """Fit each fine-tuning regime's gain over the svm estimate on `rows` (but task `leave_out`).
+
+    Args:
+        rows: Task rows of the results.
+        leave_out: A task left out of the fit. Defaults to `None`.
+        points: ``{regime: gain_points(rows, regime)}`` when the caller has them
+            (one fit per task left out reads each profile once). Defaults to `None`.
 
     Returns:
         ``{regime: FineTuneGain or None}`` (`None` with fewer than two tasks).
@@ -75,11 +82,12 @@ def fit_gain_model(rows: Sequence[dict[str, Any]], *, leave_out: str | None = No
 
     model = {}
     for regime in FINE_TUNING:
-        points = [v for task, v in gain_points(rows, regime).items() if task != leave_out]
-        gains = np.array([g for g, _ in points])
-        model[regime] = None if len(points) < 2 else FineTuneGain(
-            mean_pp=float(gains.mean()), sd_pp=float(gains.std(ddof=1)), tasks=len(points),
-            max_train=max(n for _, n in points))
+        regime_points = gain_points(rows, regime) if points is None else points[regime]
+        kept = [v for task, v in regime_points.items() if task != leave_out]
+        gains = np.array([g for g, _ in kept])
+        model[regime] = None if len(kept) < 2 else FineTuneGain(
+            mean_pp=float(gains.mean()), sd_pp=float(gains.std(ddof=1)), tasks=len(kept),
+            max_train=max(n for _, n in kept))
     return model
 
 
@@ -91,11 +99,12 @@ def prediction_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     from advisor.decide.expectation import expected_accuracy
 
     pairs = []
+    points = {regime: gain_points(rows, regime) for regime in FINE_TUNING}
     for row in rows:
         profile = _profile(row)
         if profile is None:  # a profile this code cannot read (an older schema): no prediction
             continue
-        held_out_gain = fit_gain_model(rows, leave_out=row["task"])  # leave this task out
+        held_out_gain = fit_gain_model(rows, leave_out=row["task"], points=points)  # this task out
         for regime in REGIMES:
             achieved = calibration.regime_accuracy(row, regime)
             expectation = expected_accuracy(profile, regime, gain=held_out_gain.get(regime))
