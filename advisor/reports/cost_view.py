@@ -56,8 +56,7 @@ def render_costs(costs: Mapping[str, Mapping[str, Any]], console: Console,
         console.print(budget["reason"], highlight=False)
 
 
-def _throughput(cost: dict) -> dict:
-    """A regime's measured images/s (``throughput``; advice written before it kept them under
-    ``rates``, which now counts the rate search's runs)."""
-    measured = cost.get("throughput", cost.get("rates"))
-    return measured if isinstance(measured, dict) else {}
+def _throughput(cost: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A regime's measured images/s (``throughput``; `{}` in advice written before it, whose
+    ``rates`` the rate search's run count had overwritten)."""
+    return cost.get("throughput") or {}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality.runner import RECIPES
 from benchmarks.advice_quality.scoring import REGIMES
 
 #: CS231n's table verbatim, with the seed thresholds the advisor started from
@@ -28,9 +29,9 @@ from benchmarks.advice_quality.scoring import REGIMES
 #: and the similarity threshold on the measured score.
 CS231N_THRESHOLDS = {"SVM_MAX_IMAGES": 5_000, "LARGE_DATASET_IMAGES": 10_000,
                      "REGIME_SIMILARITY_THRESHOLD": 0.5}
-#: Runs of recipes that are not one of the four regimes (``runner.RECIPES``),
+#: Runs of recipes that are not one of the four regimes (``runner.RECIPES``, named once there),
 #: stored under ``row["recipes"]`` when the benchmark ran them (``--recipes``).
-RECIPE_POLICIES = ("fastai", "scratch")
+RECIPE_POLICIES = RECIPES
 #: Similarity thresholds of the ablation: 0 makes every task "near", 10 every task "far".
 NO_SIMILARITY_GRID = {**calibration.CALIBRATION_GRID, "REGIME_SIMILARITY_THRESHOLD": (0.0, 10.0)}
 

@@ -224,9 +224,9 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
 
 #: Recipes a user could follow instead of the advisor, run with ``--recipes`` (the
 #: ``policies`` columns): not one of the four regimes, so not part of the oracle.
-RECIPES = ("fastai", "scratch")
-#: Backbone weights of each recipe's run (`None`: random initialisation).
+#: Each recipe's backbone weights (`None`: random initialisation).
 RECIPE_WEIGHTS = {"fastai": "imagenet", "scratch": None}
+RECIPES = tuple(RECIPE_WEIGHTS)
 #: fastai's ``Learner.fine_tune`` defaults: one frozen epoch at ``base_lr`` 2e-3 (Adam),
 #: then every layer at half of it with discriminative rates ``slice(base_lr / 100, base_lr)``
 #: (head 1e-3; the backbone's one rate here is the geometric middle, 1e-4), weight decay 0.01.
