@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.advice_quality.scoring import PAIRED_ALPHA, paired_p_value
+from benchmarks.advice_quality.scoring import DOUBLED_BUDGET_PP, PAIRED_ALPHA, paired_p_value
 
 #: The fine-tuning issue's bar: doubling the budget moves test accuracy by less than this.
-MOVED_PP = 0.3
+MOVED_PP = DOUBLED_BUDGET_PP
 REGIMES = ("last-layer", "partial", "full")
 
 

@@ -87,6 +87,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-scale", type=float, default=1.0,
                         help="Multiply every plan's fine-tuning and head epochs (and warm-up) by this; "
                              "2 is the doubled-budget check of a converged run (patience is kept).")
+    parser.add_argument("--no-plan", action="store_true",
+                        help="Do not fit the advisor's own plan: the rows are merged (--calibrate-from) "
+                             "into an earlier run of the task, whose plan they keep, or are "
+                             "budget checks (a regime run on its own, e.g. at --budget-scale 2).")
     parser.add_argument("--heldout", type=int, default=HELDOUT_IMAGES,
                         help="Also test a subsampled task on up to this many images of its set that "
                              f"the subsample left out (0: the split's test images only; default "
@@ -160,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      "lr_grid": list(args.lr_grid), "head_lr_grid": list(args.head_lr_grid),
                      "epochs_cap": args.epochs, "head_epochs_cap": args.head_epochs,
                      "image_size_cap": args.image_size, "budget_scale": args.budget_scale,
+                     "no_plan": args.no_plan,
                      "backbone": args.backbone,
                      "heldout": args.heldout,
                      "split_seed": SPLIT_SEED, "hit_pp": HIT_PP},

@@ -20,7 +20,8 @@ from benchmarks.advice_quality.runner import SPLIT_SEED, parse_task
 from benchmarks.advice_quality.scoring import score_row
 
 
-def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_rows(sources: Sequence[dict[str, Any]],
+               scaled: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Return the task rows of several results, a later source winning per task, re-scored.
 
     A row of a run without regimes (``--regimes '' --recipes ... --expected-cost``)
@@ -38,6 +39,11 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Rows from runs before ``n_test`` was recorded get it by re-scanning the
     task's folder with the fixed split seed (the split is deterministic), or
     ``None`` when the set cannot be written on this machine.
+
+    A row of a ``--no-plan`` run keeps the earlier row's plan (same test
+    images), or is scored at its pick's default rate when it ran that regime.
+    `scaled` (results at ``--budget-scale`` 2) are not rows: each regime entry
+    whose chosen rate they re-ran gets its budget check (:func:`attach_doubled`).
     """
     from advisor.decide import RegimeRules
 
@@ -51,6 +57,8 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 earlier["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
                 continue
             row = dict(row)
+            if row.get("plan") is None and earlier is not None and _same_test_images(earlier, row):
+                row["plan"] = earlier["plan"]  # a --no-plan run: the earlier run fitted the plan
             if earlier is not None:  # a later regime run keeps what it did not re-run
                 row["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
                 row["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
@@ -59,6 +67,7 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     row["regimes"] = {**earlier["regimes"], **row["regimes"]}
                     row["regimes_from_earlier"] = kept
             by_task[row["task"]] = row
+    attach_doubled([r for r in by_task.values() if r["regimes"]], scaled)
     rows = []
     for row in by_task.values():
         if not row["regimes"]:
@@ -69,7 +78,11 @@ def merge_rows(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row["n_test"] = _count_test_images(row["task"])
         pick = calibration.picked_regime(row["profile"], current)
         entry = calibration.default_entry(row, pick)
-        if pick != row["pick"] and entry is not None:
+        if row.get("plan") is None and entry is None:
+            print(f"warning: {row['task']} has no plan run (--no-plan) and no run of its pick "
+                  f"{pick!r} to score it by; left out", file=sys.stderr)
+            continue
+        if (pick != row["pick"] or row.get("plan") is None) and entry is not None:
             row["pick_at_run"] = row.get("pick_at_run", row["pick"])
             row["pick"] = pick
             row["plan"] = {"regime": pick, "test_accuracy": entry["test_accuracy"],
@@ -98,16 +111,63 @@ def _count_test_images(spec: str) -> int | None:
         return None
 
 
+def _scale(source: dict[str, Any]) -> float:
+    return float((source.get("settings") or {}).get("budget_scale") or 1.0)
+
+
+def attach_doubled(rows: Sequence[dict[str, Any]], scaled: Sequence[dict[str, Any]]) -> int:
+    """Give each regime of `rows` the budget check of its chosen rate, where `scaled` ran it.
+
+    `scaled` are results at ``--budget-scale`` above 1 (:mod:`.budget_check`);
+    the matching regime entry gets ``doubled`` (scale, change in points,
+    verdict, where the longer run stopped), and :func:`.scoring.run_converged`
+    counts a run stopped by its budget as converged when that change is under
+    :data:`.scoring.DOUBLED_BUDGET_PP` (when the rows are scored after it).
+    Returns how many entries got one.
+
+    Example:
+        >>> entry = {"chosen_rate": 0.001, "test_accuracy": 0.80, "budget": {"converged": False},
+        ...          "search": [{"rate": 0.001, "test_accuracy": 0.80}]}
+        >>> row = {"task": "t", "regimes": {"last-layer": entry}}
+        >>> longer = {"settings": {"budget_scale": 2}, "rows": [{"task": "t", "regimes": {"last-layer": {
+        ...     "search": [{"rate": 0.001, "test_accuracy": 0.801, "budget": {"best_epoch": 30}}]}}}]}
+        >>> attach_doubled([row], [longer]), entry["doubled"]["verdict"]
+        (1, 'under 0.3 pp')
+    """
+    from benchmarks.advice_quality.budget_check import compare
+
+    attached = 0
+    base = {"rows": list(rows), "settings": {}}
+    for source in scaled:
+        for record in compare(base, source):
+            row = next(r for r in rows if r["task"] == record["task"])
+            entry = row["regimes"][record["regime"]]
+            if str(entry.get("chosen_rate")) != record["rate"]:
+                continue  # a rate the oracle did not choose: not this entry's check
+            entry["doubled"] = {k: record[k] for k in (
+                "scale", "scaled_test", "delta_pp", "paired_p", "best_epoch", "epochs_run",
+                "max_epochs", "verdict")}
+            attached += 1
+    return attached
+
+
 def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
-    """Merge results JSONs, print their table, calibrate on the union and write the merged JSON."""
-    sources = [json.loads(Path(p).read_text()) for p in paths]
-    rows = merge_rows(sources)
+    """Merge results JSONs, print their table, calibrate on the union and write the merged JSON.
+
+    Results at ``--budget-scale`` other than 1 are budget checks, not rows
+    (:func:`attach_doubled`).
+    """
+    loaded = [json.loads(Path(p).read_text()) for p in paths]
+    scaled = [src for src in loaded if _scale(src) != 1.0]
+    kept = [(p, src) for p, src in zip(paths, loaded) if _scale(src) == 1.0]
+    paths, sources = [p for p, _ in kept], [src for _, src in kept]
+    rows = merge_rows(sources, scaled)
     described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
                   "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
                  for p, src in zip(paths, sources)]
     settings = [d["settings"] or {} for d in described]
     differing = sorted({k for one in settings for k in one
-                        if k != "tasks" and len({json.dumps(s.get(k)) for s in settings}) > 1})
+                        if k not in ("tasks", "no_plan") and len({json.dumps(s.get(k)) for s in settings}) > 1})
     if differing:
         print(f"warning: the merged runs differ in {', '.join(differing)}", file=sys.stderr)
     repicked = [r["task"] for r in rows if r.get("pick_at_run", r["pick"]) != r["pick"]]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.advice_quality import calibration, policies, predictions
-from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, summarise
+from benchmarks.advice_quality.scoring import DOUBLED_BUDGET_PP, HIT_PP, REGIMES, summarise
 
 
 def _pct(value: float | None) -> str:
@@ -40,7 +40,7 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
             f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}"
             f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}"
             f"{'-' if row.get('paired_p') is None else format(row['paired_p'], '.3f'):>9}"
-            f"{'yes' if row.get('converged', True) else 'NO':>5}")
+            f"{_converged_cell(row):>5}")
     lines.append("")
     lines.append(f"hit rate {summary['hit_rate']:.0%} ({summary['tasks']} tasks; * = miss, "
                  f"pick > {HIT_PP} pp below the oracle best)")
@@ -49,6 +49,10 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
                      f"exact test on the same test images puts the pick below the best, p < 0.05)")
         lines.append("runs stopped by the budget, not a plateau (conv NO): "
                      f"{', '.join(summary.get('not_converged', [])) or 'none'}")
+        doubled = summary.get("converged_by_doubling", {})
+        lines.append(f"stopped by the budget, but doubling it moved test accuracy < {DOUBLED_BUDGET_PP} pp "
+                     "(conv 2x): " + ("; ".join(f"{t} {', '.join(r)}" for t, r in doubled.items())
+                                      or "none"))
         starts = summary.get("returned_start", {})
         lines.append("fine-tuning that returned its starting probe (best epoch 0, at the chosen rate): "
                      + ("; ".join(f"{t} {', '.join(r)}" for t, r in starts.items()) or "none"))
@@ -59,6 +63,13 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
     lines.append(f"total time {summary['total_s']:.0f} s")
     lines.append("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in summary["targets_met"].items()))
     return "\n".join(lines)
+
+
+def _converged_cell(row: dict[str, Any]) -> str:
+    """``yes`` (every run at a plateau), ``2x`` (some only by the doubled-budget check) or ``NO``."""
+    if not row.get("converged", True):
+        return "NO"
+    return "2x" if row.get("converged_by_doubling") else "yes"
 
 
 def _signed(value: float | None) -> str:
@@ -100,7 +111,8 @@ def machine() -> dict[str, Any]:
 def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Print the table of `rows`; return them with their summary, calibration, gap correlation and policies.
 
-    Rows of a recipes-only run (no regime run, so no oracle) are kept but not scored.
+    Rows of a recipes-only run (no regime run, so no oracle) and of a ``--no-plan`` run
+    (no plan of its own) are kept but not scored.
     """
     scored = [r for r in rows if "oracle_best" in r]
     summary = summarise(scored)

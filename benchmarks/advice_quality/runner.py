@@ -355,7 +355,10 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         expected_cost = estimate_costs(advice)
 
     own = capped(advice.plan, **caps)
-    own_runs = [runner.run(advice, seeded(own, s), heldout) for s in args.seeds]
+    # ``--no-plan``: the row's plan comes from an earlier run of the task when merged
+    # (or from its regime's search, when the pick ran here), so it is not fitted again.
+    own_runs = [] if getattr(args, "no_plan", False) else [
+        runner.run(advice, seeded(own, s), heldout) for s in args.seeds]
     row = {
         "task": spec, "data_dir": str(folder), "n": profile.n_images, "classes": profile.n_classes,
         "n_train": profile.n_train,
@@ -368,17 +371,18 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
             profile.shift.first_departing_block,
         "probe_accuracy": None if profile.probes is None else profile.probes.linear_accuracy,
         "regimes": regimes, "recipes": recipes, "pick": pick, "expected_cost": expected_cost,
-        "plan": {"regime": pick, "epochs": own.epochs, "head_epochs": own.head_epochs,
-                 "backbone_learning_rate": own.backbone_learning_rate,
-                 "head_learning_rate": own.head_learning_rate,
-                 "test_accuracy": _mean(own_runs, "test_accuracy"),
-                 "split_test_accuracy": _mean(own_runs, "split_test_accuracy"),
-                 "fit_s": _mean(own_runs, "fit_s"), "test_correct": own_runs[0]["test_correct"],
-                 "budget": own_runs[0]["budget"]},
+        "plan": None if not own_runs else {
+            "regime": pick, "epochs": own.epochs, "head_epochs": own.head_epochs,
+            "backbone_learning_rate": own.backbone_learning_rate,
+            "head_learning_rate": own.head_learning_rate,
+            "test_accuracy": _mean(own_runs, "test_accuracy"),
+            "split_test_accuracy": _mean(own_runs, "split_test_accuracy"),
+            "fit_s": _mean(own_runs, "fit_s"), "test_correct": own_runs[0]["test_correct"],
+            "budget": own_runs[0]["budget"]},
         "profile": profile.to_dict(),
         "advise_s": sum(advice.timings.values()),
     }
-    if regimes:  # a recipes-only run is merged into an earlier row of the task
+    if regimes and own_runs:  # a recipes-only or --no-plan run is merged into an earlier row
         row.update(score_row(row))
     row["wall_s"] = time.perf_counter() - started
     return row

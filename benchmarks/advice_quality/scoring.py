@@ -34,7 +34,10 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "test_se_pp": test_standard_error_pp(best, row.get("n_test")),
         "paired_p": paired_p_value(row["plan"].get("test_correct"),
                                    row["regimes"][best_regime].get("test_correct")),
-        "converged": all(converged(v.get("budget")) for v in row["regimes"].values()),
+        "converged": all(run_converged(v) for v in row["regimes"].values()),
+        # stopped by the budget, counted as converged by the doubled-budget check
+        "converged_by_doubling": sorted(r for r, v in row["regimes"].items()
+                                        if not converged(v.get("budget")) and run_converged(v)),
         # fine-tuning that kept its starting probe (best epoch 0): converged to the start, or stopped early
         "returned_start": sorted(r for r, v in row["regimes"].items() if returned_start(v.get("budget"))),
     } | {"paired_hit": bool(picked >= best - HIT_PP / 100) or _not_worse(
@@ -86,6 +89,31 @@ def converged(budget: dict[str, Any] | None) -> bool:
     return budget is None or bool(budget.get("converged"))
 
 
+#: The fine-tuning issue's bar: a run stopped by its budget still converged when
+#: doubling the budget moves its test accuracy by less than this many points.
+DOUBLED_BUDGET_PP = 0.3
+
+
+def run_converged(entry: dict[str, Any]) -> bool:
+    """Whether a regime's chosen run converged: a plateau, or a doubled budget that moved it < 0.3 pp.
+
+    `entry` is a row's regime entry; its ``doubled`` (from
+    :func:`.merge.attach_doubled`) holds the change at ``--budget-scale 2``.
+
+    Example:
+        >>> run_converged({"budget": {"converged": False}})
+        False
+        >>> run_converged({"budget": {"converged": False}, "doubled": {"delta_pp": -0.1}})
+        True
+        >>> run_converged({"budget": {"converged": False}, "doubled": {"delta_pp": 0.6}})
+        False
+    """
+    if converged(entry.get("budget")):
+        return True
+    doubled = entry.get("doubled")
+    return doubled is not None and abs(doubled["delta_pp"]) < DOUBLED_BUDGET_PP
+
+
 def returned_start(budget: dict[str, Any] | None) -> bool:
     """Whether a run's best epoch was its start (fine-tuning returned the probe it started from).
 
@@ -119,6 +147,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "paired_hit_rate": float(np.mean([r.get("paired_hit", r["hit"]) for r in rows])) if rows
         else math.nan,
         "not_converged": [r["task"] for r in rows if not r.get("converged", True)],
+        "converged_by_doubling": {r["task"]: r["converged_by_doubling"] for r in rows
+                                  if r.get("converged_by_doubling")},
         "returned_start": {r["task"]: r["returned_start"] for r in rows if r.get("returned_start")},
         "mean_regret_pp": float(np.mean(regrets)) if rows else math.nan,
         "max_regret_pp": float(np.max(regrets)) if rows else math.nan,

@@ -350,3 +350,61 @@ def test_an_empty_rate_grid_runs_only_the_plans_own_search():
     args = advice_quality.cli.parse_args(["--lr-grid", ""])
     assert args.lr_grid == ()
     assert advice_quality.cli.parse_args([]).lr_grid  # not given: the mode's grid
+
+
+def test_a_no_plan_run_keeps_the_earlier_rows_plan_and_is_not_scored_alone(monkeypatch, tmp_path):
+    # A regime run alone (--no-plan) must not fit the advisor's plan again (a 5,000-image
+    # task's partial plan costs half an hour); merged, it keeps the earlier row's plan.
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "partial")
+    every = _row("t", {"svm": 0.86, "last-layer": 0.85, "partial": 0.90}, pick="partial", plan_acc=0.89)
+    every |= {"n_test": 2050, "n_heldout": 2000, "profile": {}}
+    later = {"task": "t", "n_test": 2050, "n_heldout": 2000, "profile": {}, "pick": "partial",
+             "wall_s": 1.0, "plan": None, "regimes": {"full": {"test_accuracy": 0.91, "fit_s": 30.0}}}
+    (merged,) = advice_quality.merge_rows([{"rows": [every]}, {"rows": [later]}])
+    assert merged["plan"]["test_accuracy"] == 0.89 and merged["oracle_regime"] == "full"
+    assert merged["regret_pp"] == pytest.approx(2.0)
+    # Without an earlier row or a run of the pick there is nothing to score it by.
+    assert advice_quality.merge_rows([{"rows": [dict(later)]}]) == []
+    # ... and a run's own table skips it.
+    from benchmarks.advice_quality.report import suite_results
+
+    assert suite_results([dict(later)])["summary"]["tasks"] == 0
+    assert advice_quality.cli.parse_args(["--no-plan"]).no_plan
+
+
+def test_a_doubled_budget_run_counts_a_capped_run_as_converged_only_under_0_3_points(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    monkeypatch.setattr(calibration, "calibrate", lambda rows, *grid, **kw: {"note": "stub"})
+    row = _row("t", {"svm": 0.90, "last-layer": 0.85, "full": 0.88}, pick="svm")
+    row |= {"n_test": 100, "n_heldout": 0, "profile": {}, "n": 300, "classes": 3, "similarity": 0.4,
+            "shift_peak_block": "stem", "probe_accuracy": 0.8}
+    for regime, rate in (("last-layer", 0.001), ("full", 0.0001)):
+        entry = row["regimes"][regime]
+        entry |= {"chosen_rate": rate, "budget": {"converged": False, "best_epoch": 30},
+                  "search": [{"rate": rate, "test_accuracy": entry["test_accuracy"]}]}
+    row.update(score_row(row))
+    assert not row["converged"]
+
+    def doubled(accs):
+        return {"settings": {"budget_scale": 2.0, "seeds": [0]}, "rows": [{"task": "t", "regimes": {
+            r: {"search": [{"rate": rate, "test_accuracy": a, "budget": {"best_epoch": 40, "epochs_run": 52,
+                                                                         "max_epochs": 60}}]}
+            for r, (rate, a) in accs.items()}}]}
+
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"rows": [row], "settings": {"budget_scale": 1.0}}))
+    scaled = tmp_path / "scaled.json"
+    # last-layer moves 0.1 points when its budget doubles: converged; full moves 0.5: not.
+    scaled.write_text(json.dumps(doubled({"last-layer": (0.001, 0.851), "full": (0.0001, 0.885)})))
+    results = advice_quality.main(["--calibrate-from", str(base), str(scaled), "--out", str(tmp_path)])
+    (merged,) = results["rows"]
+    assert len(results["sources"]) == 1  # the doubled run is a check, not a row
+    assert merged["regimes"]["last-layer"]["doubled"]["verdict"] == "under 0.3 pp"
+    assert merged["regimes"]["full"]["doubled"]["delta_pp"] == pytest.approx(0.5)
+    assert not merged["converged"] and merged["converged_by_doubling"] == ["last-layer"]
+    scaled.write_text(json.dumps(doubled({"last-layer": (0.001, 0.851), "full": (0.0001, 0.881)})))
+    results = advice_quality.main(["--calibrate-from", str(base), str(scaled), "--out", str(tmp_path)])
+    assert results["rows"][0]["converged"]
+    assert results["summary"]["converged_by_doubling"] == {"t": ["full", "last-layer"]}
+    assert "(conv 2x): t full, last-layer" in capsys.readouterr().out
