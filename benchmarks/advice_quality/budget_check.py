@@ -91,7 +91,7 @@ def compare(base: dict[str, Any], scaled: dict[str, Any]) -> list[dict[str, Any]
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The printed table of :func:`compare`, and a one-line summary."""
     header = (f"{'task':<20}{'regime':<11}{'rate':>8}{'1x test':>9}{'2x test':>9}{'change':>8}"
-              f"{'seeds 1x':>15}{'spread':>7}{'paired p':>9}{'2x stop':>10}  verdict")
+              f"{'seeds 1x':>15}{'spread':>7}{'paired p':>9}{'2x stop':>12}  verdict")
     lines = [header, "-" * len(header)]
     for r in records:
         stop = (f"{r['best_epoch']}/{r['epochs_run']}/{r['max_epochs']}"
@@ -100,7 +100,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         p = "-" if r["paired_p"] is None else f"{r['paired_p']:.3f}"
         lines.append(f"{r['task']:<20}{r['regime']:<11}{r['rate']:>8}{100 * r['base_test']:>9.1f}"
                      f"{100 * r['scaled_test']:>9.1f}{r['delta_pp']:>+8.1f}{seeds:>15}"
-                     f"{r['seed_spread_pp']:>7.1f}{p:>9}{stop:>10}  {r['verdict']}")
+                     f"{r['seed_spread_pp']:>7.1f}{p:>9}{stop:>12}  {r['verdict']}")
     verdicts = [r["verdict"] for r in records]
     lines.append(f"{len(records)} settings: {verdicts.count('under 0.3 pp')} moved under {MOVED_PP} pp, "
                  f"{verdicts.count('within noise')} more within the seeds' spread or the paired test's "

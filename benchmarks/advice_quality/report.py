@@ -127,9 +127,15 @@ def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write `results` to ``out/advice_quality-<mode>-<time>.json``; return them with ``path`` added."""
+    """Write `results` to ``out/advice_quality-<mode>-<time>.json``; return them with ``path`` added.
+
+    A run at ``--budget-scale`` 2 (a budget check, not oracle rows) is named
+    ``advice_quality-budget2x-<time>.json``.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"advice_quality-{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    scale = float((results.get("settings") or {}).get("budget_scale") or 1.0)
+    kind = results["mode"] if scale == 1.0 else f"budget{scale:g}x"
+    path = out / f"advice_quality-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
     print(f"results: {path}")
     results["path"] = str(path)

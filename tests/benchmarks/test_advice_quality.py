@@ -408,3 +408,11 @@ def test_a_doubled_budget_run_counts_a_capped_run_as_converged_only_under_0_3_po
     assert results["rows"][0]["converged"]
     assert results["summary"]["converged_by_doubling"] == {"t": ["full", "last-layer"]}
     assert "(conv 2x): t full, last-layer" in capsys.readouterr().out
+
+
+def test_a_doubled_budget_run_is_written_as_a_budget_check(tmp_path, capsys):
+    from benchmarks.advice_quality.report import write_results
+
+    checked = write_results({"mode": "full", "settings": {"budget_scale": 2.0}, "rows": []}, tmp_path)
+    oracle = write_results({"mode": "full", "settings": {"budget_scale": 1.0}, "rows": []}, tmp_path / "o")
+    assert "advice_quality-budget2x-" in checked["path"] and "advice_quality-full-" in oracle["path"]
