@@ -32,7 +32,8 @@ HELDOUT_IMAGES = 2_000
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 #: ``name[-n]`` of the packaged sets (``advisor.examples``), near to far.
 FULL_TASKS = ("tuxpaint", "emoji", "digits", "mnist-5k", "fashion-mnist-300",
-              "fashion-mnist-1000", "fashion-mnist-10000", "fashion-mnist",
+              "fashion-mnist-1000", "fashion-mnist-2000", "fashion-mnist-5000", "fashion-mnist-10000",
+              "fashion-mnist",
               "animal-silhouettes-1000", "animal-silhouettes")
 QUICK_TASKS = ("tuxpaint", "digits-300", "fashion-mnist-300", "mnist-5k-300")
 #: Backbone rates searched for ``partial``/``full`` (the head keeps the plan's head/backbone ratio);

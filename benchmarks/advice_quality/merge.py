@@ -165,7 +165,7 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
     described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
                   "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
                  for p, src in zip(paths, sources)]
-    settings = [d["settings"] or {} for d in described]
+    settings = [d["settings"] for d in described if d["settings"]]  # a merged file has none
     differing = sorted({k for one in settings for k in one
                         if k not in ("tasks", "no_plan") and len({json.dumps(s.get(k)) for s in settings}) > 1})
     if differing:
