@@ -222,6 +222,25 @@ def regime_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequ
                                      rate_scales=(1.0,))) for lr in lr_grid]
 
 
+def searched_plans(plan, regime: str, lr_grid: Sequence[float], head_lr_grid: Sequence[float]):
+    """Return the oracle's ``[(rate, plan), ...]`` for `regime`: the grid, then the plan's own search.
+
+    :func:`regime_plans` at each grid rate, then ``("search", plan)`` (the plan
+    as decided, with its own rate search) when the plan searches rates or the
+    grid is empty (``--lr-grid ''``: only the plan's own search).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> plan = SimpleNamespace(rate_scales=(1.0, 3.0))
+        >>> [rate for rate, _ in searched_plans(plan, "svm", (), ())]
+        [None, 'search']
+    """
+    grid = regime_plans(plan, regime, lr_grid, head_lr_grid)
+    if len(plan.rate_scales) > 1 or not grid:
+        grid.append(("search", plan))
+    return grid
+
+
 #: Recipes a user could follow instead of the advisor, run with ``--recipes`` (the
 #: ``policies`` columns): not one of the four regimes, so not part of the oracle.
 #: Each recipe's backbone weights (`None`: random initialisation).
@@ -308,9 +327,7 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
         decided = capped(advice.plan if regime == pick else decide(
             profile, backbone=network, regime=regime, seed=SPLIT_SEED), **caps)
         searched = []
-        grid = regime_plans(decided, regime, args.lr_grid, args.head_lr_grid)
-        if len(decided.rate_scales) > 1 or not grid:  # the plan as decided: its own search
-            grid.append(("search", decided))
+        grid = searched_plans(decided, regime, args.lr_grid, args.head_lr_grid)
         for rate, plan in grid:
             runs = [runner.run(advice, seeded(plan, s), heldout) for s in args.seeds]
             searched.append({"rate": rate, "val_accuracy": _mean(runs, "val_accuracy"),

@@ -416,3 +416,22 @@ def test_a_doubled_budget_run_is_written_as_a_budget_check(tmp_path, capsys):
     checked = write_results({"mode": "full", "settings": {"budget_scale": 2.0}, "rows": []}, tmp_path)
     oracle = write_results({"mode": "full", "settings": {"budget_scale": 1.0}, "rows": []}, tmp_path / "o")
     assert "advice_quality-budget2x-" in checked["path"] and "advice_quality-full-" in oracle["path"]
+
+
+def test_an_empty_rate_grid_fits_only_the_plans_own_search():
+    import dataclasses
+
+    from benchmarks.advice_quality.runner import searched_plans
+
+    searching = dataclasses.replace(_plan("partial"), rate_scales=(1.0, 3.0))
+    assert [rate for rate, _ in searched_plans(searching, "partial", (), ())] == ["search"]
+    assert searched_plans(searching, "partial", (), ())[0][1] is searching
+    # A grid point runs at its own rate alone (the head keeps the plan's ratio), then the search.
+    (low, plan), (last, _) = searched_plans(searching, "partial", (1e-4,), ())
+    assert (low, last, plan.rate_scales) == (1e-4, "search", (1.0,))
+    assert plan.head_learning_rate == pytest.approx(1e-4 * searching.head_learning_rate
+                                                    / searching.backbone_learning_rate)
+    # A plan without a rate search and a non-empty grid: the grid alone.
+    fixed = dataclasses.replace(_plan("full"), rate_scales=(1.0,))
+    assert [rate for rate, _ in searched_plans(fixed, "full", (1e-4, 1e-3), ())] == [1e-4, 1e-3]
+    assert [rate for rate, _ in searched_plans(fixed, "full", (), ())] == ["search"]
