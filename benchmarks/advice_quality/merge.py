@@ -158,10 +158,10 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
     (:func:`attach_doubled`).
     """
     loaded = [json.loads(Path(p).read_text()) for p in paths]
-    scaled = [src for src in loaded if _scale(src) != 1.0]
+    scaled = [(p, src) for p, src in zip(paths, loaded) if _scale(src) != 1.0]
     kept = [(p, src) for p, src in zip(paths, loaded) if _scale(src) == 1.0]
     paths, sources = [p for p, _ in kept], [src for _, src in kept]
-    rows = merge_rows(sources, scaled)
+    rows = merge_rows(sources, [src for _, src in scaled])
     described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
                   "machine": src.get("machine"), "tasks": [r["task"] for r in src["rows"]]}
                  for p, src in zip(paths, sources)]
@@ -173,8 +173,10 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
     repicked = [r["task"] for r in rows if r.get("pick_at_run", r["pick"]) != r["pick"]]
     print(f"advice quality (merged from {len(paths)} run(s), {len(rows)} tasks; picks under the "
           f"thresholds in advisor.config now, changed on {', '.join(repicked) or 'none'})")
+    checks = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),
+               "tasks": [r["task"] for r in src["rows"]]} for p, src in scaled]
     results: dict[str, Any] = {
-        "mode": "merged", "sources": described, "settings_differ": differing,
+        "mode": "merged", "sources": described, "budget_checks": checks, "settings_differ": differing,
         "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **suite_results(rows), "wall_s": 0.0,
     }

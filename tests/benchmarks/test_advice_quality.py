@@ -400,6 +400,7 @@ def test_a_doubled_budget_run_counts_a_capped_run_as_converged_only_under_0_3_po
     results = advice_quality.main(["--calibrate-from", str(base), str(scaled), "--out", str(tmp_path)])
     (merged,) = results["rows"]
     assert len(results["sources"]) == 1  # the doubled run is a check, not a row
+    assert [c["path"] for c in results["budget_checks"]] == [str(scaled)]
     assert merged["regimes"]["last-layer"]["doubled"]["verdict"] == "under 0.3 pp"
     assert merged["regimes"]["full"]["doubled"]["delta_pp"] == pytest.approx(0.5)
     assert not merged["converged"] and merged["converged_by_doubling"] == ["last-layer"]
