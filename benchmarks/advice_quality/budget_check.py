@@ -11,7 +11,7 @@ stopped.
 
     python -m benchmarks.advice_quality.budget_check BASE.json SCALED.json
 
-A setting *moved* when the change is at least ``MOVED_PP`` points, the paired
+A setting *moved* when the change is at least ``DOUBLED_BUDGET_PP`` points, the paired
 test tells the two budgets apart (p < ``scoring.PAIRED_ALPHA``) and the change
 exceeds the base run's seed spread; the issue's bar is a change under 0.3 points.
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 from benchmarks.advice_quality.scoring import DOUBLED_BUDGET_PP, PAIRED_ALPHA, paired_p_value
 
-#: The fine-tuning issue's bar: doubling the budget moves test accuracy by less than this.
-MOVED_PP = DOUBLED_BUDGET_PP
+#: The verdict of a setting that moved less than the bar.
+UNDER_BAR = f"under {DOUBLED_BUDGET_PP:g} pp"
 REGIMES = ("last-layer", "partial", "full")
 
 
@@ -75,7 +75,7 @@ def compare(base: dict[str, Any], scaled: dict[str, Any]) -> list[dict[str, Any]
         spread = 100 * (max(base_seeds) - min(base_seeds)) if len(base_seeds) > 1 else math.nan
         p = paired_p_value(a.get("test_correct"), b.get("test_correct"))
         budget = b.get("budget") or {}
-        moved = (abs(delta) >= MOVED_PP and p is not None and p < PAIRED_ALPHA
+        moved = (abs(delta) >= DOUBLED_BUDGET_PP and p is not None and p < PAIRED_ALPHA
                  and not (abs(delta) <= spread))
         records.append({
             "task": key[0], "regime": key[1], "rate": key[2], "scale": scale,
@@ -83,7 +83,7 @@ def compare(base: dict[str, Any], scaled: dict[str, Any]) -> list[dict[str, Any]
             "base_seeds": base_seeds, "scaled_seeds": scaled_seeds, "seed_spread_pp": spread,
             "paired_p": p, "best_epoch": budget.get("best_epoch"), "epochs_run": budget.get("epochs_run"),
             "max_epochs": budget.get("max_epochs"),
-            "verdict": ("under 0.3 pp" if abs(delta) < MOVED_PP else "moved" if moved
+            "verdict": (UNDER_BAR if abs(delta) < DOUBLED_BUDGET_PP else "moved" if moved
                         else "within noise")})
     return records
 
@@ -102,7 +102,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
                      f"{100 * r['scaled_test']:>9.1f}{r['delta_pp']:>+8.1f}{seeds:>15}"
                      f"{r['seed_spread_pp']:>7.1f}{p:>9}{stop:>12}  {r['verdict']}")
     verdicts = [r["verdict"] for r in records]
-    lines.append(f"{len(records)} settings: {verdicts.count('under 0.3 pp')} moved under {MOVED_PP} pp, "
+    lines.append(f"{len(records)} settings: {verdicts.count(UNDER_BAR)} moved under {DOUBLED_BUDGET_PP} pp, "
                  f"{verdicts.count('within noise')} more within the seeds' spread or the paired test's "
                  f"noise, {verdicts.count('moved')} moved (2x stop: best epoch / epochs run / budget)")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmarks.advice_quality import calibration
 from benchmarks.advice_quality.report import (
+    budget_scale,
     machine,
     print_extras,
     suite_results,
@@ -111,10 +112,6 @@ def _count_test_images(spec: str) -> int | None:
         return None
 
 
-def _scale(source: dict[str, Any]) -> float:
-    return float((source.get("settings") or {}).get("budget_scale") or 1.0)
-
-
 def attach_doubled(rows: Sequence[dict[str, Any]], scaled: Sequence[dict[str, Any]]) -> int:
     """Give each regime of `rows` the budget check of its chosen rate, where `scaled` ran it.
 
@@ -158,8 +155,8 @@ def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:
     (:func:`attach_doubled`).
     """
     loaded = [json.loads(Path(p).read_text()) for p in paths]
-    scaled = [(p, src) for p, src in zip(paths, loaded) if _scale(src) != 1.0]
-    kept = [(p, src) for p, src in zip(paths, loaded) if _scale(src) == 1.0]
+    scaled = [(p, src) for p, src in zip(paths, loaded) if budget_scale(src) != 1.0]
+    kept = [(p, src) for p, src in zip(paths, loaded) if budget_scale(src) == 1.0]
     paths, sources = [p for p, _ in kept], [src for _, src in kept]
     rows = merge_rows(sources, [src for _, src in scaled])
     described = [{"path": str(p), "started": src.get("started"), "settings": src.get("settings"),

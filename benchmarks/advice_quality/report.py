@@ -126,6 +126,16 @@ def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "predictions": predictions.prediction_check(scored)}
 
 
+def budget_scale(results: dict[str, Any]) -> float:
+    """The ``--budget-scale`` a results JSON was run at (1 for the oracle, and for merged files).
+
+    Example:
+        >>> budget_scale({"settings": {"budget_scale": 2.0}}), budget_scale({"settings": None})
+        (2.0, 1.0)
+    """
+    return float((results.get("settings") or {}).get("budget_scale") or 1.0)
+
+
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write `results` to ``out/advice_quality-<mode>-<time>.json``; return them with ``path`` added.
 
@@ -133,7 +143,7 @@ def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
     ``advice_quality-budget2x-<time>.json``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    scale = float((results.get("settings") or {}).get("budget_scale") or 1.0)
+    scale = budget_scale(results)
     kind = results["mode"] if scale == 1.0 else f"budget{scale:g}x"
     path = out / f"advice_quality-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
