@@ -61,11 +61,21 @@ def _settings(results: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, A
             if regime in REGIMES for s in entry.get("search", ())}
 
 
+def budget_scale(results: dict[str, Any]) -> float:
+    """The ``--budget-scale`` a results JSON was run at (1 for the oracle, and for merged files).
+
+    Example:
+        >>> budget_scale({"settings": {"budget_scale": 2.0}}), budget_scale({"settings": None})
+        (2.0, 1.0)
+    """
+    return float((results.get("settings") or {}).get("budget_scale") or 1.0)
+
+
 def compare(base: dict[str, Any], scaled: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per setting run in both results (same task, regime and rate)."""
     seeds = (len(base.get("settings", {}).get("seeds", [0, 1])),
              len(scaled.get("settings", {}).get("seeds", [0, 1])))
-    scale = scaled.get("settings", {}).get("budget_scale", 2.0)
+    scale = budget_scale(scaled)
     old, new = _settings(base), _settings(scaled)
     records = []
     for key in sorted(old.keys() & new.keys()):

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.advice_quality import calibration
+from benchmarks.advice_quality.budget_check import budget_scale
 from benchmarks.advice_quality.report import (
-    budget_scale,
     machine,
     print_extras,
     suite_results,

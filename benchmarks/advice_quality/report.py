@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.advice_quality import calibration, policies, predictions
+from benchmarks.advice_quality.budget_check import budget_scale
 from benchmarks.advice_quality.scoring import DOUBLED_BUDGET_PP, HIT_PP, REGIMES, summarise
 
 
@@ -124,16 +125,6 @@ def suite_results(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "policies": policies.policy_regrets(scored),
             "similarity_ablation": policies.similarity_ablation(scored, calibrated),
             "predictions": predictions.prediction_check(scored)}
-
-
-def budget_scale(results: dict[str, Any]) -> float:
-    """The ``--budget-scale`` a results JSON was run at (1 for the oracle, and for merged files).
-
-    Example:
-        >>> budget_scale({"settings": {"budget_scale": 2.0}}), budget_scale({"settings": None})
-        (2.0, 1.0)
-    """
-    return float((results.get("settings") or {}).get("budget_scale") or 1.0)
 
 
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
