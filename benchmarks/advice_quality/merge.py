@@ -19,6 +19,7 @@ from benchmarks.advice_quality.report import (
 )
 from benchmarks.advice_quality.runner import SPLIT_SEED, parse_task
 from benchmarks.advice_quality.scoring import score_row
+from benchmarks.advice_quality.seeds import label_seeds, pool_regimes
 
 
 def merge_rows(sources: Sequence[dict[str, Any]],
@@ -45,13 +46,21 @@ def merge_rows(sources: Sequence[dict[str, Any]],
     images), or is scored at its pick's default rate when it ran that regime.
     `scaled` (results at ``--budget-scale`` 2) are not rows: each regime entry
     whose chosen rate they re-ran gets its budget check (:func:`attach_doubled`).
+
+    A later run of a regime with other training seeds (``--seeds 1`` after
+    ``--seeds 0``) on the same test images is pooled with the earlier run
+    (:func:`.seeds.pool_regimes`: means over the seeds, the rate chosen again),
+    listed in ``pooled_seeds``, and the plan is scored again from the pooled
+    run of its pick.
     """
     from advisor.decide import RegimeRules
 
     current = calibration.thresholds_of(RegimeRules())
     by_task: dict[str, dict[str, Any]] = {}
     for source in sources:
+        seeds = (source.get("settings") or {}).get("seeds")
         for row in source["rows"]:
+            row = label_seeds(row, seeds)
             earlier = by_task.get(row["task"])
             if earlier is not None and not row["regimes"]:  # a recipes-only run: add what it ran
                 earlier["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
@@ -64,6 +73,14 @@ def merge_rows(sources: Sequence[dict[str, Any]],
                 row["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}
                 row["expected_cost"] = row.get("expected_cost") or earlier.get("expected_cost")
                 kept = sorted(set(earlier["regimes"]) - set(row["regimes"]))
+                if _same_test_images(earlier, row):
+                    row["regimes"], pooled = pool_regimes(earlier, row)
+                    if pooled:
+                        row["pooled_seeds"] = sorted({*earlier.get("pooled_seeds", ()), *pooled})
+                        row["plan_unpooled"] = row.get("plan") or earlier.get("plan")
+                        row["plan"] = None  # scored again below, from the pooled run of its pick
+                    elif earlier.get("pooled_seeds"):
+                        row["pooled_seeds"] = [r for r in earlier["pooled_seeds"] if r in kept]
                 if kept and _same_test_images(earlier, row):
                     row["regimes"] = {**earlier["regimes"], **row["regimes"]}
                     row["regimes_from_earlier"] = kept
@@ -79,6 +96,8 @@ def merge_rows(sources: Sequence[dict[str, Any]],
             row["n_test"] = _count_test_images(row["task"])
         pick = calibration.picked_regime(row["profile"], current)
         entry = calibration.default_entry(row, pick)
+        if row.get("plan") is None and entry is None and row.get("plan_unpooled"):
+            row["plan"] = row["plan_unpooled"]  # its pick was not pooled: the earlier plan stands
         if row.get("plan") is None and entry is None:
             print(f"warning: {row['task']} has no plan run (--no-plan) and no run of its pick "
                   f"{pick!r} to score it by; left out", file=sys.stderr)
@@ -87,7 +106,9 @@ def merge_rows(sources: Sequence[dict[str, Any]],
             row["pick_at_run"] = row.get("pick_at_run", row["pick"])
             row["pick"] = pick
             row["plan"] = {"regime": pick, "test_accuracy": entry["test_accuracy"],
-                           "fit_s": entry["fit_s"], "from_search": True}
+                           "fit_s": entry["fit_s"], "from_search": True,
+                           "test_correct": entry.get("test_correct"),
+                           "seeds": entry.get("seeds"), "seed_test_correct": entry.get("seed_test_correct")}
         row.update(score_row(row))
         rows.append(row)
     return rows

@@ -53,7 +53,8 @@ def gain_points(rows: Sequence[dict[str, Any]], regime: str) -> dict[str, tuple[
 
     points = {}
     for row in rows:
-        achieved, profile = calibration.regime_accuracy(row, regime), _profile(row)
+        achieved = calibration.regime_accuracy(row, regime)
+        profile = None if achieved is None else _profile(row)  # read only where the regime ran
         frozen = None if profile is None else expected_accuracy(profile, "svm")
         if achieved is not None and frozen is not None:
             points[row["task"]] = (100 * (achieved - frozen.estimate), int(profile.n_train))
@@ -74,7 +75,7 @@ def fit_gain_model(rows: Sequence[dict[str, Any]], *, leave_out: str | None = No
         ``{regime: FineTuneGain or None}`` (`None` with fewer than two tasks).
 
     Example:
-        >>> rows = [{"task": "a"}, {"task": "b"}]
+        >>> rows = [{"task": "a", "regimes": {}}, {"task": "b", "regimes": {}}]
         >>> fit_gain_model(rows)  # no profiles, no regimes run: nothing to fit
         {'partial': None, 'full': None}
     """

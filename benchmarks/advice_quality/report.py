@@ -28,7 +28,7 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
     header = (f"{'task':<24}{'n':>7}{'cls':>4}{'sim':>6} {'peak block':<11}{'probe':>6}"
               + "".join(f"{r:>11}" for r in REGIMES)
               + f"{'oracle':>8} {'pick':<11}{'plan acc':>9}{'regret pp':>10}{'time x':>8}"
-              + f"{'test n':>7}{'se pp':>6}{'paired p':>9}{'conv':>5}")
+              + f"{'test n':>7}{'se pp':>6}{'paired p':>9}{'conv':>5}{'seeds':>6}")
     lines = [header, "-" * len(header)]
     for row in rows:
         accs = "".join(f"{_pct(row['regimes'][r]['test_accuracy']) if r in row['regimes'] else '-':>11}"
@@ -41,7 +41,7 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
             f"{row['regret_pp']:>10.1f}{row['time_vs_fastest_good']:>8.2f}"
             f"{row.get('n_test') or '-':>7}{_num(row.get('test_se_pp')):>6}"
             f"{'-' if row.get('paired_p') is None else format(row['paired_p'], '.3f'):>9}"
-            f"{_converged_cell(row):>5}")
+            f"{_converged_cell(row):>5}{_seeds_cell(row):>6}")
     lines.append("")
     lines.append(f"hit rate {summary['hit_rate']:.0%} ({summary['tasks']} tasks; * = miss, "
                  f"pick > {HIT_PP} pp below the oracle best)")
@@ -71,6 +71,12 @@ def _converged_cell(row: dict[str, Any]) -> str:
     if not row.get("converged", True):
         return "NO"
     return "2x" if row.get("converged_by_doubling") else "yes"
+
+
+def _seeds_cell(row: dict[str, Any]) -> str:
+    """Training seeds per regime: ``2``, or ``1-2`` when the regimes ran different numbers."""
+    counts = row.get("seeds") or [1]
+    return str(counts[0]) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
 
 
 def _signed(value: float | None) -> str:

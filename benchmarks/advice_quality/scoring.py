@@ -34,12 +34,17 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "test_se_pp": test_standard_error_pp(best, row.get("n_test")),
         "paired_p": paired_p_value(row["plan"].get("test_correct"),
                                    row["regimes"][best_regime].get("test_correct")),
+        # the same test on each training seed, where the pick and the best both ran it
+        "seed_paired_p": seed_paired_p(row["plan"], row["regimes"][best_regime]),
         "converged": all(run_converged(v) for v in row["regimes"].values()),
         # stopped by the budget, counted as converged by the doubled-budget check
         "converged_by_doubling": sorted(r for r, v in row["regimes"].items()
-                                        if not converged(v.get("budget")) and run_converged(v)),
+                                        if not all(converged(b) for b in seed_budgets(v))
+                                        and run_converged(v)),
         # fine-tuning that kept its starting probe (best epoch 0): converged to the start, or stopped early
-        "returned_start": sorted(r for r, v in row["regimes"].items() if returned_start(v.get("budget"))),
+        "returned_start": sorted(r for r, v in row["regimes"].items()
+                                 if any(returned_start(b) for b in seed_budgets(v))),
+        "seeds": sorted({len(v.get("seeds") or [0]) for v in row["regimes"].values()}),
     } | {"paired_hit": bool(picked >= best - HIT_PP / 100) or _not_worse(
         row["plan"].get("test_correct"), row["regimes"][best_regime].get("test_correct"))}
 
@@ -69,6 +74,37 @@ def paired_p_value(a: str | None, b: str | None) -> float | None:
     if only_a + only_b == 0:
         return 1.0
     return float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+
+
+def seed_paired_p(plan: dict[str, Any], best: dict[str, Any]) -> list[float | None]:
+    """McNemar p-values of the plan against the oracle's best, one per training seed both ran.
+
+    Pooled runs (:mod:`.seeds`) keep each seed's per-image correctness; the
+    images are the same for every seed, so the seeds are tested one at a time
+    rather than as one sample of twice the size.
+
+    Example:
+        >>> plan = {"seeds": [0, 1], "seed_test_correct": ["1100", "1110"]}
+        >>> seed_paired_p(plan, {"seeds": [0, 1], "seed_test_correct": ["1100", "1111"]})
+        [1.0, 1.0]
+        >>> seed_paired_p({"test_correct": "10"}, {"test_correct": "11"})  # one seed each
+        []
+    """
+    mine = dict(zip(plan.get("seeds") or (), plan.get("seed_test_correct") or ()))
+    theirs = dict(zip(best.get("seeds") or (), best.get("seed_test_correct") or ()))
+    return [paired_p_value(mine[s], theirs[s]) for s in sorted(set(mine) & set(theirs))]
+
+
+def seed_budgets(entry: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The budget curve of each training seed of a regime entry (pooled runs keep each seed's).
+
+    Example:
+        >>> seed_budgets({"budget": {"converged": True}})
+        [{'converged': True}]
+        >>> len(seed_budgets({"budget": {}, "seed_budgets": [{}, {"converged": False}]}))
+        2
+    """
+    return list(entry.get("seed_budgets") or [entry.get("budget")])
 
 
 def _not_worse(pick: str | None, best: str | None) -> bool:
@@ -108,7 +144,7 @@ def run_converged(entry: dict[str, Any]) -> bool:
         >>> run_converged({"budget": {"converged": False}, "doubled": {"delta_pp": 0.6}})
         False
     """
-    if converged(entry.get("budget")):
+    if all(converged(b) for b in seed_budgets(entry)):
         return True
     doubled = entry.get("doubled")
     return doubled is not None and abs(doubled["delta_pp"]) < DOUBLED_BUDGET_PP
