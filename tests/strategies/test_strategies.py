@@ -411,6 +411,39 @@ def test_exported_svm_predicts_what_scikit_learn_predicted(split):
     assert strategy.history_["svm"]["best_c"] in strategy.plan.svm_c_grid
 
 
+def test_the_svm_scores_a_decode_cache_from_its_cached_embeddings(split, monkeypatch, caplog):
+    # Issue 18: `advise --regime svm` scored the test split with a second forward pass although the
+    # measuring pass had embedded it; the model itself now runs on one batch, as a check.
+    import strategies.base as base
+
+    strategy, test = split.strategy(Regime.SVM), split.parts["test"]
+    assert isinstance(test.images, np.memmap)
+    through_model = keras.ops.convert_to_numpy(strategy.model_(np.asarray(test.images[test.rows])))
+    forwarded = []
+    real = base.predict_batches
+
+    def counted(model, batches):
+        out = real(model, batches)
+        forwarded.append(len(out))
+        return out
+
+    monkeypatch.setattr(base, "predict_batches", counted)
+    proba = strategy.predict_proba(test.images, rows=test.rows)
+    np.testing.assert_allclose(proba, through_model, atol=1e-4)
+    assert sum(forwarded) == min(len(test.rows), strategy.plan.batch_size)  # the check batch alone
+    # Embeddings that disagree with the model (a stale cache): the model predicts every row.
+    monkeypatch.setattr(strategy.embedder_, "embed", lambda images, rows: np.zeros((len(rows), 1280), "float32"))
+    forwarded.clear()
+    with caplog.at_level("WARNING", logger="strategies.svm"):
+        again = strategy.predict_proba(test.images, rows=test.rows)
+    np.testing.assert_allclose(again, through_model, atol=1e-4)
+    assert sum(forwarded) > len(test.rows) and "predicting with the model" in caplog.text
+    # An in-memory array goes through the model alone.
+    forwarded.clear()
+    strategy.predict_proba(np.asarray(test.images[test.rows]))
+    assert sum(forwarded) == len(test.rows)
+
+
 def test_an_svm_on_several_layers_exports_the_standardisation_in_its_output_layer(split, tmp_path):
     from advisor.measure.forward import probe_blocks
     from advisor.measure.layer_features import LayerStandardizer
