@@ -19,7 +19,10 @@ from benchmarks.advice_quality.report import (
 )
 from benchmarks.advice_quality.runner import SPLIT_SEED, parse_task
 from benchmarks.advice_quality.scoring import score_row
-from benchmarks.advice_quality.seeds import label_seeds, pool_regimes
+from benchmarks.advice_quality.seeds import label_seeds, pool_regimes, seeds_from_sources
+
+#: Where results are kept in the repository: a merged file's sources are looked up here by name.
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
 def merge_rows(sources: Sequence[dict[str, Any]],
@@ -60,7 +63,8 @@ def merge_rows(sources: Sequence[dict[str, Any]],
     for source in sources:
         seeds = (source.get("settings") or {}).get("seeds")
         for row in source["rows"]:
-            row = label_seeds(row, seeds)
+            row = label_seeds(row, seeds if seeds is not None or source.get("mode") != "merged"
+                              else seeds_from_sources(source, row["task"], root=RESULTS_DIR))
             earlier = by_task.get(row["task"])
             if earlier is not None and not row["regimes"]:  # a recipes-only run: add what it ran
                 earlier["recipes"] = {**earlier.get("recipes", {}), **row.get("recipes", {})}

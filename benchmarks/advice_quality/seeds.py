@@ -12,7 +12,9 @@ convergence check can look at every seed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.advice_quality.budget_check import seed_accuracies
@@ -21,30 +23,75 @@ from benchmarks.advice_quality.budget_check import seed_accuracies
 MEAN_KEYS = ("val_accuracy", "test_accuracy", "split_test_accuracy", "heldout_accuracy", "fit_s")
 
 
-def entry_seeds(entry: dict[str, Any], default: Sequence[int] | None) -> list[int]:
+def entry_seeds(entry: dict[str, Any], default: Sequence[int] | None) -> list[int] | None:
     """The training seeds a regime entry (or one searched rate) averaged: its own, else its run's.
 
-    Without either (rows of a merged file, which has no settings) the count of
-    its per-seed test accuracies says how many: every run before seeds were
-    recorded per entry used the first seeds, 0 and then 1.
+    Rows of a merged file (which has no settings) say it only where they were
+    merged after seeds were recorded per entry; before that only the per-seed
+    test accuracies (``seed_test_accuracy``, the first seeds: 0, then 1) tell
+    how many. Without either the seeds are unknown (``None``): the oracle's
+    older rows ran seeds 0 and 1 or seed 0 alone, and nothing stored tells them apart.
 
     Example:
         >>> entry_seeds({"seeds": [0, 1]}, [0]), entry_seeds({}, [3])
         ([0, 1], [3])
-        >>> entry_seeds({"seed_test_accuracy": [0.8, 0.9]}, None), entry_seeds({}, None)
-        ([0, 1], [0])
+        >>> entry_seeds({"seed_test_accuracy": [0.8, 0.9]}, None), entry_seeds({}, None) is None
+        ([0, 1], True)
     """
     if "seeds" in entry:
-        return [int(s) for s in entry["seeds"]]
+        return None if entry["seeds"] is None else [int(s) for s in entry["seeds"]]
     if default is not None:
         return [int(s) for s in default]
-    return list(range(len(entry.get("seed_test_accuracy") or [None])))
+    if entry.get("seed_test_accuracy"):
+        return list(range(len(entry["seed_test_accuracy"])))
+    return None
+
+
+def seeds_from_sources(results: dict[str, Any], task: str, *, root: Path | None = None) -> list[int] | None:
+    """The seeds every run of `task` merged into `results` used, when they all used the same; else ``None``.
+
+    A merged file lists its sources (path, settings, tasks); a source that is
+    itself a merged file is read in turn (from its path, or from `root` by
+    its name). Used for rows merged before seeds were recorded per entry.
+
+    Example:
+        >>> merged = {"mode": "merged", "sources": [
+        ...     {"path": "a.json", "settings": {"seeds": [0, 1]}, "tasks": ["t", "u"]},
+        ...     {"path": "b.json", "settings": {"seeds": [0]}, "tasks": ["u"]}]}
+        >>> seeds_from_sources(merged, "t"), seeds_from_sources(merged, "u")
+        ([0, 1], None)
+    """
+    found = _source_seeds(results, task, root)
+    return None if found is None or len(found) != 1 else list(next(iter(found)))
+
+
+def _source_seeds(results: dict[str, Any], task: str, root: Path | None) -> set[tuple[int, ...]] | None:
+    found: set[tuple[int, ...]] = set()
+    for source in results.get("sources", ()):
+        if task not in source.get("tasks", ()):
+            continue
+        settings = source.get("settings")
+        if settings:
+            found.add(tuple(int(s) for s in settings.get("seeds") or ()))
+            continue
+        path = Path(source["path"])
+        if not path.exists() and root is not None:
+            path = root / path.name
+        if not path.exists():
+            return None  # a merged source not on this machine: unknown
+        nested = _source_seeds(json.loads(path.read_text()), task, root)
+        if nested is None:
+            return None
+        found |= nested
+    return found
 
 
 def label_seeds(row: dict[str, Any], seeds: Sequence[int] | None) -> dict[str, Any]:
     """Return `row` with each regime entry and searched rate labelled with its seeds (kept where set).
 
-    `seeds` are its run's ``--seeds`` (``None`` for a merged file's rows).
+    `seeds` are its run's ``--seeds``, or for a merged file's rows those of
+    :func:`seeds_from_sources` (``None`` where unknown); an entry's own label
+    (a file merged after labels existed) wins.
     """
     regimes = {}
     for regime, entry in row.get("regimes", {}).items():
@@ -94,8 +141,11 @@ def pool_entries(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, An
     pooled rate with the best mean validation accuracy (then the faster), as
     :func:`.runner.evaluate_task` chooses it. Rates only one run searched stay
     in ``search`` but are not chosen. ``None`` when the seeds overlap (a re-run,
-    which replaces the earlier entry) or no rate was searched by both.
+    which replaces the earlier entry), either's seeds are unknown, or no rate
+    was searched by both.
     """
+    if earlier.get("seeds") is None or later.get("seeds") is None:
+        return None
     if set(earlier["seeds"]) & set(later["seeds"]):
         return None
     theirs = {str(s["rate"]): s for s in later.get("search", ())}

@@ -89,9 +89,14 @@ def test_rows_of_a_merged_file_take_their_seeds_from_their_per_seed_accuracies()
     row = {"regimes": {"svm": {"search": [{"rate": None, "seed_test_accuracy": [0.8, 0.9]}]},
                        "full": {"search": [{"rate": 1e-4}]}}}
     labelled = seeds.label_seeds(row, None)
-    assert labelled["regimes"]["svm"]["seeds"] == [0, 1] and labelled["regimes"]["full"]["seeds"] == [0]
-    assert labelled["regimes"]["svm"]["search"][0]["seeds"] == [0, 1]
+    assert labelled["regimes"]["svm"]["seeds"] == [0, 1] and labelled["regimes"]["svm"]["search"][0]["seeds"] == [0, 1]
+    # Older entries stored no per-seed accuracies: seeds 0 and 1, or 0 alone: unknown, never pooled.
+    assert labelled["regimes"]["full"]["seeds"] is None
+    later = {"seeds": [1], "search": [_run(1e-4, 0.8, 0.7, "10") | {"seeds": [1]}]}
+    assert seeds.pool_entries(labelled["regimes"]["full"], later) is None
     assert seeds.label_seeds(row, [1])["regimes"]["full"]["seeds"] == [1]
+    # A merged file written now keeps the labels: read again, they stand.
+    assert seeds.label_seeds(labelled, None) == labelled
 
 
 def test_a_pooled_row_prints_its_seed_count():
@@ -106,3 +111,19 @@ def test_a_pooled_row_prints_its_seed_count():
     row.update(score_row(row))
     table = format_table([row], summarise([row]))
     assert "seeds" in table.splitlines()[0] and table.splitlines()[2].rstrip().endswith("1-2")
+
+
+def test_a_merged_files_rows_take_the_seeds_of_the_runs_merged_into_it(tmp_path):
+    import json
+
+    run = tmp_path / "advice_quality-full-1.json"
+    run.write_text(json.dumps({"settings": {"seeds": [0, 1]}, "rows": []}))
+    inner = {"mode": "merged", "sources": [{"path": str(run), "settings": {"seeds": [0, 1]}, "tasks": ["t"]}]}
+    (tmp_path / "advice_quality-merged-1.json").write_text(json.dumps(inner))
+    # The nested merged file is found by its name under `root` when its recorded path is gone.
+    outer = {"mode": "merged", "sources": [
+        {"path": "/elsewhere/advice_quality-merged-1.json", "settings": None, "tasks": ["t"]},
+        {"path": "b.json", "settings": {"seeds": [0]}, "tasks": ["u"]}]}
+    assert seeds.seeds_from_sources(outer, "t", root=tmp_path) == [0, 1]
+    assert seeds.seeds_from_sources(outer, "u", root=tmp_path) == [0]
+    assert seeds.seeds_from_sources(outer, "t", root=tmp_path / "missing") is None
