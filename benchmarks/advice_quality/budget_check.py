@@ -55,7 +55,8 @@ def seed_accuracies(entry: dict[str, Any], seeds: int) -> list[float]:
     return [round(first, 12), round(2 * float(entry["test_accuracy"]) - first, 12)]
 
 
-def _settings(results: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+def searched_runs(results: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """``{(task, regime, rate): searched run}`` of a results JSON (the rate as a string: ``"search"`` too)."""
     return {(row["task"], regime, str(s["rate"])): s
             for row in results["rows"] for regime, entry in row.get("regimes", {}).items()
             if regime in REGIMES for s in entry.get("search", ())}
@@ -76,7 +77,7 @@ def compare(base: dict[str, Any], scaled: dict[str, Any]) -> list[dict[str, Any]
     seeds = (len(base.get("settings", {}).get("seeds", [0, 1])),
              len(scaled.get("settings", {}).get("seeds", [0, 1])))
     scale = budget_scale(scaled)
-    old, new = _settings(base), _settings(scaled)
+    old, new = searched_runs(base), searched_runs(scaled)
     records = []
     for key in sorted(old.keys() & new.keys()):
         a, b = old[key], new[key]

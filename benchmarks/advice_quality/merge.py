@@ -145,7 +145,12 @@ def attach_doubled(rows: Sequence[dict[str, Any]], scaled: Sequence[dict[str, An
     verdict, where the longer run stopped), and :func:`.scoring.run_converged`
     counts a run stopped by its budget as converged when that change is under
     :data:`.scoring.DOUBLED_BUDGET_PP` (when the rows are scored after it).
-    Returns how many entries got one.
+
+    A run stopped by its budget whose longer run reached a plateau is replaced
+    by that longer run (its test accuracy, per-image correctness and budget
+    curve; the capped run's figures kept under ``capped``): the oracle's figure
+    for the regime is then a converged run, whatever the change. Returns how
+    many entries got a check.
 
     Example:
         >>> entry = {"chosen_rate": 0.001, "test_accuracy": 0.80, "budget": {"converged": False},
@@ -155,12 +160,18 @@ def attach_doubled(rows: Sequence[dict[str, Any]], scaled: Sequence[dict[str, An
         ...     "search": [{"rate": 0.001, "test_accuracy": 0.801, "budget": {"best_epoch": 30}}]}}}]}
         >>> attach_doubled([row], [longer]), entry["doubled"]["verdict"]
         (1, 'under 0.3 pp')
+        >>> plateau = {"best_epoch": 30, "epochs_run": 42, "converged": True}
+        >>> longer["rows"][0]["regimes"]["last-layer"]["search"][0] |= {"test_accuracy": 0.79, "budget": plateau}
+        >>> attach_doubled([row], [longer]), entry["test_accuracy"], entry["capped"]["test_accuracy"]
+        (1, 0.79, 0.8)
     """
-    from benchmarks.advice_quality.budget_check import compare
+    from benchmarks.advice_quality.budget_check import compare, searched_runs
+    from benchmarks.advice_quality.scoring import converged
 
     attached = 0
     base = {"rows": list(rows), "settings": {}}
     for source in scaled:
+        runs = searched_runs(source)
         for record in compare(base, source):
             row = next(r for r in rows if r["task"] == record["task"])
             entry = row["regimes"][record["regime"]]
@@ -169,8 +180,35 @@ def attach_doubled(rows: Sequence[dict[str, Any]], scaled: Sequence[dict[str, An
             entry["doubled"] = {k: record[k] for k in (
                 "scale", "scaled_test", "delta_pp", "paired_p", "best_epoch", "epochs_run",
                 "max_epochs", "verdict")}
+            longer = runs[(record["task"], record["regime"], record["rate"])]
+            capped = (entry.get("capped") or entry).get("budget")
+            if longer.get("budget") is not None and converged(longer["budget"]) and not converged(capped):
+                _replace_by_longer(entry, longer, (source.get("settings") or {}).get("seeds"))
             attached += 1
     return attached
+
+
+#: What a converged longer run replaces in a capped run's entry (and in its searched rate).
+REPLACED_BY_LONGER = ("test_accuracy", "split_test_accuracy", "heldout_accuracy", "test_correct", "budget")
+
+
+def _replace_by_longer(entry: dict[str, Any], longer: dict[str, Any], seeds: Sequence[int] | None) -> None:
+    """Put the converged longer run's figures in `entry` (and its chosen searched rate); keep the capped ones.
+
+    `seeds` are the longer run's (its mean is over them).
+    """
+    entry.setdefault("capped", {k: entry.get(k) for k in (*REPLACED_BY_LONGER, "seeds")})
+    searched = next((s for s in entry.get("search", ()) if str(s["rate"]) == str(entry["chosen_rate"])), None)
+    for target in (entry, searched):
+        if target is not None:
+            target.update({k: longer[k] for k in REPLACED_BY_LONGER if k in longer})
+            if seeds is not None:
+                target["seeds"] = list(seeds)
+            target.pop("seed_test_correct", None)  # per-seed figures of the capped run
+            target.pop("seed_test_accuracy", None)
+            target.pop("seed_budgets", None)
+    if searched is not None and searched.get("default"):
+        entry["default_rate_test_accuracy"] = searched["test_accuracy"]
 
 
 def merge_results(paths: Sequence[Path], *, out: Path) -> dict[str, Any]:

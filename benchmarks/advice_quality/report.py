@@ -51,8 +51,8 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
         lines.append("runs stopped by the budget, not a plateau (conv NO): "
                      f"{', '.join(summary.get('not_converged', [])) or 'none'}")
         doubled = summary.get("converged_by_doubling", {})
-        lines.append(f"stopped by the budget, but doubling it moved test accuracy < {DOUBLED_BUDGET_PP} pp "
-                     "(conv 2x): " + ("; ".join(f"{t} {', '.join(r)}" for t, r in doubled.items())
+        lines.append(f"stopped by the budget, but doubling it moved test accuracy < {DOUBLED_BUDGET_PP} pp, "
+                     "or the doubled run reached a plateau and stands in its place (conv 2x): " + ("; ".join(f"{t} {', '.join(r)}" for t, r in doubled.items())
                                       or "none"))
         starts = summary.get("returned_start", {})
         lines.append("fine-tuning that returned its starting probe (best epoch 0, at the chosen rate): "

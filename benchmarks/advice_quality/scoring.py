@@ -39,8 +39,8 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "converged": all(run_converged(v) for v in row["regimes"].values()),
         # stopped by the budget, counted as converged by the doubled-budget check
         "converged_by_doubling": sorted(r for r, v in row["regimes"].items()
-                                        if not all(converged(b) for b in seed_budgets(v))
-                                        and run_converged(v)),
+                                        if (not all(converged(b) for b in seed_budgets(v))
+                                            or "capped" in v) and run_converged(v)),
         # fine-tuning that kept its starting probe (best epoch 0): converged to the start, or stopped early
         "returned_start": sorted(r for r, v in row["regimes"].items()
                                  if any(returned_start(b) for b in seed_budgets(v))),

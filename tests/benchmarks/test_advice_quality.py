@@ -436,3 +436,25 @@ def test_an_empty_rate_grid_fits_only_the_plans_own_search():
     fixed = dataclasses.replace(_plan("full"), rate_scales=(1.0,))
     assert [rate for rate, _ in searched_plans(fixed, "full", (1e-4, 1e-3), ())] == [1e-4, 1e-3]
     assert [rate for rate, _ in searched_plans(fixed, "full", (), ())] == ["search"]
+
+
+def test_a_capped_run_gives_way_to_its_doubled_run_when_that_one_reached_a_plateau(monkeypatch):
+    # Fashion-MNIST 1,000's head at 3e-4 was stopped by its budget (best epoch 91 of 91); at twice
+    # the budget it stopped by early stopping (best 76 of 88) 0.33 points lower: a converged run,
+    # which stands in the oracle's table in its place.
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    row = _row("t", {"svm": 0.837, "last-layer": 0.835}, pick="svm")
+    row |= {"n_test": 4, "n_heldout": 0, "profile": {}}
+    head = row["regimes"]["last-layer"]
+    head |= {"chosen_rate": 0.0003, "test_correct": "1110", "budget": {"converged": False, "best_epoch": 91},
+             "search": [{"rate": 0.0003, "test_accuracy": 0.835, "test_correct": "1110", "default": False,
+                         "budget": {"converged": False}}]}
+    plateau = {"converged": True, "best_epoch": 76, "epochs_run": 88, "max_epochs": 182}
+    longer = {"settings": {"budget_scale": 2.0, "seeds": [0]}, "rows": [{"task": "t", "regimes": {"last-layer": {
+        "search": [{"rate": 0.0003, "test_accuracy": 0.832, "test_correct": "1100", "budget": plateau}]}}}]}
+    (merged,) = advice_quality.merge_rows([{"rows": [row]}], [longer])
+    entry = merged["regimes"]["last-layer"]
+    assert entry["test_accuracy"] == 0.832 and entry["test_correct"] == "1100" and entry["budget"] == plateau
+    assert entry["capped"]["test_accuracy"] == 0.835 and entry["search"][0]["test_accuracy"] == 0.832
+    assert merged["converged"] and merged["converged_by_doubling"] == ["last-layer"]
+    assert entry["doubled"]["verdict"] != "under 0.3 pp"  # converged by the plateau, not by the bar
