@@ -62,6 +62,12 @@ from strategies.training import augmentation_for, augmentation_strengths, class_
 
 logger = logging.getLogger(__name__)
 
+#: Largest difference, per output, between the model's outputs and those of its
+#: head on cached embeddings that still lets the latter stand
+#: (:meth:`Strategy._outputs`); float32 passes of the same weights in other
+#: batch compositions differ by ~1e-6.
+EMBEDDED_OUTPUT_ATOL = 1e-4
+
 _train = train  # `train` is also the name of fit's training-data argument
 
 
@@ -70,7 +76,10 @@ class Strategy:
 
     ``__init__`` only stores its arguments; :meth:`fit` does the work and sets
     ``model_`` (uint8 images -> class probabilities, or targets for a
-    regression plan), ``classes_``, ``class_names_`` and ``history_``.
+    regression plan), ``classes_``, ``class_names_``, ``history_`` and
+    ``embedder_`` (the embedding cache's reader when ``model_`` is the frozen
+    backbone's features and a head, so a decode cache's rows are predicted from
+    their cached embeddings; `None` once the backbone was fine-tuned).
 
     Args:
         plan: The plan; every setting is read from it.
@@ -121,11 +130,51 @@ class Strategy:
         if len(rows) == 0:
             width = 1 if self.plan.task is Task.REGRESSION else len(self.classes_)
             return np.zeros((0, width), dtype=np.float32)
+        if getattr(self, "embedder_", None) is not None and isinstance(images, np.memmap):
+            return self._outputs_from_embeddings(images, rows)
+        return self._model_outputs(images, rows)
+
+    def _model_outputs(self, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
         # Batches are gathered from `images` one at a time, so a memory map is
         # never copied whole into memory; they come in the order of `rows`.
         batches = ImageBatches(images, np.zeros(len(rows), np.int32), rows=rows,
                                batch_size=self.plan.batch_size)
         return predict_batches(self.model_, batches)
+
+    def _head_kwargs(self) -> dict[str, Any]:
+        """The keywords of :func:`~strategies.graph.build_head` that rebuild ``model_``'s head."""
+        return head_kwargs(self.plan)
+
+    def _outputs_from_embeddings(self, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``model_``'s outputs as its head on the cached embeddings of a decode-cache memory map.
+
+        Set only where ``model_`` is the frozen backbone's features and a head
+        (``svm``, and ``last-layer`` when nothing was fine-tuned): its outputs
+        are the head's on the pooled features, which the measuring pass (or the
+        fit) put in the embedding cache, so scoring the test split costs no
+        forward pass. The first batch also goes through ``model_`` itself; a
+        difference above ``EMBEDDED_OUTPUT_ATOL`` sends every row through it
+        (with a warning): what is reported is what ``model.keras`` outputs.
+        """
+        head = getattr(self, "_embedded_head", None)
+        if head is None:  # the head of model_, temperature (or target scale) folded in
+            width = 1 if self.plan.task is Task.REGRESSION else len(self.classes_)
+            head = build_head(self.embedder_.dim, width, **self._head_kwargs())
+            for layer in head.layers:
+                if layer.weights:
+                    layer.set_weights(self.model_.get_layer(layer.name).get_weights())
+            self._embedded_head = head
+        x = self.embedder_.embed(images, rows=rows)
+        outputs = np.asarray(head.predict(x, batch_size=max(self.plan.batch_size, 256), verbose=0),
+                             dtype=np.float32)
+        checked = rows[: self.plan.batch_size]
+        direct = self._model_outputs(images, checked)
+        if not np.allclose(direct, outputs[: len(checked)], atol=EMBEDDED_OUTPUT_ATOL):
+            logger.warning("%s: outputs from the cached embeddings differ from the model's (max %.2g) "
+                           "on %d images; predicting with the model.", type(self).__name__,
+                           float(np.abs(direct - outputs[: len(checked)]).max()), len(checked))
+            return self._model_outputs(images, rows)
+        return outputs
 
     def predict_proba(self, images: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
         """Return class probabilities of uint8 images (classification plans only).
@@ -245,11 +294,14 @@ class Strategy:
         return model
 
     def _set_fitted(self, model: keras.Model, class_names: Sequence[str],
-                    history: dict[str, Any]) -> None:
+                    history: dict[str, Any], *, embedder: Embedder | None = None) -> None:
+        """Set the fitted state; `embedder` when `model` is its features and a head (``embedder_``)."""
         self.classes_ = np.arange(len(class_names))
         self.class_names_ = tuple(str(name) for name in class_names)
         self.history_ = history
         self.model_ = model
+        self.embedder_ = embedder
+        self._embedded_head = None
 
 
 class KerasStrategy(Strategy):
@@ -339,7 +391,7 @@ class KerasStrategy(Strategy):
         started = time.perf_counter()
         history: dict[str, Any] = {}
         outputs = self._standardised_outputs(train, val, history)
-        head, x_val = self._fit_probe(train, val, outputs, history, started=started, **common)
+        head, x_val, embedder = self._fit_probe(train, val, outputs, history, started=started, **common)
         model = self._build_and_fine_tune(head, train, val, outputs, history, **common)
         if plan.task is Task.REGRESSION:
             fold_target_scale(model, **history["target_scale"])
@@ -351,7 +403,9 @@ class KerasStrategy(Strategy):
             history["calibration"] = calibrate(model, val, batch_size=plan.batch_size,
                                                logits=logits)
         history["wall_s"] = time.perf_counter() - started
-        self._set_fitted(model, class_names, history)
+        # Not fine-tuned, the model is the backbone's features and the probe: scored from the embeddings.
+        self._set_fitted(model, class_names, history,
+                         embedder=None if "fine_tune" in history else embedder)
         return self
 
     def _standardised_outputs(self, train: LabelledImages, val: LabelledImages,
@@ -368,9 +422,9 @@ class KerasStrategy(Strategy):
     def _fit_probe(self, train: LabelledImages, val: LabelledImages,
                    outputs: tuple[np.ndarray | None, np.ndarray | None], history: dict[str, Any], *,
                    started: float, n_classes: int, class_weight: dict[int, float] | None,
-                   work_dir: Path | None, verbose: int) -> tuple[keras.Model, np.ndarray]:
-        """Embed (cached) and train the head on the embeddings; return the head and the
-        validation embeddings."""
+                   work_dir: Path | None, verbose: int) -> tuple[keras.Model, np.ndarray, Embedder]:
+        """Embed (cached) and train the head on the embeddings; return the head, the
+        validation embeddings and the embedder."""
         plan = self.plan
         train_outputs, val_outputs = outputs
         embedder = Embedder(self.backbone, plan.feature_layer, batch_size=plan.batch_size)
@@ -391,7 +445,7 @@ class KerasStrategy(Strategy):
         history["head"] = _train(head, probe_plan, (x_train, y_train, weights), (x_val, y_val),
                                  phase="head", learning_rate=rate,
                                  epochs=plan.head_epochs, work_dir=work_dir, verbose=verbose)
-        return head, x_val
+        return head, x_val, embedder
 
     def _build_and_fine_tune(self, head: keras.Model, train: LabelledImages, val: LabelledImages,
                              outputs: tuple[np.ndarray | None, np.ndarray | None],

@@ -48,7 +48,7 @@ from advisor.environment import usable_cores
 from advisor.measure.layer_features import LayerStandardizer
 from advisor.plan import Plan, Regime, Task
 from strategies.base import Strategy
-from strategies.calibration import calibrate, softmax
+from strategies.calibration import calibrate
 from strategies.embeddings import Embedder
 from strategies.graph import OUTPUT_LAYER, REGRESSION_OUTPUT_LAYER, build_classifier
 from strategies.inputs import LabelledImages, check_inputs
@@ -56,12 +56,6 @@ from strategies.registry import register_strategy
 from strategies.training import class_weight_dict
 
 logger = logging.getLogger(__name__)
-
-#: Largest difference, per class probability, between the model's outputs and
-#: those computed from cached embeddings that still lets the latter stand
-#: (:meth:`SVMStrategy._outputs`); float32 forward passes of the same weights
-#: in other batch compositions differ by ~1e-6.
-EMBEDDED_OUTPUT_ATOL = 1e-4
 
 #: Iteration cap of liblinear's primal solver.
 SVM_MAX_ITER = 2_000
@@ -409,39 +403,9 @@ class SVMStrategy(Strategy):
                                                logits=decision)
         history["wall_s"] = time.perf_counter() - started
         self.svm_ = svm
-        self.embedder_ = embedder
-        self._set_fitted(model, class_names, history)
+        self._set_fitted(model, class_names, history, embedder=embedder)
         return self
 
-    def _outputs(self, images: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        """Class probabilities from the cached embeddings of a decode-cache memory map.
-
-        The model is the frozen features and one ``Dense`` layer, so its
-        probabilities are ``softmax(x @ W + b)`` of the pooled features ``x``
-        (the temperature is folded into ``W`` and ``b``); for a decode-cache
-        memory map ``x`` is in the embedding cache when the measuring pass (or
-        a fit) embedded those rows, so scoring the test split costs no forward
-        pass. The first batch is also run through the model itself, and any
-        difference above ``EMBEDDED_OUTPUT_ATOL`` falls back to the model for
-        every row (with a warning): what is reported is what ``model.keras``
-        outputs. In-memory arrays and regression plans always go through the
-        model.
-        """
-        self._check_fitted()
-        embedder = getattr(self, "embedder_", None)
-        if self.plan.task is Task.REGRESSION or embedder is None or not isinstance(images, np.memmap):
-            return super()._outputs(images, rows)
-        rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            return super()._outputs(images, rows)
-        kernel, bias = (np.asarray(w, dtype=np.float64) for w in self.model_.get_layer(OUTPUT_LAYER).get_weights())
-        x = embedder.embed(images, rows=rows)
-        probabilities = softmax(np.asarray(x, dtype=np.float64) @ kernel + bias).astype(np.float32)
-        checked = rows[: self.plan.batch_size]
-        direct = super()._outputs(images, checked)
-        if not np.allclose(direct, probabilities[: len(checked)], atol=EMBEDDED_OUTPUT_ATOL):
-            logger.warning("svm: probabilities from the cached embeddings differ from the model's "
-                           "(max %.2g) on %d images; predicting with the model.",
-                           float(np.abs(direct - probabilities[: len(checked)]).max()), len(checked))
-            return super()._outputs(images, rows)
-        return probabilities
+    def _head_kwargs(self) -> dict[str, Any]:
+        """The SVM's head: one output layer on the (concatenated) embeddings."""
+        return {"task": self.plan.task}

@@ -411,12 +411,14 @@ def test_exported_svm_predicts_what_scikit_learn_predicted(split):
     assert strategy.history_["svm"]["best_c"] in strategy.plan.svm_c_grid
 
 
-def test_the_svm_scores_a_decode_cache_from_its_cached_embeddings(split, monkeypatch, caplog):
+@pytest.mark.parametrize("regime", [Regime.SVM, Regime.LAST_LAYER], ids=["svm", "last-layer"])
+def test_a_frozen_model_scores_a_decode_cache_from_its_cached_embeddings(split, regime, monkeypatch, caplog):
     # Issue 18: `advise --regime svm` scored the test split with a second forward pass although the
     # measuring pass had embedded it; the model itself now runs on one batch, as a check.
     import strategies.base as base
 
-    strategy, test = split.strategy(Regime.SVM), split.parts["test"]
+    assert split.strategy(Regime.PARTIAL).embedder_ is None  # fine-tuned features: the model alone
+    strategy, test = split.strategy(regime), split.parts["test"]
     assert isinstance(test.images, np.memmap)
     through_model = keras.ops.convert_to_numpy(strategy.model_(np.asarray(test.images[test.rows])))
     forwarded = []
@@ -434,7 +436,7 @@ def test_the_svm_scores_a_decode_cache_from_its_cached_embeddings(split, monkeyp
     # Embeddings that disagree with the model (a stale cache): the model predicts every row.
     monkeypatch.setattr(strategy.embedder_, "embed", lambda images, rows: np.zeros((len(rows), 1280), "float32"))
     forwarded.clear()
-    with caplog.at_level("WARNING", logger="strategies.svm"):
+    with caplog.at_level("WARNING", logger="strategies.base"):
         again = strategy.predict_proba(test.images, rows=test.rows)
     np.testing.assert_allclose(again, through_model, atol=1e-4)
     assert sum(forwarded) > len(test.rows) and "predicting with the model" in caplog.text
