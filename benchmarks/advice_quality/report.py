@@ -57,6 +57,10 @@ def format_table(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str
         starts = summary.get("returned_start", {})
         lines.append("fine-tuning that returned its starting probe (best epoch 0, at the chosen rate): "
                      + ("; ".join(f"{t} {', '.join(r)}" for t, r in starts.items()) or "none"))
+    per_seed = {r["task"]: r["seed_paired_p"] for r in rows if len(r.get("seed_paired_p") or ()) > 1}
+    if per_seed:  # rows pooled from runs of several seeds: the paired test of each seed alone
+        lines.append("paired p per seed (pick against the best, seeds pooled from separate runs): " + "; ".join(
+            f"{t} " + "/".join("-" if p is None else f"{p:.3f}" for p in ps) for t, ps in per_seed.items()))
     lines.append(f"regret: mean {summary['mean_regret_pp']:.2f} pp, max {summary['max_regret_pp']:.2f} pp")
     if "resolved_misses" in summary:
         lines.append(f"regret > 2 se of the best (a miss the test split resolves): "

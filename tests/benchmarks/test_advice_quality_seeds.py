@@ -54,6 +54,11 @@ def test_a_second_seed_is_pooled_and_the_rate_chosen_again_on_the_mean_validatio
     # The plan is scored again from the pooled SVM, with each seed's correctness for the paired test.
     assert merged["plan"]["seeds"] == [0, 1] and merged["plan"]["test_correct"] == "1110"
     assert len(merged["seed_paired_p"]) == 2 and merged["seeds"] == [2]
+    from benchmarks.advice_quality.report import format_table
+    from benchmarks.advice_quality.scoring import summarise
+
+    merged |= {"n": 4, "classes": 2, "similarity": 0.4, "shift_peak_block": "stem", "probe_accuracy": 0.8}
+    assert "paired p per seed" in format_table([merged], summarise([merged]))
     assert merged["oracle_regime"] in ("svm", "partial") and merged["regret_pp"] == pytest.approx(0.0)
 
 
