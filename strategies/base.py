@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 #: (:meth:`Strategy._outputs`); float32 passes of the same weights in other
 #: batch compositions differ by ~1e-6.
 EMBEDDED_OUTPUT_ATOL = 1e-4
+#: Rows that also go through the model to check outputs computed from cached embeddings.
+EMBEDDED_CHECK_ROWS = 8
 
 _train = train  # `train` is also the name of fit's training-data argument
 
@@ -130,8 +132,11 @@ class Strategy:
         if len(rows) == 0:
             width = 1 if self.plan.task is Task.REGRESSION else len(self.classes_)
             return np.zeros((0, width), dtype=np.float32)
-        if getattr(self, "embedder_", None) is not None and isinstance(images, np.memmap):
-            return self._outputs_from_embeddings(images, rows)
+        embedded = (self.embedder_.lookup(images, rows=rows)
+                    if getattr(self, "embedder_", None) is not None and isinstance(images, np.memmap)
+                    else None)
+        if embedded is not None:
+            return self._outputs_from_embeddings(images, rows, embedded)
         return self._model_outputs(images, rows)
 
     def _model_outputs(self, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -145,16 +150,19 @@ class Strategy:
         """The keywords of :func:`~strategies.graph.build_head` that rebuild ``model_``'s head."""
         return head_kwargs(self.plan)
 
-    def _outputs_from_embeddings(self, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``model_``'s outputs as its head on the cached embeddings of a decode-cache memory map.
+    def _outputs_from_embeddings(self, images: np.ndarray, rows: np.ndarray,
+                                 x: np.ndarray) -> np.ndarray:
+        """``model_``'s outputs as its head on `x`, the cached embeddings of a decode-cache memory map.
 
-        Set only where ``model_`` is the frozen backbone's features and a head
-        (``svm``, and ``last-layer`` when nothing was fine-tuned): its outputs
-        are the head's on the pooled features, which the measuring pass (or the
-        fit) put in the embedding cache, so scoring the test split costs no
-        forward pass. The first batch also goes through ``model_`` itself; a
-        difference above ``EMBEDDED_OUTPUT_ATOL`` sends every row through it
-        (with a warning): what is reported is what ``model.keras`` outputs.
+        Used only where ``model_`` is the frozen backbone's features and a head
+        (``svm``, and ``last-layer`` when nothing was fine-tuned) and the rows'
+        embeddings are cached already (:meth:`Embedder.lookup`: an earlier
+        prediction of the same rows, or the measuring pass's store): no forward
+        pass. Rows not cached go through ``model_`` as always (computing their
+        embeddings would cost the same pass). The first few rows also go
+        through ``model_`` itself (eagerly: no traced function for a handful of
+        images); a difference above ``EMBEDDED_OUTPUT_ATOL`` sends every row
+        through it (with a warning): what is reported is what ``model.keras`` outputs.
         """
         head = getattr(self, "_embedded_head", None)
         if head is None:  # the head of model_, temperature (or target scale) folded in
@@ -164,11 +172,11 @@ class Strategy:
                 if layer.weights:
                     layer.set_weights(self.model_.get_layer(layer.name).get_weights())
             self._embedded_head = head
-        x = self.embedder_.embed(images, rows=rows)
-        outputs = np.asarray(head.predict(x, batch_size=max(self.plan.batch_size, 256), verbose=0),
+        outputs = np.asarray(keras.ops.convert_to_numpy(head(x.astype(np.float32), training=False)),
                              dtype=np.float32)
-        checked = rows[: self.plan.batch_size]
-        direct = self._model_outputs(images, checked)
+        checked = rows[:EMBEDDED_CHECK_ROWS]
+        direct = np.asarray(keras.ops.convert_to_numpy(self.model_(np.asarray(images[checked]), training=False)),
+                            dtype=np.float32)
         if not np.allclose(direct, outputs[: len(checked)], atol=EMBEDDED_OUTPUT_ATOL):
             logger.warning("%s: outputs from the cached embeddings differ from the model's (max %.2g) "
                            "on %d images; predicting with the model.", type(self).__name__,

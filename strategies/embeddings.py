@@ -298,6 +298,28 @@ class Embedder:
                 np.save(tmp, embeddings)
         return embeddings
 
+    def lookup(self, images: np.ndarray, *, rows: np.ndarray | None = None,
+               key: str | None = None) -> np.ndarray | None:
+        """The embeddings of ``images[rows]`` when they are cached already, else `None`; never computes.
+
+        Looks in this embedder's cache entry for the image source, then in the
+        measuring pass's per-file store (every row and layer filed); writes nothing.
+        """
+        rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        target = self._cache_file(images, rows, key, None, None)
+        cached = None if target is None else self._cached(target, len(rows))
+        if cached is not None or len(rows) == 0:
+            return cached
+        filed = [namespace_dir(self.backbone, layer) for layer in self.layers]
+        if any(f is None or not f.is_dir() for f in filed):
+            return None
+        digests = pixel_digests(images, rows)
+        parts = [load_features(self.backbone, layer, digests, width)
+                 for layer, width in zip(self.layers, self.widths)]
+        if not np.logical_and.reduce([f for f, _ in parts]).all():
+            return None
+        return np.concatenate([e for _, e in parts], axis=1)
+
     def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
                             augmentation: Any | None) -> np.ndarray:
         """The rows the measuring pass filed (same network, layers and pixels), the others computed.
