@@ -310,30 +310,31 @@ class Embedder:
         cached = None if target is None else self._cached(target, len(rows))
         if cached is not None or len(rows) == 0:
             return cached
-        filed = [namespace_dir(self.backbone, layer) for layer in self.layers]
-        if any(f is None or not f.is_dir() for f in filed):
-            return None
-        digests = pixel_digests(images, rows)
-        parts = [load_features(self.backbone, layer, digests, width)
-                 for layer, width in zip(self.layers, self.widths)]
-        if not np.logical_and.reduce([f for f, _ in parts]).all():
-            return None
-        return np.concatenate([e for _, e in parts], axis=1)
+        filed = self._filed(images, rows)
+        return None if filed is None or not filed[0].all() else filed[1]
 
-    def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
-                            augmentation: Any | None) -> np.ndarray:
-        """The rows the measuring pass filed (same network, layers and pixels), the others computed.
+    def _filed(self, images: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(found per row, embeddings)`` from the measuring pass's per-file store; `None` without one.
 
         A row counts as filed only when every layer of it is.
         """
         filed = [namespace_dir(self.backbone, layer) for layer in self.layers]
-        if augmentation is not None or any(f is None or not f.is_dir() for f in filed):
-            return self._compute(images, rows, augmentation)  # nothing to find: no hashing
-        digests = pixel_digests(images, rows)  # (an augmented view was never measured)
+        if any(f is None or not f.is_dir() for f in filed):
+            return None  # nothing to find: no hashing
+        digests = pixel_digests(images, rows)
         parts = [load_features(self.backbone, layer, digests, width)
                  for layer, width in zip(self.layers, self.widths)]
-        found = np.logical_and.reduce([f for f, _ in parts])
-        embeddings = np.concatenate([e for _, e in parts], axis=1)
+        return (np.logical_and.reduce([f for f, _ in parts]),
+                np.concatenate([e for _, e in parts], axis=1))
+
+    def _shared_or_computed(self, images: np.ndarray, rows: np.ndarray,
+                            augmentation: Any | None) -> np.ndarray:
+        """The rows the measuring pass filed (same network, layers and pixels), the others computed."""
+        # An augmented view was never measured: nothing to look up.
+        filed = None if augmentation is not None else self._filed(images, rows)
+        if filed is None:
+            return self._compute(images, rows, augmentation)
+        found, embeddings = filed
         if found.any():
             logger.info("Embedding %d of %d images; %d were embedded by the measuring pass.",
                         int((~found).sum()), len(rows), int(found.sum()))
