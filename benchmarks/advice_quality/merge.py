@@ -100,8 +100,9 @@ def merge_rows(sources: Sequence[dict[str, Any]],
             row["n_test"] = _count_test_images(row["task"])
         pick = calibration.picked_regime(row["profile"], current)
         entry = calibration.default_entry(row, pick)
-        if row.get("plan") is None and entry is None and row.get("plan_unpooled"):
-            row["plan"] = row["plan_unpooled"]  # its pick was not pooled: the earlier plan stands
+        unpooled = row.pop("plan_unpooled", None)  # scratch of this merge, not a result
+        if row.get("plan") is None and entry is None and unpooled:
+            row["plan"] = unpooled  # its pick was not pooled: the earlier plan stands
         if row.get("plan") is None and entry is None:
             print(f"warning: {row['task']} has no plan run (--no-plan) and no run of its pick "
                   f"{pick!r} to score it by; left out", file=sys.stderr)
