@@ -168,6 +168,12 @@ class Plan:
             weights needs it; fine-tuning a pretrained one keeps them frozen in
             inference mode (`False`, the default, and every plan written
             before the field).
+        batchnorm_momentum: Momentum of the moving averages of the
+            BatchNormalization layers the plan trains (`train_batchnorm`):
+            each step keeps this share of the average. `None` (the default,
+            and every plan written before the field): the network's own
+            (MobileNetV2's 0.999, made for ImageNet's hundreds of thousands of
+            steps).
         reasons: One sentence per decided field, citing the number and threshold behind it.
         schema_version: Version of this record's JSON form.
     """
@@ -212,6 +218,7 @@ class Plan:
     feature_layers: tuple[str, ...] = ()
     select_on: str = "loss"
     train_batchnorm: bool = False
+    batchnorm_momentum: float | None = None
     reasons: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

@@ -473,7 +473,8 @@ class KerasStrategy(Strategy):
             if not fine_tune:
                 return model
             backbone_variables = freeze_blocks(model, backbone, plan.frozen_blocks,
-                                               train_batchnorm=plan.train_batchnorm)
+                                               train_batchnorm=plan.train_batchnorm,
+                                               batchnorm_momentum=plan.batchnorm_momentum)
             trained, path = model, {"path": "end-to-end"}
             if plan.prefix_cache:
                 trained, path, data = self._prefix_path(model, train, val, outputs,

@@ -203,7 +203,7 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collection[str], *,
-                  train_batchnorm: bool = False) -> list:
+                  train_batchnorm: bool = False, batchnorm_momentum: float | None = None) -> list:
     """Set ``trainable`` on the classifier's backbone copy, block by block.
 
     Layers of blocks named in `frozen_blocks` are frozen, the others trained;
@@ -219,6 +219,9 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
         frozen_blocks: Names of the blocks to keep frozen.
         train_batchnorm: Train the BatchNormalization layers of the trained
             blocks too (``plan.train_batchnorm``). Defaults to `False`.
+        batchnorm_momentum: Momentum of the moving averages of the
+            BatchNormalization layers trained (``plan.batchnorm_momentum``).
+            Defaults to `None` (the network's own).
 
     Returns:
         The trainable backbone variables (for the backbone learning rate).
@@ -236,6 +239,10 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
         (52, 49)
         >>> len(freeze_blocks(model, backbone, [], train_batchnorm=True))  # + gamma and beta of 52 BN
         156
+        >>> _ = freeze_blocks(model, backbone, names[:-1], train_batchnorm=True, batchnorm_momentum=0.9)
+        >>> sorted({layer.momentum for layer in model.get_layer("features").layers
+        ...         if isinstance(layer, keras.layers.BatchNormalization)})  # the trained one's, the others'
+        [0.9, 0.999]
         >>> freeze_blocks(model, backbone, ["block_99"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
@@ -259,9 +266,11 @@ def freeze_blocks(model: keras.Model, backbone: Backbone, frozen_blocks: Collect
             continue
         for name in block.layers:
             layer = present.get(name)
-            if layer is not None and (train_batchnorm or not isinstance(
-                    layer, keras.layers.BatchNormalization)):
+            batchnorm = isinstance(layer, keras.layers.BatchNormalization)
+            if layer is not None and (train_batchnorm or not batchnorm):
                 layer.trainable = True
+                if batchnorm and batchnorm_momentum is not None:
+                    layer.momentum = batchnorm_momentum
     return list(features.trainable_variables)
 
 

@@ -339,6 +339,8 @@ def test_the_scratch_recipe_trains_the_same_network_from_random_weights_for_long
     plan = runner.recipe_plan("scratch", full)
     assert runner.RECIPE_WEIGHTS["scratch"] is None  # the runner builds the backbone at random
     assert plan.train_batchnorm and plan.frozen_blocks == () and plan.optimizer is Optimizer.ADAMW
+    assert plan.batchnorm_momentum == runner.SCRATCH_BATCHNORM_MOMENTUM < 0.999  # few steps: see its note
+    assert runner.recipe_plan("fastai", full).batchnorm_momentum is None
     assert plan.head_learning_rate == plan.backbone_learning_rate == runner.SCRATCH_LEARNING_RATE
     assert plan.epochs == full.epochs * runner.SCRATCH_EPOCH_FACTOR
     assert plan.patience == full.patience * runner.SCRATCH_PATIENCE_FACTOR

@@ -52,16 +52,25 @@ def test_the_frozen_regimes_embed_only_what_the_measuring_pass_did_not(fresh_cac
     computed = count_embedded_rows(monkeypatch)
     for layer in (None, probe_blocks(native_backbone)[0].output):  # the bottleneck, a probed block
         embedder = Embedder(native_backbone, layer)
-        train = decoded["train"]
+        train, test = decoded["train"], decoded["test"]
+        entry = embedder._cache_file(train.images, train.rows, None, None, None)
+        # lookup reads the per-file store (every row filed), computes and writes nothing...
+        looked = embedder.lookup(train.images, rows=train.rows)
+        assert computed == [] and looked is not None and not entry.exists()
+        # ...and finds nothing for rows the measuring pass never saw (the test split).
+        assert embedder.lookup(test.images, rows=test.rows) is None and computed == []
         shared = embedder.embed(train.images, rows=train.rows)
         assert computed == []  # none of the training images went through the backbone again
+        np.testing.assert_array_equal(looked, shared)
         fresh = embedder._compute(train.images, train.rows, None)
         np.testing.assert_allclose(shared, fresh, rtol=1e-4, atol=1e-4)
         computed.clear()
-        test = decoded["test"]
-        embedder.embed(test.images, rows=test.rows)  # the measuring pass never sees the test split
+        embedded = embedder.embed(test.images, rows=test.rows)  # the measuring pass never sees the test split
         assert computed == [len(test.rows)]
         computed.clear()
+        # Once embedded, lookup reads the embedder's own cache entry.
+        np.testing.assert_array_equal(embedder.lookup(test.images, rows=test.rows), embedded)
+        assert computed == []
     # The SVM's several layers (the probed blocks and the bottleneck) in one embedding: all filed.
     layers = (*(b.output for b in probe_blocks(native_backbone)), native_backbone.feature_layer)
     together = Embedder(native_backbone, layers).embed(decoded["train"].images, rows=decoded["train"].rows)
