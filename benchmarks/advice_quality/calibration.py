@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.advice_quality.scoring import HIT_PP, REGIMES
+from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, not_worse
 
 if TYPE_CHECKING:
     from advisor.decide import RegimeRules
@@ -80,21 +80,55 @@ def default_entry(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
     return next((r for r in entry.get("search", ()) if r.get("default")), None)
 
 
-def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> tuple[float, float]:
-    """(hit rate, mean regret pp) of the regimes picked under `thresholds` at default rates."""
-    hits, regrets = [], []
+def regime_correct(row: dict[str, Any], regime: str) -> str | None:
+    """Per-image test correctness (``"1"``/``"0"``) of `regime` at the run :func:`regime_accuracy` scores."""
+    entry = row["regimes"].get(regime)
+    if entry is None:
+        return None
+    default = default_entry(row, regime)
+    return (entry if default is None else default).get("test_correct")
+
+
+def paired_hit(row: dict[str, Any], regime: str) -> bool:
+    """Whether `regime` is a hit on `row`: within ``HIT_PP`` of the oracle's best, or
+    not worse by McNemar's test on the same test images (the advice issue's hit).
+
+    Example:
+        >>> row = {"oracle_best": 0.9, "oracle_regime": "full", "regimes": {
+        ...     "full": {"test_accuracy": 0.9, "test_correct": "1" * 9 + "0"},
+        ...     "svm": {"test_accuracy": 0.8, "test_correct": "1" * 8 + "00"}}}
+        >>> paired_hit(row, "svm")  # 0.1 below, on one discordant image of ten
+        True
+    """
+    acc = regime_accuracy(row, regime)
+    if acc is None:
+        return False
+    best = row["regimes"].get(row.get("oracle_regime"), {}).get("test_correct")
+    return bool(acc >= row["oracle_best"] - HIT_PP / 100) or not_worse(regime_correct(row, regime), best)
+
+
+def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> dict[str, float]:
+    """``hit_rate`` (within ``HIT_PP``), ``paired_hit_rate`` (:func:`paired_hit`) and
+    ``mean_regret_pp`` of the regimes picked under `thresholds` at default rates."""
+    hits, paired, regrets = [], [], []
     for row in rows:
-        acc = regime_accuracy(row, picked_regime(row["profile"], thresholds))
+        regime = picked_regime(row["profile"], thresholds)
+        acc = regime_accuracy(row, regime)
         if acc is None:
             continue
         hits.append(acc >= row["oracle_best"] - HIT_PP / 100)
+        paired.append(paired_hit(row, regime))
         regrets.append(100 * (row["oracle_best"] - acc))
-    return (float(np.mean(hits)) if hits else math.nan, float(np.mean(regrets)) if regrets else math.nan)
+
+    def mean(values: list) -> float:
+        return float(np.mean(values)) if values else math.nan
+
+    return {"hit_rate": mean(hits), "paired_hit_rate": mean(paired), "mean_regret_pp": mean(regrets)}
 
 
 def fit_thresholds(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]],
                    anchor: dict[str, float]) -> dict[str, float]:
-    """Return the grid point with the lowest mean regret on `rows` (ties: most hits, then nearest `anchor`)."""
+    """Return the grid point with the lowest mean regret on `rows` (ties: most paired hits, then nearest `anchor`)."""
     names = list(grid)
 
     def distance(values: dict[str, float]) -> float:
@@ -105,8 +139,8 @@ def fit_thresholds(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[floa
         values = dict(zip(names, combo))
         if values["LARGE_DATASET_IMAGES"] < values["SVM_MAX_IMAGES"]:
             continue
-        hit, regret = _outcome(rows, values)
-        key = (round(regret, 6), -hit, distance(values))
+        outcome = _outcome(rows, values)
+        key = (round(outcome["mean_regret_pp"], 6), -outcome["paired_hit_rate"], distance(values))
         if best_key is None or key < best_key:
             best_key, best = key, values
     return best
@@ -129,21 +163,23 @@ def calibrate(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]] |
     if len(usable) < 2:
         result["note"] = "Needs at least 2 tasks run with all four regimes."
         return result
-    result["current_in_sample"] = dict(zip(("hit_rate", "mean_regret_pp"), _outcome(usable, current)))
+    result["current_in_sample"] = _outcome(usable, current)
     anchor = {k: SEED_THRESHOLDS.get(k, current[k]) for k in grid}
     fitted = fit_thresholds(usable, grid, anchor)
     result["fitted_all_tasks"] = fitted
-    result["fitted_in_sample"] = dict(zip(("hit_rate", "mean_regret_pp"), _outcome(usable, fitted)))
+    result["fitted_in_sample"] = _outcome(usable, fitted)
     folds = []
     for i, held in enumerate(usable):
         train = [r for j, r in enumerate(usable) if j != i]
         values = fit_thresholds(train, grid, anchor)
-        hit, regret = _outcome([held], values)
+        outcome = _outcome([held], values)
         folds.append({"held_out": held["task"], "thresholds": values,
-                      "pick": picked_regime(held["profile"], values), "hit": bool(hit),
-                      "regret_pp": regret})
+                      "pick": picked_regime(held["profile"], values), "hit": bool(outcome["hit_rate"]),
+                      "paired_hit": bool(outcome["paired_hit_rate"]),
+                      "regret_pp": outcome["mean_regret_pp"]})
     result["leave_one_task_out"] = {
         "hit_rate": float(np.mean([f["hit"] for f in folds])),
+        "paired_hit_rate": float(np.mean([f["paired_hit"] for f in folds])),
         "mean_regret_pp": float(np.mean([f["regret_pp"] for f in folds])),
         "max_regret_pp": float(np.max([f["regret_pp"] for f in folds])),
         "folds": folds,

@@ -118,7 +118,7 @@ def similarity_ablation(rows: Sequence[dict[str, Any]],
         return {"note": "Needs at least 2 tasks run with all four regimes."}
 
     def brief(loto: dict[str, Any]) -> dict[str, Any]:
-        return {k: loto[k] for k in ("hit_rate", "mean_regret_pp", "max_regret_pp")}
+        return {k: loto[k] for k in ("hit_rate", "paired_hit_rate", "mean_regret_pp", "max_regret_pp")}
 
     return {"with_similarity": brief(with_similarity), "without_similarity": brief(without),
             "similarity_helps": bool(with_similarity["mean_regret_pp"] < without["mean_regret_pp"])}
@@ -142,7 +142,8 @@ def format_policies(regrets: dict[str, dict[str, Any]], ablation: dict[str, Any]
     if "with_similarity" in ablation:
         a, b = ablation["with_similarity"], ablation["without_similarity"]
         lines.append(f"ablation (leave one task out): with similarity {a['mean_regret_pp']:.2f} pp mean, "
-                     f"{a['hit_rate']:.0%} hits; without {b['mean_regret_pp']:.2f} pp, {b['hit_rate']:.0%}: "
+                     f"{a['hit_rate']:.0%} hits ({a['paired_hit_rate']:.0%} paired); without "
+                     f"{b['mean_regret_pp']:.2f} pp, {b['hit_rate']:.0%} ({b['paired_hit_rate']:.0%} paired): "
                      + ("similarity helps" if ablation["similarity_helps"]
                         else "similarity did not lower the regret on this suite"))
     return "\n".join(lines)

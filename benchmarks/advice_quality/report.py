@@ -153,15 +153,21 @@ def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
     return results
 
 
+def _hits(outcome: dict[str, Any]) -> str:
+    """``hit 62% (paired 88%)``: within the fixed margin, and by McNemar's test (results of older runs lack it)."""
+    paired = outcome.get("paired_hit_rate")
+    return f"hit {outcome['hit_rate']:.0%}" + ("" if paired is None else f" (paired {paired:.0%})")
+
+
 def print_extras(results: dict[str, Any]) -> None:
     cal = results["calibration"]
     if "leave_one_task_out" in cal:
         loto = cal["leave_one_task_out"]
-        print(f"calibration: current thresholds {cal['current']} -> in-sample hit "
-              f"{cal['current_in_sample']['hit_rate']:.0%}, regret {cal['current_in_sample']['mean_regret_pp']:.2f} pp")
-        print(f"calibration: fitted on all tasks {cal['fitted_all_tasks']} -> in-sample hit "
-              f"{cal['fitted_in_sample']['hit_rate']:.0%}, regret {cal['fitted_in_sample']['mean_regret_pp']:.2f} pp")
-        print(f"calibration: leave-one-task-out hit {loto['hit_rate']:.0%}, regret mean "
+        print(f"calibration: current thresholds {cal['current']} -> in-sample "
+              f"{_hits(cal['current_in_sample'])}, regret {cal['current_in_sample']['mean_regret_pp']:.2f} pp")
+        print(f"calibration: fitted on all tasks {cal['fitted_all_tasks']} -> in-sample "
+              f"{_hits(cal['fitted_in_sample'])}, regret {cal['fitted_in_sample']['mean_regret_pp']:.2f} pp")
+        print(f"calibration: leave-one-task-out {_hits(loto)}, regret mean "
               f"{loto['mean_regret_pp']:.2f} pp, max {loto['max_regret_pp']:.2f} pp")
     else:
         print(f"calibration: {cal.get('note')}")

@@ -88,6 +88,23 @@ def test_full_is_flagged_when_last_layer_is_within_the_hit_margin():
     assert not summary["targets_met"]["never_full_when_last_layer_enough"]
 
 
+def test_leave_one_task_out_judges_a_hit_by_the_paired_test_too(monkeypatch):
+    # The hit: a pick more than HIT_PP below the best is still a hit when
+    # McNemar's test on the same test images cannot tell them apart.
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    rows = []
+    for task, discordant in (("close", 2), ("apart", 20)):
+        row = _row(task, {"svm": 0.80, "last-layer": 0.7, "partial": 0.7, "full": 0.80 + discordant / 200},
+                   pick="svm")
+        row["profile"] = {}
+        row["regimes"]["svm"]["test_correct"] = "1" * 160 + "0" * 40
+        row["regimes"]["full"]["test_correct"] = "1" * (160 + discordant) + "0" * (40 - discordant)
+        rows.append(row)
+    loto = advice_quality.calibrate(rows)["leave_one_task_out"]
+    assert [f["hit"] for f in loto["folds"]] == [False, False]  # 1 and 10 points below the best
+    assert [f["paired_hit"] for f in loto["folds"]] == [True, False]  # 2 discordant images vs 20
+    assert loto["paired_hit_rate"] == 0.5 and loto["hit_rate"] == 0.0
+
 @pytest.mark.parametrize("kind", advice_quality.CORRUPTIONS)
 def test_corruptions_degrade_monotonically_with_severity(kind):
     rng = np.random.default_rng(0)
