@@ -168,6 +168,11 @@ def test_reasons_cite_measured_numbers_and_thresholds(backbone):
     # Far data between the thresholds: partial, citing the 5,000-image task where it won.
     plan = decide(make_profile(6000, 0.3), backbone=backbone)
     assert plan.regime is Regime.PARTIAL and "Fashion-MNIST 5,000" in plan.reasons["regime"]
+    # Far picks say why training from random weights is not proposed; near ones do not.
+    assert "84.0% after 72 epochs" in plan.reasons["regime"]
+    for n in (500, 50_000):
+        assert "random weights" in decide(make_profile(n, 0.3), backbone=backbone).reasons["regime"]
+        assert "random weights" not in decide(make_profile(n, 0.8), backbone=backbone).reasons["regime"]
     plan = decide(make_profile(SMALL, 0.3, departing="block_10"), backbone=backbone)
     assert "block_10" in plan.reasons["frozen_blocks"] and "0.200 > 0.100" in plan.reasons["frozen_blocks"]
 
