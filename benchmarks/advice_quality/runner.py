@@ -296,7 +296,8 @@ def recipe_plan(recipe: str, full_plan):
             full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
             probe_learning_rate=SCRATCH_LEARNING_RATE, optimizer=Optimizer.ADAMW,
             head_learning_rate=SCRATCH_LEARNING_RATE, backbone_learning_rate=SCRATCH_LEARNING_RATE,
-            train_batchnorm=True, batchnorm_momentum=SCRATCH_BATCHNORM_MOMENTUM, epochs=epochs, warmup_epochs=full_plan.warmup_epochs * SCRATCH_EPOCH_FACTOR,
+            train_batchnorm=True, batchnorm_momentum=SCRATCH_BATCHNORM_MOMENTUM, epochs=epochs,
+            warmup_epochs=full_plan.warmup_epochs * SCRATCH_EPOCH_FACTOR,
             patience=full_plan.patience * SCRATCH_PATIENCE_FACTOR, rate_scales=(1.0,), prefix_cache=False)
     return dataclasses.replace(
         full_plan, head_epochs=1, probe_optimizer=Optimizer.ADAMW,
