@@ -169,7 +169,7 @@ def test_reasons_cite_measured_numbers_and_thresholds(backbone):
     plan = decide(make_profile(6000, 0.3), backbone=backbone)
     assert plan.regime is Regime.PARTIAL and "Fashion-MNIST 5,000" in plan.reasons["regime"]
     # Far picks say why training from random weights is not proposed; near ones do not.
-    assert "84.0% after 72 epochs" in plan.reasons["regime"]
+    assert "73.3%, 80.3% and 84.0% at 300, 1,000 and 2,000 images" in plan.reasons["regime"]
     for n in (500, 50_000):
         assert "random weights" in decide(make_profile(n, 0.3), backbone=backbone).reasons["regime"]
         assert "random weights" not in decide(make_profile(n, 0.8), backbone=backbone).reasons["regime"]
