@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, not_worse
+from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, is_paired_hit
 
 if TYPE_CHECKING:
     from advisor.decide import RegimeRules
@@ -65,11 +65,16 @@ def regime_accuracy(row: dict[str, Any], regime: str) -> float | None:
 
     Falls back to the rate the search chose when no searched run was at the default.
     """
+    run = _scored_run(row, regime)
+    return None if run is None else run["test_accuracy"]
+
+
+def _scored_run(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
+    """The run of `regime` the calibration scores: at the default rate, else the search's choice."""
     entry = row["regimes"].get(regime)
     if entry is None:
         return None
-    default = default_entry(row, regime)
-    return entry["test_accuracy"] if default is None else default["test_accuracy"]
+    return default_entry(row, regime) or entry
 
 
 def default_entry(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
@@ -78,15 +83,6 @@ def default_entry(row: dict[str, Any], regime: str) -> dict[str, Any] | None:
     if entry is None:
         return None
     return next((r for r in entry.get("search", ()) if r.get("default")), None)
-
-
-def regime_correct(row: dict[str, Any], regime: str) -> str | None:
-    """Per-image test correctness (``"1"``/``"0"``) of `regime` at the run :func:`regime_accuracy` scores."""
-    entry = row["regimes"].get(regime)
-    if entry is None:
-        return None
-    default = default_entry(row, regime)
-    return (entry if default is None else default).get("test_correct")
 
 
 def paired_hit(row: dict[str, Any], regime: str) -> bool:
@@ -100,11 +96,11 @@ def paired_hit(row: dict[str, Any], regime: str) -> bool:
         >>> paired_hit(row, "svm")  # 0.1 below, on one discordant image of ten
         True
     """
-    acc = regime_accuracy(row, regime)
-    if acc is None:
+    run = _scored_run(row, regime)
+    if run is None:
         return False
     best = row["regimes"].get(row.get("oracle_regime"), {}).get("test_correct")
-    return bool(acc >= row["oracle_best"] - HIT_PP / 100) or not_worse(regime_correct(row, regime), best)
+    return is_paired_hit(run["test_accuracy"], row["oracle_best"], run.get("test_correct"), best)
 
 
 def _outcome(rows: Sequence[dict[str, Any]], thresholds: dict[str, float]) -> dict[str, float]:

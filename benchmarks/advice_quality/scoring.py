@@ -45,8 +45,8 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         "returned_start": sorted(r for r, v in row["regimes"].items()
                                  if any(returned_start(b) for b in seed_budgets(v))),
         "seeds": sorted({len(v.get("seeds") or [0]) for v in row["regimes"].values()}),
-    } | {"paired_hit": bool(picked >= best - HIT_PP / 100) or not_worse(
-        row["plan"].get("test_correct"), row["regimes"][best_regime].get("test_correct"))}
+    } | {"paired_hit": is_paired_hit(picked, best, row["plan"].get("test_correct"),
+                                     row["regimes"][best_regime].get("test_correct"))}
 
 
 #: The paired test calls the pick worse than the oracle's best below this p-value.
@@ -107,10 +107,23 @@ def seed_budgets(entry: dict[str, Any]) -> list[dict[str, Any] | None]:
     return list(entry.get("seed_budgets") or [entry.get("budget")])
 
 
-def not_worse(pick: str | None, best: str | None) -> bool:
+def _not_worse(pick: str | None, best: str | None) -> bool:
     """Whether the paired test cannot tell the pick from the best (p >= ``PAIRED_ALPHA``)."""
     p = paired_p_value(pick, best)
     return p is not None and p >= PAIRED_ALPHA
+
+
+def is_paired_hit(picked: float, best: float, pick_correct: str | None, best_correct: str | None) -> bool:
+    """The advice issue's hit: accuracy `picked` within ``HIT_PP`` of `best`, or not worse by
+    McNemar's test on the same test images (per-image correctness strings).
+
+    Example:
+        >>> is_paired_hit(0.8, 0.9, "1" * 8 + "00", "1" * 9 + "0")  # one discordant image of ten
+        True
+        >>> is_paired_hit(0.8, 0.9, None, None)  # nothing to pair: the margin alone
+        False
+    """
+    return bool(picked >= best - HIT_PP / 100) or _not_worse(pick_correct, best_correct)
 
 
 def converged(budget: dict[str, Any] | None) -> bool:
