@@ -443,6 +443,10 @@ def test_a_frozen_model_scores_cached_embeddings_without_a_forward_pass(split, r
         again = strategy.predict_proba(test.images, rows=test.rows)
     np.testing.assert_allclose(again, through_model, atol=1e-4)
     assert forwarded == [len(test.rows)] and "predicting with the model" in caplog.text
+    # An in-memory array (no decode-cache file to key a cache by) goes through the model alone.
+    forwarded.clear()
+    strategy.predict_proba(np.asarray(test.images[test.rows]))
+    assert forwarded == [len(test.rows)]
 
 
 def test_an_svm_on_several_layers_exports_the_standardisation_in_its_output_layer(split, tmp_path):
