@@ -86,13 +86,14 @@ SCAN_CHUNK_SIZE = 1024
 SAMPLE_CAP = 2_000
 #: Most images of the sample whose BN-input moments (the shift map) are reduced;
 #: the rest of the sample only feeds the head and the probes. On the TensorFlow
-#: CPU backend the reductions cost ~30% of the forward pass (bench_advisor,
-#: 2026-11-23: 0.68x a bare predict with moments on all 2,000 sampled images).
-#: Subsets of 256 of those 2,000 (10 seeds) moved the similarity's shift input
-#: (score_kl) by at most 0.003 on Fashion-MNIST (0.295) and 0.002 on digits
-#: (0.424), and never changed the first departing block; the issue's reference
-#: shift values were themselves measured on 200 images per set.
-MOMENT_IMAGES = 256
+#: CPU backend a batch that reduces them costs ~40% more than one that does not
+#: (bench_advisor, 2026-12-07: with 256 of 850 images the measuring pass ran at
+#: 0.87x a bare forward pass). bench_moment_images (2026-12-07, 9 tasks, 5 batch
+#: orders each, against the moments of every sampled image): at 128 images the
+#: shift's score KL moved by at most 0.009 and the similarity by at most 0.012
+#: (Tux Paint, 128 of its 224), and no first departing block or pick changed; at
+#: 256, 0.005 and 0.004; at 96 and 64 the changes roughly doubled again.
+MOMENT_IMAGES = 128
 #: Images per forward pass of the measurement model.
 EMBED_BATCH_SIZE = 32
 #: Depths (block index / (blocks - 1)) of the intermediate blocks whose pooled
