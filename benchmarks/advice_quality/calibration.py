@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.advice_quality.runner import CORRUPTION_MARK
 from benchmarks.advice_quality.scoring import HIT_PP, REGIMES, is_paired_hit
 
 if TYPE_CHECKING:
@@ -142,9 +143,23 @@ def fit_thresholds(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[floa
     return best
 
 
+def task_family(spec: str) -> str:
+    """The task a corrupted task corrupts (:func:`~benchmarks.advice_quality.runner.split_corruption`), else itself.
+
+    Example:
+        >>> task_family("tuxpaint@contrast-3"), task_family("digits-300")
+        ('tuxpaint', 'digits-300')
+    """
+    return spec.partition(CORRUPTION_MARK)[0]
+
+
 def calibrate(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]] | None = None, *,
               current: RegimeRules | None = None) -> dict[str, Any]:
     """Fit the regime thresholds on all tasks and leave-one-task-out; return the figures.
+
+    A fold that holds out a corrupted task (or a clean one) also leaves out the
+    other tasks of its family (:func:`task_family`): the same images, corrupted
+    otherwise, would tell the fit the held-out answer.
 
     `current` (the advisor's rules now; default ``RegimeRules()``, the constants in
     :mod:`advisor.config`) is reported and scored in sample, but the fit does not
@@ -165,8 +180,8 @@ def calibrate(rows: Sequence[dict[str, Any]], grid: dict[str, Sequence[float]] |
     result["fitted_all_tasks"] = fitted
     result["fitted_in_sample"] = _outcome(usable, fitted)
     folds = []
-    for i, held in enumerate(usable):
-        train = [r for j, r in enumerate(usable) if j != i]
+    for held in usable:  # a corrupted task's fold leaves out its clean task and their other corruptions
+        train = [r for r in usable if task_family(r["task"]) != task_family(held["task"])]
         values = fit_thresholds(train, grid, anchor)
         outcome = _outcome([held], values)
         folds.append({"held_out": held["task"], "thresholds": values,
@@ -261,4 +276,29 @@ def gap_correlation(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if "similarity" in result["inputs"]:
         result.update(rho=result["inputs"]["similarity"]["rho"],
                       p_value=result["inputs"]["similarity"]["p_value"])
+    result["families"] = _family_correlations(points)
+    return result
+
+
+def _family_correlations(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Similarity vs gap within each family of 3+ tasks (one task at several corruptions).
+
+    The same images at several similarities: what similarity alone does to the
+    fine-tuned-minus-frozen gap, without the differences between sets.
+    """
+    from scipy.stats import spearmanr
+
+    families: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        if point.get("similarity") is not None:
+            families.setdefault(task_family(point["task"]), []).append(point)
+    result = {}
+    for family, members in families.items():
+        if len(members) < 3 or len({m["similarity"] for m in members}) < 2:
+            continue
+        members = sorted(members, key=lambda m: -m["similarity"])
+        x, y = [m["similarity"] for m in members], [m["gap_pp"] for m in members]
+        result[family] = {"rho": float(spearmanr(x, y)[0]), "p_value": spearman_p(x, y),
+                          "tasks": [{"task": m["task"], "similarity": m["similarity"], "gap_pp": m["gap_pp"]}
+                                    for m in members]}
     return result

@@ -21,7 +21,14 @@ from benchmarks.advice_quality.report import (
     suite_results,
     write_results,
 )
-from benchmarks.advice_quality.runner import RECIPES, SPLIT_SEED, Runner, evaluate_task
+from benchmarks.advice_quality.runner import (
+    RECIPES,
+    SPLIT_SEED,
+    Runner,
+    evaluate_task,
+    parse_task,
+    split_corruption,
+)
 from benchmarks.advice_quality.scoring import HIT_PP, REGIMES
 
 #: A subsampled task (``<set>-<n>``) is also tested on up to this many images of
@@ -69,7 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help=f"Small tasks, one seed, fine-tuning capped at {QUICK_EPOCHS} epochs (CPU).")
-    parser.add_argument("--tasks", type=_names, help="Comma-separated <set>[-<n>] (default: by mode).")
+    parser.add_argument("--tasks", type=_names,
+                        help="Comma-separated <set>[-<n>], or <set>@<corruption>-<severity> for a whole "
+                             "set corrupted ImageNet-C style (tuxpaint@contrast-3; default: by mode).")
     parser.add_argument("--regimes", type=_names, default=REGIMES, help="Oracle regimes (default: all four).")
     parser.add_argument("--recipes", type=_names, default=(),
                         help=f"Also run these recipes, fixed policies beside the oracle ({', '.join(RECIPES)}); "
@@ -116,6 +125,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--recipes: unknown recipe {name!r}; known: {', '.join(RECIPES)}.")
     quick = args.quick
     args.tasks = args.tasks or (QUICK_TASKS if quick else FULL_TASKS)
+    for spec in args.tasks:
+        try:
+            parse_task(split_corruption(spec)[0])
+        except ValueError as exc:
+            parser.error(f"--tasks: {exc}")
     if args.lr_grid is None:  # '' (an empty grid) runs only the plans' own rate search
         args.lr_grid = QUICK_LR_GRID if quick else FULL_LR_GRID
     args.head_lr_grid = args.head_lr_grid or (QUICK_HEAD_LR_GRID if quick else FULL_HEAD_LR_GRID)

@@ -17,7 +17,7 @@ from benchmarks.advice_quality.report import (
     suite_results,
     write_results,
 )
-from benchmarks.advice_quality.runner import SPLIT_SEED, parse_task
+from benchmarks.advice_quality.runner import SPLIT_SEED, task_folder
 from benchmarks.advice_quality.scoring import score_row
 from benchmarks.advice_quality.seeds import label_seeds, pool_regimes, seeds_from_sources
 
@@ -128,11 +128,8 @@ def _same_test_images(earlier: dict[str, Any], later: dict[str, Any]) -> bool:
 def _count_test_images(spec: str) -> int | None:
     from advisor.data import scan_dataset
     from advisor.errors import DatasetError
-    from advisor.examples import write_dataset
-
-    name, n = parse_task(spec)
     try:
-        return len(scan_dataset(write_dataset(name, n=n), seed=SPLIT_SEED).files("test"))
+        return len(scan_dataset(task_folder(spec), seed=SPLIT_SEED).files("test"))
     except DatasetError as exc:  # e.g. the set's package is not installed here
         print(f"warning: no test size for {spec}: {exc}", file=sys.stderr)
         return None

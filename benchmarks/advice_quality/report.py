@@ -179,6 +179,10 @@ def print_extras(results: dict[str, Any]) -> None:
         print("gap pp per task: " + ", ".join(
             f"{p['task']} {p['gap_pp']:+.1f} (curve {_signed(p.get('curve_gain_pp'))})"
             for p in gap["points"]))
+    for family, fit in (gap.get("families") or {}).items():
+        print(f"within {family} ({len(fit['tasks'])} tasks, the same images corrupted): similarity vs gap "
+              f"Spearman rho {fit['rho']:.2f} (p {fit['p_value']:.2g}); " + ", ".join(
+                  f"{t['task']} {t['similarity']:.2f} {t['gap_pp']:+.1f}" for t in fit["tasks"]))
     if results.get("policies") and results["policies"]["advisor"]["tasks"]:
         print(policies.format_policies(results["policies"], results.get("similarity_ablation", {}),
                                        results["policies"]["advisor"]["tasks"]))

@@ -19,14 +19,26 @@ from benchmarks.advice_quality.scoring import score_row
 SPLIT_SEED = 0
 
 
+#: Separates a task from an ImageNet-C corruption of it: ``tuxpaint@contrast-3``.
+CORRUPTION_MARK = "@"
+
+
 def parse_task(spec: str) -> tuple[str, int | None]:
     """Split ``"fashion-mnist-300"`` into ``("fashion-mnist", 300)``; ``"digits"`` -> ``("digits", None)``.
 
+    A corruption suffix (:func:`split_corruption`) is ignored: the set and size
+    are those of the task it corrupts.
+
     Raises:
         ValueError: The set is not one of ``advisor.examples.DATASETS``.
+
+    Example:
+        >>> parse_task("fashion-mnist-300"), parse_task("tuxpaint@contrast-3")
+        (('fashion-mnist', 300), ('tuxpaint', None))
     """
     from advisor.examples import DATASETS
 
+    spec = spec.partition(CORRUPTION_MARK)[0]
     head, _, tail = spec.rpartition("-")
     if head and tail.isdigit() and head in DATASETS:
         return head, int(tail)
@@ -34,6 +46,70 @@ def parse_task(spec: str) -> tuple[str, int | None]:
         raise ValueError(f"Unknown task {spec!r}: expected <set>[-<n>] with a set in "
                          f"{', '.join(DATASETS)}.")
     return spec, None
+
+
+def split_corruption(spec: str) -> tuple[str, tuple[str, int] | None]:
+    """Split ``"tuxpaint@gaussian_noise-3"`` into ``("tuxpaint", ("gaussian_noise", 3))``.
+
+    A task with a corruption suffix is the same task with every image resized
+    to 224 px and corrupted (:func:`benchmarks.advice_quality.corruptions.corrupt`,
+    severity 0-5, 0 = resized only), labels kept: the similarity continuum of
+    issue 17. Only whole sets take one: a subset's held-out test images
+    (:func:`heldout_for`) would stay clean.
+
+    Raises:
+        ValueError: An unknown corruption, a severity outside 0-5, or a subset.
+
+    Example:
+        >>> split_corruption("tuxpaint@gaussian_noise-3"), split_corruption("digits")
+        (('tuxpaint', ('gaussian_noise', 3)), ('digits', None))
+    """
+    from benchmarks.advice_quality.corruptions import CORRUPTIONS
+
+    base, mark, tail = spec.partition(CORRUPTION_MARK)
+    if not mark:
+        return spec, None
+    kind, _, severity = tail.rpartition("-")
+    if kind not in CORRUPTIONS or not severity.isdigit() or int(severity) > 5:
+        raise ValueError(f"Unknown corruption {tail!r} in task {spec!r}: expected <kind>-<severity> with "
+                         f"a kind in {', '.join(CORRUPTIONS)} and a severity 0-5.")
+    if parse_task(base)[1] is not None:
+        raise ValueError(f"Task {spec!r}: only a whole set takes a corruption (its held-out test "
+                         f"images would stay clean); drop the size from {base!r}.")
+    return base, (kind, int(severity))
+
+
+def task_folder(spec: str) -> Path:
+    """Return the class folders of task `spec`, writing them into the cache when missing.
+
+    A corrupted task (:func:`split_corruption`) is written once under
+    ``cache_dir("datasets-corrupted")``, into a temporary folder renamed into
+    place, so an interrupted write is never read.
+    """
+    import shutil
+    import tempfile
+
+    from advisor.cache import cache_dir
+    from advisor.examples import write_dataset
+    from benchmarks.advice_quality.corruptions import write_corrupted
+
+    base, corruption = split_corruption(spec)
+    name, n = parse_task(base)
+    source = write_dataset(name, n=n)
+    if corruption is None:
+        return source
+    root = cache_dir("datasets-corrupted")
+    target = root / spec
+    if target.is_dir():
+        return target
+    partial = Path(tempfile.mkdtemp(prefix=f".{spec}.", dir=root))
+    try:
+        write_corrupted(source, partial, *corruption)
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
 
 
 class Runner:
@@ -162,10 +238,8 @@ def task_plan(spec: str, runner: Runner, regime: str, *, heldout: int):
     """
     from advisor.app.pipeline import advise
     from advisor.decide import decide
-    from advisor.examples import write_dataset
 
-    name, n = parse_task(spec)
-    advice = advise(write_dataset(name, n=n), seed=SPLIT_SEED)
+    advice = advise(task_folder(spec), seed=SPLIT_SEED)
     plan = decide(advice.profile, backbone=runner.backbone(advice.plan.backbone), regime=regime,
                   seed=SPLIT_SEED)
     return advice, plan, heldout_for(spec, heldout, advice.dataset.class_names)
@@ -314,10 +388,8 @@ def evaluate_task(spec: str, runner: Runner, args: argparse.Namespace, log) -> d
     """Run the advisor and the oracle on one task; return its table row (JSON-ready)."""
     from advisor.app.pipeline import advise
     from advisor.decide import decide
-    from advisor.examples import write_dataset
 
-    name, n = parse_task(spec)
-    folder = write_dataset(name, n=n)
+    folder = task_folder(spec)
     started = time.perf_counter()
     advice = advise(folder, backbone=args.backbone, seed=SPLIT_SEED)
     profile = advice.profile

@@ -47,6 +47,56 @@ def test_parse_task_splits_the_size_off_known_sets():
         parse_task("imagenet-1000")
 
 
+def test_a_task_takes_a_corruption_suffix_on_whole_sets_only():
+    from benchmarks.advice_quality.cli import parse_args
+    from benchmarks.advice_quality.runner import split_corruption
+
+    assert parse_task("tuxpaint@gaussian_noise-3") == ("tuxpaint", None)
+    assert split_corruption("tuxpaint@gaussian_noise-3") == ("tuxpaint", ("gaussian_noise", 3))
+    assert split_corruption("fashion-mnist-300") == ("fashion-mnist-300", None)
+    with pytest.raises(ValueError, match="only a whole set"):
+        split_corruption("fashion-mnist-300@contrast-3")
+    for bad in ("tuxpaint@fog-3", "tuxpaint@contrast-6", "tuxpaint@contrast"):
+        with pytest.raises(ValueError, match="Unknown corruption"):
+            split_corruption(bad)
+    with pytest.raises(SystemExit):
+        parse_args(["--tasks", "tuxpaint@fog-3"])
+
+
+def test_a_corrupted_task_is_written_once_into_the_cache(digits_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import advisor.examples
+    from advisor.cache import cache_dir
+    from benchmarks.advice_quality import corruptions, runner
+
+    source = tmp_path / "source"
+    for label in ("0", "1"):
+        (source / label).mkdir(parents=True)
+        for path in sorted((digits_dir / label).iterdir())[:2]:
+            shutil.copy(path, source / label / path.name)
+    monkeypatch.setattr(advisor.examples, "write_dataset", lambda name, n=None: source)
+    folder = runner.task_folder("tuxpaint@contrast-5")
+    assert folder == cache_dir("datasets-corrupted") / "tuxpaint@contrast-5"
+    written = sorted(p.relative_to(folder) for p in folder.rglob("*.png"))
+    assert [p.parent.name for p in written] == ["0", "0", "1", "1"]
+    from PIL import Image
+
+    with Image.open(folder / written[0]) as image, Image.open(source / written[0].with_suffix(".png")) as clean:
+        assert image.size == (224, 224)
+        clean = clean.convert("RGB").resize((224, 224), Image.BICUBIC)
+        # contrast at severity 5 keeps 5% of each image's deviations from its mean
+        assert np.asarray(image, float).std() < 0.1 * np.asarray(clean, float).std()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no partial folder left
+
+    def fail(*args, **kwargs):
+        raise AssertionError("written again")
+
+    monkeypatch.setattr(corruptions, "write_corrupted", fail)
+    assert runner.task_folder("tuxpaint@contrast-5") == folder
+    assert runner.task_folder("digits") == source
+
+
 def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
     # Right regime (partial is the best), but the plan's own rate reached 2 points less.
     row = _row("t", {"svm": 0.80, "last-layer": 0.85, "partial": 0.90, "full": 0.897},
@@ -143,6 +193,43 @@ def test_calibration_reports_leave_one_task_out(monkeypatch):
         assert again["fitted_all_tasks"] == result["fitted_all_tasks"]
         assert again["leave_one_task_out"]["folds"] == loto["folds"]
     assert result["fitted_all_tasks"]["SVM_MAX_IMAGES"] == advice_quality.SEED_THRESHOLDS["SVM_MAX_IMAGES"]
+
+
+def test_leave_one_task_out_leaves_out_a_corrupted_task_with_its_family(monkeypatch):
+    monkeypatch.setattr(calibration, "picked_regime", lambda profile, thresholds: "svm")
+    seen = []
+    fit = calibration.fit_thresholds
+
+    def spy(rows, grid, anchor):
+        seen.append(sorted(r["task"] for r in rows))
+        return fit(rows, grid, anchor)
+
+    monkeypatch.setattr(calibration, "fit_thresholds", spy)
+    rows = []
+    for task in ("tuxpaint", "tuxpaint@contrast-5", "tuxpaint@gaussian_noise-3", "digits", "emoji"):
+        row = _row(task, {"svm": 0.9, "last-layer": 0.8, "partial": 0.7, "full": 0.6}, pick="svm")
+        row["profile"] = {"n": 300}
+        rows.append(row)
+    folds = advice_quality.calibrate(rows)["leave_one_task_out"]["folds"]
+    assert [f["held_out"] for f in folds] == [r["task"] for r in rows]
+    trained_on = dict(zip([f["held_out"] for f in folds], seen[1:]))  # seen[0]: the fit on all tasks
+    for held in ("tuxpaint", "tuxpaint@contrast-5", "tuxpaint@gaussian_noise-3"):
+        assert trained_on[held] == ["digits", "emoji"]
+    assert trained_on["digits"] == ["emoji", "tuxpaint", "tuxpaint@contrast-5", "tuxpaint@gaussian_noise-3"]
+
+
+def test_gap_correlation_within_a_family_of_corruptions():
+    rows = []
+    for task, similarity, gap in (("tuxpaint", 0.7, -2.0), ("tuxpaint@contrast-3", 0.4, 1.0),
+                                  ("tuxpaint@gaussian_noise-5", 0.2, 4.0), ("digits", 0.3, -1.0)):
+        row = _row(task, {"svm": 0.8, "last-layer": 0.7, "partial": 0.8 + gap / 100, "full": 0.6}, pick="svm")
+        row.update(similarity=similarity, n=300, profile={})
+        rows.append(row)
+    families = calibration.gap_correlation(rows)["families"]
+    assert list(families) == ["tuxpaint"]  # digits alone is no family
+    assert families["tuxpaint"]["rho"] == pytest.approx(-1.0)
+    assert [t["task"] for t in families["tuxpaint"]["tasks"]] == [
+        "tuxpaint", "tuxpaint@contrast-3", "tuxpaint@gaussian_noise-5"]
 
 
 @pytest.mark.slow
