@@ -84,7 +84,8 @@ def task_folder(spec: str) -> Path:
 
     A corrupted task (:func:`split_corruption`) is written once under
     ``cache_dir("datasets-corrupted")``, into a temporary folder renamed into
-    place, so an interrupted write is never read.
+    place, so an interrupted write is never read; when another process renamed
+    its copy first, that one is kept.
     """
     import shutil
     import tempfile
@@ -105,7 +106,12 @@ def task_folder(spec: str) -> Path:
     partial = Path(tempfile.mkdtemp(prefix=f".{spec}.", dir=root))
     try:
         write_corrupted(source, partial, *corruption)
-        partial.rename(target)
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(partial)  # another process wrote the same task first
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

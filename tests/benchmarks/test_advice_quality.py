@@ -70,6 +70,7 @@ def test_a_corrupted_task_is_written_once_into_the_cache(digits_dir, tmp_path, m
     from advisor.cache import cache_dir
     from benchmarks.advice_quality import corruptions, runner
 
+    write = corruptions.write_corrupted
     source = tmp_path / "source"
     for label in ("0", "1"):
         (source / label).mkdir(parents=True)
@@ -95,6 +96,14 @@ def test_a_corrupted_task_is_written_once_into_the_cache(digits_dir, tmp_path, m
     monkeypatch.setattr(corruptions, "write_corrupted", fail)
     assert runner.task_folder("tuxpaint@contrast-5") == folder
     assert runner.task_folder("digits") == source
+
+    def beaten(source, partial, kind, severity):  # another process renames its copy meanwhile
+        write(source, partial, kind, severity)
+        write(source, cache_dir("datasets-corrupted") / "tuxpaint@contrast-4", kind, severity)
+
+    monkeypatch.setattr(corruptions, "write_corrupted", beaten)
+    assert runner.task_folder("tuxpaint@contrast-4") == cache_dir("datasets-corrupted") / "tuxpaint@contrast-4"
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
