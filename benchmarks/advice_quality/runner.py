@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,9 +89,6 @@ def task_folder(spec: str) -> Path:
     place, so an interrupted write is never read; when another process renamed
     its copy first, that one is kept.
     """
-    import shutil
-    import tempfile
-
     from advisor.cache import cache_dir
     from advisor.examples import write_dataset
     from benchmarks.advice_quality.corruptions import write_corrupted
