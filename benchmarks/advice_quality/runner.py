@@ -19,6 +19,8 @@ from benchmarks.advice_quality.scoring import score_row
 
 #: Seed of every task's split and sample (the tasks are fixed).
 SPLIT_SEED = 0
+#: Noise seed of a corrupted subset's held-out images (its own images use 0).
+HELDOUT_NOISE_SEED = 1
 
 
 #: Separates a task from an ImageNet-C corruption of it: ``tuxpaint@contrast-3``.
@@ -56,15 +58,17 @@ def split_corruption(spec: str) -> tuple[str, tuple[str, int] | None]:
     A task with a corruption suffix is the same task with every image resized
     to 224 px and corrupted (:func:`benchmarks.advice_quality.corruptions.corrupt`,
     severity 0-5, 0 = resized only), labels kept: the similarity continuum of
-    issue 17. Only whole sets take one: a subset's held-out test images
-    (:func:`heldout_for`) would stay clean.
+    issue 17. A subset's held-out test images (:func:`heldout_for`) are
+    corrupted alike, so a small far task is judged on thousands of test images.
 
     Raises:
-        ValueError: An unknown corruption, a severity outside 0-5, or a subset.
+        ValueError: An unknown corruption or a severity outside 0-5.
 
     Example:
         >>> split_corruption("tuxpaint@gaussian_noise-3"), split_corruption("digits")
         (('tuxpaint', ('gaussian_noise', 3)), ('digits', None))
+        >>> split_corruption("fashion-mnist-300@contrast-3")
+        ('fashion-mnist-300', ('contrast', 3))
     """
     from benchmarks.advice_quality.corruptions import CORRUPTIONS
 
@@ -75,9 +79,7 @@ def split_corruption(spec: str) -> tuple[str, tuple[str, int] | None]:
     if kind not in CORRUPTIONS or not severity.isdigit() or int(severity) > 5:
         raise ValueError(f"Unknown corruption {tail!r} in task {spec!r}: expected <kind>-<severity> with "
                          f"a kind in {', '.join(CORRUPTIONS)} and a severity 0-5.")
-    if parse_task(base)[1] is not None:
-        raise ValueError(f"Task {spec!r}: only a whole set takes a corruption (its held-out test "
-                         f"images would stay clean); drop the size from {base!r}.")
+    parse_task(base)  # an unknown set is refused here
     return base, (kind, int(severity))
 
 
@@ -91,20 +93,25 @@ def task_folder(spec: str) -> Path:
     """
     from advisor.cache import cache_dir
     from advisor.examples import write_dataset
-    from benchmarks.advice_quality.corruptions import write_corrupted
 
     base, corruption = split_corruption(spec)
     name, n = parse_task(base)
     source = write_dataset(name, n=n)
     if corruption is None:
         return source
-    root = cache_dir("datasets-corrupted")
-    target = root / spec
+    return _corrupted_copy(source, cache_dir("datasets-corrupted") / spec, corruption)
+
+
+def _corrupted_copy(source: Path, target: Path, corruption: tuple[str, int], *, seed: int = 0) -> Path:
+    """Write `source` corrupted into `target` once (a temporary folder renamed into place); return `target`."""
+    from benchmarks.advice_quality.corruptions import write_corrupted
+
     if target.is_dir():
         return target
-    partial = Path(tempfile.mkdtemp(prefix=f".{spec}.", dir=root))
+    root = target.parent
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
-        write_corrupted(source, partial, *corruption)
+        write_corrupted(source, partial, *corruption, seed=seed)
         try:
             partial.rename(target)
         except OSError:
@@ -225,11 +232,20 @@ class HeldOut:
 
 
 def heldout_for(spec: str, size: int, class_names: Sequence[str]) -> HeldOut | None:
-    """The held-out test images of task `spec` (at most `size`), or `None` for a whole set."""
+    """The held-out test images of task `spec` (at most `size`), or `None` for a whole set.
+
+    A corrupted subset's held-out images are corrupted as its own are (another
+    noise seed), written once under ``cache_dir("datasets-corrupted")``.
+    """
+    from advisor.cache import cache_dir
     from advisor.examples import write_heldout
 
+    _, corruption = split_corruption(spec)
     name, n = parse_task(spec)
     folder = None if n is None else write_heldout(name, n, size)
+    if folder is not None and corruption is not None:
+        folder = _corrupted_copy(folder, cache_dir("datasets-corrupted") / f"{spec}-heldout{size}",
+                                 corruption, seed=HELDOUT_NOISE_SEED)
     return None if folder is None else HeldOut.from_folder(folder, class_names)
 
 

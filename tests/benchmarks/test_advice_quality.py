@@ -47,15 +47,16 @@ def test_parse_task_splits_the_size_off_known_sets():
         parse_task("imagenet-1000")
 
 
-def test_a_task_takes_a_corruption_suffix_on_whole_sets_only():
+def test_a_task_takes_a_corruption_suffix():
     from benchmarks.advice_quality.cli import parse_args
     from benchmarks.advice_quality.runner import split_corruption
 
     assert parse_task("tuxpaint@gaussian_noise-3") == ("tuxpaint", None)
     assert split_corruption("tuxpaint@gaussian_noise-3") == ("tuxpaint", ("gaussian_noise", 3))
     assert split_corruption("fashion-mnist-300") == ("fashion-mnist-300", None)
-    with pytest.raises(ValueError, match="only a whole set"):
-        split_corruption("fashion-mnist-300@contrast-3")
+    assert split_corruption("fashion-mnist-300@contrast-3") == ("fashion-mnist-300", ("contrast", 3))
+    with pytest.raises(ValueError, match="Unknown task"):
+        split_corruption("imagenet-300@contrast-3")
     for bad in ("tuxpaint@fog-3", "tuxpaint@contrast-6", "tuxpaint@contrast"):
         with pytest.raises(ValueError, match="Unknown corruption"):
             split_corruption(bad)
@@ -97,13 +98,50 @@ def test_a_corrupted_task_is_written_once_into_the_cache(digits_dir, tmp_path, m
     assert runner.task_folder("tuxpaint@contrast-5") == folder
     assert runner.task_folder("digits") == source
 
-    def beaten(source, partial, kind, severity):  # another process renames its copy meanwhile
-        write(source, partial, kind, severity)
+    def beaten(source, partial, kind, severity, seed=0):  # another process renames its copy meanwhile
+        write(source, partial, kind, severity, seed=seed)
         write(source, cache_dir("datasets-corrupted") / "tuxpaint@contrast-4", kind, severity)
 
     monkeypatch.setattr(corruptions, "write_corrupted", beaten)
     assert runner.task_folder("tuxpaint@contrast-4") == cache_dir("datasets-corrupted") / "tuxpaint@contrast-4"
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_corrupted_subset_is_judged_on_held_out_images_corrupted_alike(digits_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import advisor.examples
+    from advisor.cache import cache_dir
+    from benchmarks.advice_quality import corruptions, runner
+
+    def class_folders(name, count):
+        folder = tmp_path / name
+        for label in ("0", "1"):
+            (folder / label).mkdir(parents=True)
+            for path in sorted((digits_dir / label).iterdir())[:count]:
+                shutil.copy(path, folder / label / path.name)
+        return folder
+
+    subset, rest = class_folders("subset", 2), class_folders("rest", 3)
+    monkeypatch.setattr(advisor.examples, "write_dataset", lambda name, n=None: subset)
+    monkeypatch.setattr(advisor.examples, "write_heldout", lambda name, n, size: rest)
+    seeds = []
+    write = corruptions.write_corrupted
+    monkeypatch.setattr(corruptions, "write_corrupted",
+                        lambda *args, seed=0: seeds.append(seed) or write(*args, seed=seed))
+    folder = runner.task_folder("digits-4@gaussian_noise-5")
+    heldout = runner.heldout_for("digits-4@gaussian_noise-5", 6, ["0", "1"])
+    assert folder == cache_dir("datasets-corrupted") / "digits-4@gaussian_noise-5"
+    assert heldout.folder == cache_dir("datasets-corrupted") / "digits-4@gaussian_noise-5-heldout6"
+    assert heldout.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert seeds == [0, runner.HELDOUT_NOISE_SEED]  # the held-out images draw other noise
+    from PIL import Image
+
+    with Image.open(heldout.paths[0]) as image:
+        assert image.size == (224, 224)
+        # severity 5 adds noise of std 0.38 (clipped): a clean digit's flat background is gone
+        assert np.asarray(image, float)[:20, :20].std() > 20
+    assert runner.heldout_for("digits-4", 6, ["0", "1"]).folder == rest  # the clean task: clean images
 
 
 def test_score_row_counts_hyperparameters_in_regret_and_the_regime_in_hit():
